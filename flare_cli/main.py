@@ -1,0 +1,43 @@
+"""The `flare` command: the operator's entry point to Flare+."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from importlib import import_module
+
+from shared.logging import configure_logging
+from shared.settings import ConfigError
+
+# Each module registers its own sub-commands; a service's commands live beside its concerns.
+COMMAND_MODULES = [
+    "flare_cli.commands.stack",
+    "flare_cli.commands.config",
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="flare", description="Flare+ solar-flare forecasting: operator commands")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    subcommands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        import_module(name).register(subcommands)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    configure_logging("cli", json_lines=False, level="debug" if args.verbose else "warning")
+    try:
+        return int(args.handler(args) or 0)
+    except ConfigError as exc:
+        print(f"flare: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("flare: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,91 @@
+"""PostgreSQL access: connection pools and versioned migrations applied at start."""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+from typing import Any
+
+import asyncpg
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
+
+from shared.logging import get_logger
+
+log = get_logger(__name__)
+_MIGRATION_LOCK = 0x464C415245  # "FLARE": one migrator at a time across services
+
+
+def migrations() -> list[tuple[int, str, str]]:
+    """(version, name, sql) of every migration shipped in shared/migrations, in order."""
+    found = []
+    for entry in resources.files("shared").joinpath("migrations").iterdir():
+        if entry.name.endswith(".sql"):
+            version = int(entry.name.split("_", 1)[0])
+            found.append((version, entry.name, entry.read_text()))
+    return sorted(found)
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+    await conn.set_type_codec("json", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+
+
+async def connect(dsn: str, *, timeout_seconds: float = 60.0) -> asyncpg.Connection:
+    """One connection, retried while the server is starting or restarting."""
+    async for attempt in AsyncRetrying(
+        retry=retry_if_exception_type((OSError, asyncpg.CannotConnectNowError, asyncpg.PostgresConnectionError)),
+        wait=wait_exponential(multiplier=0.2, max=5),
+        stop=stop_after_delay(timeout_seconds),
+        reraise=True,
+    ):
+        with attempt:
+            conn = await asyncpg.connect(dsn)
+    await _init_connection(conn)
+    return conn
+
+
+async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 5, timeout_seconds: float = 60.0) -> asyncpg.Pool:
+    async for attempt in AsyncRetrying(
+        retry=retry_if_exception_type((OSError, asyncpg.CannotConnectNowError, asyncpg.PostgresConnectionError)),
+        wait=wait_exponential(multiplier=0.2, max=5),
+        stop=stop_after_delay(timeout_seconds),
+        reraise=True,
+    ):
+        with attempt:
+            pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size, init=_init_connection)
+    return pool
+
+
+async def migrate(conn: asyncpg.Connection) -> list[str]:
+    """Apply the migrations not yet applied; return their names. Running it again applies nothing."""
+    applied_now: list[str] = []
+    await conn.execute("SELECT pg_advisory_lock($1)", _MIGRATION_LOCK)
+    try:
+        await conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations ("
+            " version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        done = {row["version"] for row in await conn.fetch("SELECT version FROM schema_migrations")}
+        for version, name, sql in migrations():
+            if version in done:
+                continue
+            async with conn.transaction():
+                await conn.execute(sql)
+                await conn.execute("INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", version, name)
+            applied_now.append(name)
+            log.info("db.migration_applied", migration=name)
+    finally:
+        await conn.execute("SELECT pg_advisory_unlock($1)", _MIGRATION_LOCK)
+    return applied_now
+
+
+async def migrate_dsn(dsn: str) -> list[str]:
+    conn = await connect(dsn)
+    try:
+        return await migrate(conn)
+    finally:
+        await conn.close()
+
+
+def record_to_dict(record: asyncpg.Record | None) -> dict[str, Any] | None:
+    return dict(record) if record is not None else None

@@ -1,0 +1,219 @@
+"""Kafka helpers: JSON serde with the message schemas, dead-lettering, typed producers and consumers.
+
+A record that fails to decode or validate never stops a consumer: it is wrapped in `DeadLettered` with the
+reason and published to the dead-letter topic, and the consumer moves on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, AsyncIterator, Iterable, Sequence
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
+from pydantic import ValidationError
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
+
+from shared import messages as m
+from shared.logging import get_logger
+from shared.topics import TopicSpec
+
+CORRELATION_HEADER = "correlation_id"
+TYPE_HEADER = "message_type"
+log = get_logger(__name__)
+
+
+class Rejected(Exception):
+    """A record that cannot be accepted; the message says why."""
+
+
+def encode(message: m.Message) -> tuple[bytes, bytes, list[tuple[str, bytes]]]:
+    """Value, key and headers for one message."""
+    headers = [(TYPE_HEADER, message.type.encode())]
+    if message.correlation_id:
+        headers.append((CORRELATION_HEADER, message.correlation_id.encode()))
+    return message.model_dump_json().encode(), message.key.encode(), headers
+
+
+def decode(spec: TopicSpec, raw: bytes | None, headers: Sequence[tuple[str, bytes]] = ()) -> m.Message:
+    """Parse and validate a record of `spec`'s topic; raise `Rejected` with a readable reason otherwise."""
+    if raw is None:
+        raise Rejected("empty value (tombstone) where a message was expected")
+    try:
+        payload = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise Rejected(f"not JSON: {exc}") from exc
+    if not isinstance(payload, dict):
+        raise Rejected(f"expected a JSON object, got {type(payload).__name__}")
+    header_cid = dict(headers).get(CORRELATION_HEADER)
+    if header_cid and not payload.get("correlation_id"):
+        payload["correlation_id"] = header_cid.decode(errors="replace")
+    try:
+        return spec.adapter.validate_python(payload)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or '<message>'}: {err['msg']}" for err in exc.errors()[:5]
+        )
+        raise Rejected(f"does not match {'/'.join(t.__name__ for t in spec.value_types)}: {problems}") from exc
+
+
+def dead_letter_for(
+    service: str, topic: str, raw: bytes | None, reason: str, *, partition: int | None = None,
+    offset: int | None = None, correlation_id: str | None = None,
+) -> m.DeadLettered:
+    text = (raw or b"").decode("utf-8", errors="replace")
+    return m.DeadLettered(
+        message_id=m.stable_id("dead-letter", service, topic, partition, offset, text),
+        event_time=datetime.now(timezone.utc),
+        correlation_id=correlation_id,
+        service=service,
+        source_topic=topic,
+        partition=partition,
+        offset=offset,
+        reason=reason,
+        raw_value=text[:100_000],
+    )
+
+
+async def _retry_connect(start, what: str, timeout_seconds: float = 60.0) -> None:
+    """Brokers restart and start slowly; keep trying with backoff instead of failing at the first refusal."""
+    async for attempt in AsyncRetrying(
+        retry=retry_if_exception_type((KafkaConnectionError, OSError)),
+        wait=wait_exponential(multiplier=0.2, max=5),
+        stop=stop_after_delay(timeout_seconds),
+        reraise=True,
+    ):
+        with attempt:
+            await start()
+    log.debug("kafka.connected", client=what)
+
+
+class Publisher:
+    """An aiokafka producer that speaks messages."""
+
+    def __init__(self, bootstrap_servers: str, *, linger_ms: int = 5):
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=bootstrap_servers, linger_ms=linger_ms, acks="all", enable_idempotence=False,
+            max_batch_size=512 * 1024,
+        )
+
+    async def start(self) -> None:
+        await _retry_connect(self._producer.start, "producer")
+
+    async def stop(self) -> None:
+        await self._producer.stop()
+
+    async def __aenter__(self) -> "Publisher":
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.stop()
+
+    async def publish(self, topic: str, message: m.Message) -> None:
+        value, key, headers = encode(message)
+        await self._producer.send_and_wait(topic, value, key=key, headers=headers)
+
+    async def publish_many(self, topic: str, messages: Iterable[m.Message]) -> int:
+        """Send in order without waiting per record; return once all are acknowledged."""
+        futures = []
+        for message in messages:
+            value, key, headers = encode(message)
+            futures.append(await self._producer.send(topic, value, key=key, headers=headers))
+        if futures:
+            await asyncio.gather(*futures)
+        return len(futures)
+
+
+@dataclass(frozen=True)
+class Received:
+    message: m.Message
+    topic: str
+    partition: int
+    offset: int
+
+
+class TypedConsumer:
+    """Consumes topics as typed messages; bad records go to the dead-letter topic and consumption goes on."""
+
+    def __init__(
+        self, bootstrap_servers: str, specs: Sequence[TopicSpec], *, group_id: str | None, service: str,
+        dead_letter_topic: str, publisher: Publisher, from_beginning: bool = True,
+    ):
+        self._specs = {spec.name: spec for spec in specs}
+        self._service = service
+        self._dead_letter_topic = dead_letter_topic
+        self._publisher = publisher
+        self.rejected = 0
+        self._consumer = AIOKafkaConsumer(
+            *self._specs,
+            bootstrap_servers=bootstrap_servers,
+            group_id=group_id,
+            auto_offset_reset="earliest" if from_beginning else "latest",
+            enable_auto_commit=False,
+        )
+
+    async def start(self) -> None:
+        await _retry_connect(self._consumer.start, "consumer")
+
+    async def stop(self) -> None:
+        await self._consumer.stop()
+
+    async def commit(self) -> None:
+        await self._consumer.commit()
+
+    async def batches(self, timeout_ms: int = 500, max_records: int = 2000) -> AsyncIterator[list[Received]]:
+        """Yield lists of accepted messages in partition order; an empty list when nothing arrived in time."""
+        while True:
+            polled = await self._consumer.getmany(timeout_ms=timeout_ms, max_records=max_records)
+            accepted: list[Received] = []
+            for records in polled.values():
+                for record in records:
+                    received = await self._accept(record)
+                    if received is not None:
+                        accepted.append(received)
+            yield accepted
+
+    async def _accept(self, record) -> Received | None:
+        spec = self._specs[record.topic]
+        try:
+            message = decode(spec, record.value, record.headers)
+        except Rejected as exc:
+            self.rejected += 1
+            cid = dict(record.headers).get(CORRELATION_HEADER)
+            dead = dead_letter_for(
+                self._service, record.topic, record.value, str(exc), partition=record.partition,
+                offset=record.offset, correlation_id=cid.decode(errors="replace") if cid else None,
+            )
+            log.warning("message.rejected", topic=record.topic, offset=record.offset, reason=str(exc))
+            await self._publisher.publish(self._dead_letter_topic, dead)
+            return None
+        return Received(message, record.topic, record.partition, record.offset)
+
+
+async def ensure_topics(bootstrap_servers: str, specs: Iterable[TopicSpec]) -> list[str]:
+    """Create the topics that do not exist yet; return the names created. Safe to run again."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
+    await _retry_connect(admin.start, "admin")
+    try:
+        existing = set(await admin.list_topics())
+        missing = [spec for spec in specs if spec.name not in existing]
+        if missing:
+            new = [
+                NewTopic(
+                    spec.name, spec.partitions, 1,
+                    topic_configs={"cleanup.policy": spec.cleanup_policy, **spec.config},
+                )
+                for spec in missing
+            ]
+            try:
+                await admin.create_topics(new)
+            except TopicAlreadyExistsError:
+                pass
+        return [spec.name for spec in missing]
+    finally:
+        await admin.close()

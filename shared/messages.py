@@ -1,0 +1,233 @@
+"""The messages that cross Kafka topics: frozen, versioned, each with a stable id.
+
+A message is named for what happened (`FluxObserved`) or what is asked (`RetrainRequested`). Its
+`message_id` is derived from what makes it unique (for example satellite and time tag), so a replay or a
+redelivery of the same fact carries the same id and every sink can upsert on it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timezone
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, field_validator
+
+FlareClass = Literal["A", "B", "C", "M", "X"]
+TargetClass = Literal["C", "M", "X"]
+OutcomeClass = Literal["none", "C", "M", "X"]
+# SWPC-scaled GOES-13/15 flux and true-flux GOES-16+ are never compared under one threshold silently.
+ScalingEra = Literal["swpc_scaled", "true_flux"]
+
+_ID_NAMESPACE = uuid.UUID("6f1c2b1e-6b0a-4d0f-9a51-4a1e0f1a2e00")
+
+
+def stable_id(*parts: Any) -> str:
+    """A deterministic id from the parts that make a fact unique."""
+    return str(uuid.uuid5(_ID_NAMESPACE, "|".join(str(p) for p in parts)))
+
+
+def utc(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        return value.replace(tzinfo=timezone.utc)
+    return value.astimezone(timezone.utc)
+
+
+class Message(BaseModel):
+    """Common envelope. `event_time` is the observation time the message speaks about, never wall-clock."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    type: str
+    schema_version: int = 1
+    message_id: str
+    event_time: AwareDatetime
+    correlation_id: str | None = None
+
+    @field_validator("event_time")
+    @classmethod
+    def _as_utc(cls, value: datetime) -> datetime:
+        return utc(value)
+
+    @property
+    def key(self) -> str:
+        """Kafka key: the message id unless a subclass partitions by something else."""
+        return self.message_id
+
+
+class FluxObserved(Message):
+    """One minute (or hour) of GOES XRS flux from one satellite. Missing bands are None, never fill values."""
+
+    type: Literal["FluxObserved"] = "FluxObserved"
+    satellite: str
+    cadence_seconds: int = Field(gt=0)
+    scaling_era: ScalingEra
+    xrsa_flux: float | None = Field(None, ge=0)
+    xrsb_flux: float | None = Field(None, ge=0)
+    quality: str = "good"
+    source: str
+    is_correction: bool = False
+
+    @property
+    def key(self) -> str:
+        return self.satellite
+
+
+class FlareObserved(Message):
+    """A flare, detected from the flux or read from a NOAA catalogue; `event_time` is its peak."""
+
+    type: Literal["FlareObserved"] = "FlareObserved"
+    start_time: AwareDatetime
+    peak_time: AwareDatetime
+    end_time: AwareDatetime | None = None
+    goes_class: str = Field(pattern=r"^[ABCMX]\d+(\.\d+)?$")
+    class_letter: FlareClass
+    peak_flux: float = Field(gt=0)
+    source: str
+    satellite: str | None = None
+    scaling_era: ScalingEra = "swpc_scaled"
+    noaa_region: str | None = None
+
+
+class SurvivalForecast(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    target_class: TargetClass
+    probability_distribution: dict[str, float]
+    time_points_hours: list[float]
+    survival_probabilities: list[float]
+    hazard_score: float
+    probability_within_24h: float
+
+
+class ForecastIssued(Message):
+    """A forecast issued at `event_time` from the data available then."""
+
+    type: Literal["ForecastIssued"] = "ForecastIssued"
+    model_version: str
+    status: Literal["ok", "insufficient_data"] = "ok"
+    reason: str | None = None
+    shadow: bool = False
+    horizon_hours: int = 168
+    survival: dict[str, SurvivalForecast] = {}
+    class_probabilities: dict[str, float] = {}
+    predicted_class: OutcomeClass | None = None
+    inputs_until: AwareDatetime | None = None
+
+
+class ForecastResolved(Message):
+    """What happened after a forecast: the largest flare in its 24 h window and the time to the first of each class."""
+
+    type: Literal["ForecastResolved"] = "ForecastResolved"
+    forecast_id: str
+    model_version: str
+    shadow: bool = False
+    scorable: bool
+    reason: str | None = None
+    actual_class: OutcomeClass | None = None
+    hours_to_first: dict[str, float | None] = {}
+
+
+class MetricsUpdated(Message):
+    type: Literal["MetricsUpdated"] = "MetricsUpdated"
+    model_version: str
+    shadow: bool = False
+    window: str
+    scored_count: int = Field(ge=0)
+    metrics: dict[str, float | None]
+    reliability: list[dict[str, float | int | None]] = []
+
+
+class MetricDrift(Message):
+    type: Literal["MetricDrift"] = "MetricDrift"
+    model_version: str
+    metric: str
+    value: float
+    baseline: float | None = None
+    threshold: float
+    window: str
+
+
+class XClassFlareObserved(Message):
+    type: Literal["XClassFlareObserved"] = "XClassFlareObserved"
+    flare_id: str
+    goes_class: str
+    peak_time: AwareDatetime
+
+
+class RetrainRequested(Message):
+    type: Literal["RetrainRequested"] = "RetrainRequested"
+    target_class: TargetClass | Literal["all"] = "all"
+    reason: str
+    requested_by: str
+    evidence: dict[str, Any] = {}
+    train_until: AwareDatetime | None = None
+
+
+class ModelTrained(Message):
+    type: Literal["ModelTrained"] = "ModelTrained"
+    version: str
+    request_id: str | None = None
+    artifacts: dict[str, str]
+    evidence: dict[str, Any]
+
+
+class TrainingFailed(Message):
+    type: Literal["TrainingFailed"] = "TrainingFailed"
+    request_id: str | None = None
+    reason: str
+
+
+class ModelPromoted(Message):
+    type: Literal["ModelPromoted"] = "ModelPromoted"
+    version: str
+    previous_version: str | None = None
+    actor: str
+    reason: str
+
+
+class ModelRolledBack(Message):
+    type: Literal["ModelRolledBack"] = "ModelRolledBack"
+    version: str
+    from_version: str
+    actor: str
+    reason: str
+
+
+class ChallengerChanged(Message):
+    type: Literal["ChallengerChanged"] = "ChallengerChanged"
+    version: str | None
+    actor: str
+    reason: str
+
+
+class DeadLettered(Message):
+    """A message a service could not accept, with the reason and enough to find or replay the original."""
+
+    type: Literal["DeadLettered"] = "DeadLettered"
+    service: str
+    source_topic: str
+    partition: int | None = None
+    offset: int | None = None
+    reason: str
+    raw_value: str
+
+
+Alert = Annotated[Union[MetricDrift, XClassFlareObserved], Field(discriminator="type")]
+Lifecycle = Annotated[
+    Union[ModelTrained, TrainingFailed, ModelPromoted, ModelRolledBack, ChallengerChanged],
+    Field(discriminator="type"),
+]
+
+ALL_MESSAGE_TYPES: tuple[type[Message], ...] = (
+    FluxObserved, FlareObserved, ForecastIssued, ForecastResolved, MetricsUpdated, MetricDrift,
+    XClassFlareObserved, RetrainRequested, ModelTrained, TrainingFailed, ModelPromoted, ModelRolledBack,
+    ChallengerChanged, DeadLettered,
+)
+
+
+def adapter_for(*models: type[Message]) -> TypeAdapter:
+    """A validator accepting any of `models`, chosen by their `type` field."""
+    if len(models) == 1:
+        return TypeAdapter(models[0])
+    return TypeAdapter(Annotated[Union[models], Field(discriminator="type")])  # type: ignore[valid-type]

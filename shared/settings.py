@@ -1,0 +1,227 @@
+"""One settings model for every service, read from the environment, `.env` and `config.yaml`.
+
+Precedence (highest first): environment variables, `.env`, `config.yaml`, defaults. A wrong value is
+reported as a `ConfigError` naming the file, the field and what was expected.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from shared.paths import project_root
+
+
+class ConfigError(Exception):
+    """A configuration file or variable holds a value the settings cannot accept."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class IngestionSettings(_Section):
+    swpc_base_url: str = "https://services.swpc.noaa.gov/json/goes/primary/"
+    swpc_feeds: list[str] = ["xrays-6-hour.json"]
+    poll_interval_seconds: float = Field(60.0, gt=0)
+    http_timeout_seconds: float = Field(10.0, gt=0)
+    http_retries: int = Field(4, ge=0)
+    retry_backoff_seconds: float = Field(2.0, ge=0)
+    cache_expiry_seconds: float = Field(3600.0, gt=0)
+    max_flux_w_m2: float = Field(1e-2, gt=0, description="flux above this is physically absurd for XRS and rejected")
+
+
+class FeatureSettings(_Section):
+    flux_windows_hours: list[int] = [1, 6, 24, 72]
+    flare_count_days: list[int] = [1, 3, 7, 27]
+    max_staleness_minutes: int = Field(180, gt=0, description="no forecast from flux older than this")
+    min_coverage: float = Field(0.5, gt=0, le=1, description="fraction of the last 24 h that must hold flux")
+
+
+class ModelSettings(_Section):
+    horizon_hours: int = Field(168, gt=0)
+    time_bucket_edges_hours: list[int] = [0, 6, 12, 24, 48, 72, 96, 120, 168]
+    survival_estimators: list[Literal["coxph", "rsf", "gbsa"]] = ["coxph", "gbsa"]
+    rsf_n_estimators: int = Field(100, gt=0)
+    rsf_min_samples_leaf: int = Field(20, gt=0)
+    gbsa_n_estimators: int = Field(150, gt=0)
+    gbsa_learning_rate: float = Field(0.1, gt=0)
+    coxph_alpha: float = Field(0.1, ge=0)
+    min_history_days: int = Field(182, gt=0, description="refuse to train on less than this much history")
+    validation_fraction: float = Field(0.2, gt=0, lt=1)
+    random_state: int = 0
+
+    @field_validator("time_bucket_edges_hours")
+    @classmethod
+    def _edges_increase_from_zero(cls, edges: list[int]) -> list[int]:
+        if len(edges) < 2 or edges[0] != 0 or any(b <= a for a, b in zip(edges, edges[1:])):
+            raise ValueError("must start at 0 and strictly increase, e.g. [0, 6, 12, 24]")
+        return edges
+
+
+class ThresholdSettings(_Section):
+    drift_brier_rise: float = Field(0.10, gt=0, description="retrain when Brier rises more than this fraction")
+    min_precision: float = Field(0.5, ge=0, le=1)
+    min_recall: float = Field(0.5, ge=0, le=1)
+    min_scored_before_alert: int = Field(50, ge=1)
+    backtest_min_f1: float = Field(0.4, ge=0, le=1)
+    backtest_min_precision: float = Field(0.3, ge=0, le=1)
+    backtest_max_brier: float = Field(0.3, ge=0, le=1)
+    min_c_index: float = Field(0.5, ge=0, le=1)
+    api_timeout_seconds: float = Field(10.0, gt=0)
+    min_free_disk_gb: float = Field(1.0, ge=0)
+
+
+class TopicSettings(_Section):
+    flux: str = "xrs.flux"
+    flares: str = "flares"
+    forecasts: str = "forecasts"
+    outcomes: str = "forecast.outcomes"
+    metrics: str = "metrics"
+    alerts: str = "alerts"
+    retrain_requests: str = "model.retrain-requests"
+    lifecycle: str = "model.lifecycle"
+    dead_letters: str = "dead-letters"
+
+
+class PredictorSettings(_Section):
+    cadence_minutes: int = Field(60, gt=0)
+
+
+class GatekeeperSettings(_Section):
+    promotion_policy: Literal["auto", "approval"] = "auto"
+    retrain_cooldown_hours: float = Field(24.0, ge=0)
+    monitoring_window_hours: float = Field(48.0, gt=0)
+    rollback_margin: float = Field(0.05, ge=0)
+    keep_models: int = Field(3, ge=1)
+    archive_retention_days: int = Field(90, ge=1)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=None,
+        env_nested_delimiter="__",
+        extra="ignore",
+        frozen=True,
+    )
+
+    kafka_bootstrap_servers: str | None = None
+    database_url: SecretStr | None = None
+    db_host: str | None = None
+    db_port: int = 5432
+    db_name: str = "flare"
+    db_user: str = "flare"
+    db_password: SecretStr | None = None
+
+    state_dir: Path = Path("var")
+    model_path: Path = Path("models")
+    data_dir: Path = Path("../shared/data")
+    bind_host: str = "127.0.0.1"
+    api_port: int = Field(5001, ge=1, le=65535)
+    evaluator_port: int = Field(5002, ge=1, le=65535)
+    gatekeeper_port: int = Field(5003, ge=1, le=65535)
+    ui_port: int = Field(7860, ge=1, le=65535)
+    api_keys: list[SecretStr] = []
+    operator_tokens: list[SecretStr] = []
+    viewer_tokens: list[SecretStr] = []
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    ingestion: IngestionSettings = IngestionSettings()
+    features: FeatureSettings = FeatureSettings()
+    model: ModelSettings = ModelSettings()
+    thresholds: ThresholdSettings = ThresholdSettings()
+    topics: TopicSettings = TopicSettings()
+    predictor: PredictorSettings = PredictorSettings()
+    gatekeeper: GatekeeperSettings = GatekeeperSettings()
+
+    @model_validator(mode="after")
+    def _anchor_relative_paths(self) -> "Settings":
+        root = project_root()
+        for name in ("state_dir", "model_path", "data_dir"):
+            value: Path = getattr(self, name)
+            if not value.is_absolute():
+                object.__setattr__(self, name, (root / value).resolve())
+        return self
+
+    @property
+    def database_dsn(self) -> str | None:
+        """The configured PostgreSQL URL, from DATABASE_URL or the DB_* variables; None means embedded."""
+        if self.database_url is not None:
+            return self.database_url.get_secret_value()
+        if self.db_host:
+            password = self.db_password.get_secret_value() if self.db_password else ""
+            return f"postgresql://{self.db_user}:{password}@{self.db_host}:{self.db_port}/{self.db_name}"
+        return None
+
+
+def config_paths() -> tuple[Path, Path]:
+    root = project_root()
+    config = Path(os.environ.get("FLARE_CONFIG", root / "config.yaml"))
+    env = Path(os.environ.get("FLARE_ENV_FILE", root / ".env"))
+    return config, env
+
+
+def read_config_yaml(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        return {}
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path.name}: not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path.name}: expected a mapping of settings at the top level, got {type(data).__name__}")
+    return data
+
+
+class _YamlSource(PydanticBaseSettingsSource):
+    def __init__(self, settings_cls: type[BaseSettings], data: dict[str, Any]):
+        super().__init__(settings_cls)
+        self._data = data
+
+    def get_field_value(self, field, field_name):  # pragma: no cover - __call__ is used instead
+        return self._data.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return self._data
+
+
+def _describe(error: dict[str, Any], yaml_data: dict[str, Any], config: Path, env: Path) -> str:
+    location = ".".join(str(part) for part in error["loc"])
+    top = str(error["loc"][0]) if error["loc"] else ""
+    env_name = "__".join(str(part) for part in error["loc"]).upper()
+    if top in yaml_data and env_name not in os.environ:
+        origin = config.name
+    else:
+        origin = f"{env.name} or environment variable {env_name}"
+    got = error.get("input")
+    got_text = "" if isinstance(got, dict) else f" (got {got!r})"
+    return f"{origin}: field '{location}': {error['msg']}{got_text}"
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read and validate the settings; raise ConfigError naming the file and field of each wrong value."""
+    config, env = config_paths()
+    yaml_data = read_config_yaml(config)
+
+    class _FileSettings(Settings):
+        @classmethod
+        def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings):
+            return (init_settings, env_settings, dotenv_settings, _YamlSource(settings_cls, yaml_data))
+
+    try:
+        settings = _FileSettings(_env_file=env if env.exists() else None, **overrides)
+    except ValidationError as exc:
+        details = "\n".join(_describe(err, yaml_data, config, env) for err in exc.errors())
+        raise ConfigError(f"invalid configuration:\n{details}") from exc
+    return Settings.model_construct(**{name: getattr(settings, name) for name in Settings.model_fields})
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return load_settings()
