@@ -1,0 +1,74 @@
+"""faust-streaming helpers: one way to build a service's app and to accept records or dead-letter them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import faust
+
+from shared import messages as m
+from shared.kafka import CORRELATION_HEADER, Rejected, dead_letter_for, decode, encode
+from shared.logging import get_logger
+from shared.settings import Settings
+from shared.topics import TopicSpec
+
+log = get_logger(__name__)
+
+
+def make_app(service: str, settings: Settings, bootstrap_servers: str, **options: Any) -> faust.App:
+    """A faust app for one service. Tables are in memory and rebuilt from their changelog topics; durable
+    state lives in PostgreSQL."""
+    datadir = settings.state_dir / "faust" / service
+    datadir.parent.mkdir(parents=True, exist_ok=True)
+    return faust.App(
+        f"flare-{service}",
+        broker=f"kafka://{bootstrap_servers}",
+        store="memory://",
+        web_enabled=False,
+        topic_partitions=1,
+        topic_replication_factor=1,
+        topic_allow_declare=True,
+        datadir=str(datadir),
+        consumer_auto_offset_reset="earliest",
+        **options,
+    )
+
+
+def raw_topic(app: faust.App, spec: TopicSpec) -> faust.TopicT:
+    """The topic with raw bytes values: decoding is ours, so a bad record is dead-lettered, not fatal."""
+    return app.topic(spec.name, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
+
+
+def _headers(event: faust.EventT) -> list[tuple[str, bytes]]:
+    headers = event.message.headers or []
+    return list(headers.items()) if isinstance(headers, dict) else list(headers)
+
+
+class Acceptor:
+    """Turns a faust event into a typed message, or publishes it to the dead-letter topic with the reason."""
+
+    def __init__(self, app: faust.App, service: str, spec: TopicSpec, dead_letter_spec: TopicSpec):
+        self.service = service
+        self.spec = spec
+        self.dead_letters = raw_topic(app, dead_letter_spec)
+        self.rejected = 0
+
+    async def accept(self, event: faust.EventT) -> m.Message | None:
+        headers = _headers(event)
+        try:
+            return decode(self.spec, event.value, headers)
+        except Rejected as exc:
+            self.rejected += 1
+            cid = dict(headers).get(CORRELATION_HEADER)
+            dead = dead_letter_for(
+                self.service, event.message.topic, event.value, str(exc), partition=event.message.partition,
+                offset=event.message.offset, correlation_id=cid.decode(errors="replace") if cid else None,
+            )
+            log.warning("message.rejected", topic=event.message.topic, offset=event.message.offset, reason=str(exc))
+            await send(self.dead_letters, dead)
+            return None
+
+
+async def send(topic: faust.TopicT, message: m.Message) -> None:
+    value, key, headers = encode(message)
+    await topic.send(key=key, value=value, headers=headers)
