@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from flare_cli import context
+from flare_cli import context, launcher
 from shared import infra
 from shared.db import migrate_dsn
 from shared.kafka import ensure_topics
@@ -18,7 +18,8 @@ from shared.topics import topic_registry
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    up = sub.add_parser("up", help="start the broker and database (embedded unless configured) and prepare them")
+    up = sub.add_parser("up", help="start the broker and database (embedded unless configured), prepare them, start the services")
+    up.add_argument("--infra-only", action="store_true", help="only the broker and database, no services")
     up.set_defaults(handler=cmd_up)
 
     down = sub.add_parser("down", help="stop everything `flare up` started; data in PostgreSQL is kept")
@@ -58,17 +59,18 @@ def cmd_up(args: argparse.Namespace) -> int:
     print(f"database  {_redact(endpoints.database_url)}{' (embedded)' if endpoints.embedded_database else ''}")
     print(f"migrations applied now: {', '.join(applied) or 'none (up to date)'}")
     print(f"topics created now: {', '.join(created) or 'none (all exist)'}")
+    if not args.infra_only:
+        settings = context.settings()
+        for name in launcher.available_services():
+            record = launcher.start_service(settings, endpoints, name)
+            print(f"service   {name:<11} pid {record['pid']}, log {record['log']}")
     return 0
 
 
 def cmd_down(args: argparse.Namespace) -> int:
     settings = context.settings()
-    runtime = infra.read_runtime(settings.state_dir)
-    for name, record in sorted((runtime.get("services") or {}).items()):
-        if infra.process_alive(record.get("pid")):
-            infra.terminate(record["pid"])
-            print(f"stopped {name}")
-    infra.update_runtime(settings.state_dir, "services", None)
+    for name in launcher.stop_all_services(settings.state_dir):
+        print(f"stopped {name}")
     if infra.stop_embedded_postgres(settings.state_dir):
         print("stopped embedded PostgreSQL (data kept in", settings.state_dir / "pgdata", ")")
     if infra.stop_embedded_broker(settings.state_dir):
@@ -90,8 +92,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     else:
         rows.append(_component_row("database", runtime.get("postgres"), "postgres", "dsn"))
     for name, record in sorted((runtime.get("services") or {}).items()):
-        alive = infra.process_alive(record.get("pid"))
-        rows.append((name, "running" if alive else "stopped", f"pid {record.get('pid')}"))
+        alive = launcher.service_running(settings.state_dir, name)
+        rows.append((name, "running" if alive else "stopped", f"pid {record.get('pid')}, log {record.get('log')}"))
     for name, state, where in rows:
         print(f"{name:<12} {state:<10} {where}")
     return 0 if all(state in ("running", "configured") for _, state, _ in rows) else 1

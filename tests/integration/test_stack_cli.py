@@ -31,11 +31,11 @@ def flare(env, *args, check=True):
 
 
 def test_up_status_down_up_keeps_the_data(operator_env, tmp_path):
-    first = flare(operator_env, "up")
+    first = flare(operator_env, "up", "--infra-only")
     assert "(embedded)" in first.stdout and "0001_initial.sql" in first.stdout
     runtime = json.loads((tmp_path / "var" / "runtime.json").read_text())
 
-    again = flare(operator_env, "up")
+    again = flare(operator_env, "up", "--infra-only")
     assert "none (up to date)" in again.stdout and "none (all exist)" in again.stdout
     assert json.loads((tmp_path / "var" / "runtime.json").read_text()) == runtime, "a second up reuses what runs"
 
@@ -48,7 +48,7 @@ def test_up_status_down_up_keeps_the_data(operator_env, tmp_path):
     stopped = flare(operator_env, "status", check=False)
     assert stopped.returncode == 1 and stopped.stdout.count("stopped") == 2
 
-    flare(operator_env, "up")
+    flare(operator_env, "up", "--infra-only")
     count = flare(operator_env, "db-shell", "-tAc", "select count(*) from flare_ingestion_log where run_id = 'run-1'")
     assert count.stdout.strip() == "1"
 
@@ -65,7 +65,7 @@ def test_check_config_names_the_broken_field(operator_env, tmp_path):
 
 def test_check_config_passes_on_a_running_system(operator_env, tmp_path):
     (tmp_path / ".env").write_text((PROJECT_ROOT / "deploy" / "env.example").read_text())
-    flare(operator_env, "up")
+    flare(operator_env, "up", "--infra-only")
     result = flare(operator_env, "check-config", check=False)
     assert result.returncode == 0, result.stdout
     assert "PASS  database" in result.stdout and "PASS  disk" in result.stdout
