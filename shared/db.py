@@ -30,8 +30,8 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
     await conn.set_type_codec("json", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
 
 
-async def connect(dsn: str, *, timeout_seconds: float = 60.0) -> asyncpg.Connection:
-    """One connection, retried while the server is starting or restarting."""
+async def _retrying(open_, timeout_seconds: float):
+    """Open a connection or pool, retrying while the server is starting or restarting."""
     async for attempt in AsyncRetrying(
         retry=retry_if_exception_type((OSError, asyncpg.CannotConnectNowError, asyncpg.PostgresConnectionError)),
         wait=wait_exponential(multiplier=0.2, max=5),
@@ -39,21 +39,19 @@ async def connect(dsn: str, *, timeout_seconds: float = 60.0) -> asyncpg.Connect
         reraise=True,
     ):
         with attempt:
-            conn = await asyncpg.connect(dsn)
+            return await open_()
+
+
+async def connect(dsn: str, *, timeout_seconds: float = 60.0) -> asyncpg.Connection:
+    conn = await _retrying(lambda: asyncpg.connect(dsn), timeout_seconds)
     await _init_connection(conn)
     return conn
 
 
 async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 5, timeout_seconds: float = 60.0) -> asyncpg.Pool:
-    async for attempt in AsyncRetrying(
-        retry=retry_if_exception_type((OSError, asyncpg.CannotConnectNowError, asyncpg.PostgresConnectionError)),
-        wait=wait_exponential(multiplier=0.2, max=5),
-        stop=stop_after_delay(timeout_seconds),
-        reraise=True,
-    ):
-        with attempt:
-            pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size, init=_init_connection)
-    return pool
+    return await _retrying(
+        lambda: asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size, init=_init_connection), timeout_seconds
+    )
 
 
 async def migrate(conn: asyncpg.Connection) -> list[str]:
