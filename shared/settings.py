@@ -101,6 +101,11 @@ class GatekeeperSettings(_Section):
     rollback_margin: float = Field(0.05, ge=0)
     keep_models: int = Field(3, ge=1)
     archive_retention_days: int = Field(90, ge=1)
+    retrain_timeout_hours: float = Field(
+        6.0, gt=0, description="a retrain request unanswered this long (wall clock) no longer blocks new ones")
+    rollback_min_scored: int = Field(
+        12, ge=1, description="scored forecasts a new champion needs before its live metrics can roll it back")
+    retention_interval_hours: float = Field(24.0, gt=0, description="how often the registry's retention runs")
 
 
 class Settings(BaseSettings):
