@@ -92,6 +92,7 @@ class TopicSettings(_Section):
 
 class PredictorSettings(_Section):
     cadence_minutes: int = Field(60, gt=0)
+    rate_limit_per_minute: int = Field(120, gt=0, description="prediction requests per API key per minute")
 
 
 class GatekeeperSettings(_Section):
