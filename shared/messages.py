@@ -135,7 +135,7 @@ class MetricsUpdated(Message):
     window: str
     scored_count: int = Field(ge=0)
     metrics: dict[str, float | None]
-    reliability: list[dict[str, float | int | None]] = []
+    reliability: list[dict[str, float | int | str | None]] = []  # rows of shared.scoring.reliability_table + "target"
 
 
 class MetricDrift(Message):
