@@ -109,6 +109,24 @@ class GatekeeperSettings(_Section):
     retention_interval_hours: float = Field(24.0, gt=0, description="how often the registry's retention runs")
 
 
+class EvaluatorSettings(_Section):
+    app_name: str = Field("evaluator", description="consumer group and state namespace; a second evaluator needs its own")
+    resolution_grace_minutes: int = Field(
+        120, ge=0, description="event time to wait after a forecast's window ends for late flare reports")
+    metric_windows_days: list[int] = [7, 30]
+    reliability_bins: int = Field(10, ge=2)
+    drift_window_days: int = Field(30, gt=0, description="the rolling window drift is judged on")
+    drift_targets: list[Literal["C", "M", "X"]] = ["C"]
+    drift_clear_brier_rise: float = Field(0.05, ge=0, description="a drift episode ends when Brier is back within this")
+    drift_clear_margin: float = Field(0.05, ge=0, description="... and precision and recall are this far above the floor")
+
+    @model_validator(mode="after")
+    def _drift_window_is_a_metric_window(self) -> "EvaluatorSettings":
+        if self.drift_window_days not in self.metric_windows_days:
+            raise ValueError(f"drift_window_days ({self.drift_window_days}) must be one of metric_windows_days")
+        return self
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_file=None,
@@ -145,6 +163,7 @@ class Settings(BaseSettings):
     topics: TopicSettings = TopicSettings()
     predictor: PredictorSettings = PredictorSettings()
     gatekeeper: GatekeeperSettings = GatekeeperSettings()
+    evaluator: EvaluatorSettings = EvaluatorSettings()
 
     @model_validator(mode="after")
     def _anchor_relative_paths(self) -> "Settings":
