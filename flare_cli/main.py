@@ -13,6 +13,7 @@ from shared.settings import ConfigError
 COMMAND_MODULES = [
     "flare_cli.commands.stack",
     "flare_cli.commands.config",
+    "flare_cli.commands.ingest",
 ]
 
 

@@ -1,0 +1,47 @@
+"""The long-running live ingestor: polls the SWPC feeds of the settings until it is told to stop."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+
+from services.ingestor.live import SwpcFeedClient
+from services.ingestor.pipeline import Ingestor, run_live
+from shared import infra
+from shared.db import create_pool, migrate_dsn
+from shared.kafka import Publisher, ensure_topics
+from shared.logging import configure_logging, get_logger
+from shared.settings import get_settings
+from shared.topics import topic_registry
+
+SERVICE = "ingestor"
+log = get_logger(__name__)
+
+
+async def serve() -> None:
+    settings = get_settings()
+    endpoints = infra.resolve_endpoints(settings.kafka_bootstrap_servers, settings.database_dsn, settings.state_dir)
+    await migrate_dsn(endpoints.database_url)
+    await ensure_topics(endpoints.kafka_bootstrap_servers, topic_registry(settings).values())
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    pool = await create_pool(endpoints.database_url)
+    try:
+        async with Publisher(endpoints.kafka_bootstrap_servers) as publisher, SwpcFeedClient(
+            settings.ingestion, settings.state_dir / "cache" / "swpc"
+        ) as client:
+            log.info("ingestor.started", feeds=settings.ingestion.swpc_feeds, interval=settings.ingestion.poll_interval_seconds)
+            await run_live(
+                Ingestor(settings, pool, publisher, service=SERVICE), client, settings.ingestion.swpc_feeds,
+                interval_seconds=settings.ingestion.poll_interval_seconds, stop=stop,
+            )
+    finally:
+        await pool.close()
+        log.info("ingestor.stopped")
+
+
+def main() -> None:
+    configure_logging(SERVICE, level=get_settings().log_level)
+    asyncio.run(serve())
