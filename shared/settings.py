@@ -42,19 +42,26 @@ class FeatureSettings(_Section):
     flare_count_days: list[int] = [1, 3, 7, 27]
     max_staleness_minutes: int = Field(180, gt=0, description="no forecast from flux older than this")
     min_coverage: float = Field(0.5, gt=0, le=1, description="fraction of the last 24 h that must hold flux")
+    hours_since_cap_days: int = Field(90, gt=0, description="'hours since the last flare' saturates here")
 
 
 class ModelSettings(_Section):
     horizon_hours: int = Field(168, gt=0)
     time_bucket_edges_hours: list[int] = [0, 6, 12, 24, 48, 72, 96, 120, 168]
-    survival_estimators: list[Literal["coxph", "rsf", "gbsa"]] = ["coxph", "gbsa"]
+    survival_estimators: list[Literal["coxph", "rsf", "gbsa"]] = ["coxph", "rsf"]
     rsf_n_estimators: int = Field(100, gt=0)
-    rsf_min_samples_leaf: int = Field(20, gt=0)
+    rsf_min_samples_leaf: int = Field(50, gt=0)
+    rsf_max_depth: int = Field(8, gt=0)
+    rsf_max_samples: float = Field(0.5, gt=0, le=1, description="fraction of rows each tree sees")
     gbsa_n_estimators: int = Field(150, gt=0)
     gbsa_learning_rate: float = Field(0.1, gt=0)
     coxph_alpha: float = Field(0.1, ge=0)
     min_history_days: int = Field(182, gt=0, description="refuse to train on less than this much history")
     validation_fraction: float = Field(0.2, gt=0, lt=1)
+    censor_gap_hours: int = Field(3, gt=0, description="a flux gap this long censors the time to the next flare")
+    survival_subsample_hours: int = Field(6, gt=0, description="fit survival models on every n-th hourly issue time")
+    classifier_max_iter: int = Field(200, gt=0)
+    classifier_learning_rate: float = Field(0.05, gt=0)
     random_state: int = 0
 
     @field_validator("time_bucket_edges_hours")
