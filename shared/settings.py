@@ -100,6 +100,7 @@ class TopicSettings(_Section):
 class PredictorSettings(_Section):
     cadence_minutes: int = Field(60, gt=0)
     rate_limit_per_minute: int = Field(120, gt=0, description="prediction requests per API key per minute")
+    app_name: str = Field("predictor", description="consumer group and state namespace; a second predictor needs its own")
 
 
 class GatekeeperSettings(_Section):
