@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
+from typing import Iterator
 
 import uvicorn
 
@@ -33,16 +35,28 @@ async def consume(consumer: TypedConsumer, hub: Hub) -> None:
         hub.push_changes(force=not batch)
 
 
+class _Server(uvicorn.Server):
+    """uvicorn re-raises SIGTERM after its graceful shutdown, which would kill the process before the consumer
+    is closed; the service handles the signals itself instead."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
 async def serve(settings: Settings) -> None:
     bootstrap = settings.kafka_bootstrap_servers or infra.start_embedded_broker(settings.state_dir)["bootstrap"]
     topics = topic_registry(settings)
     await ensure_topics(bootstrap, topics.values())
     hub = Hub(DashboardView())
-    server = uvicorn.Server(uvicorn.Config(
+    server = _Server(uvicorn.Config(
         create_app(hub), host=settings.bind_host, port=settings.ui_port, log_level="warning",
         access_log=False, lifespan="off",
         timeout_graceful_shutdown=1,  # open event streams never end by themselves
     ))
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, setattr, server, "should_exit", True)
     async with Publisher(bootstrap) as publisher:
         consumer = TypedConsumer(
             bootstrap, [topics[role] for role in TOPIC_ROLES], group_id=None, service=SERVICE,
@@ -50,7 +64,7 @@ async def serve(settings: Settings) -> None:
         )
         await consumer.start()
         consuming = asyncio.create_task(consume(consumer, hub))
-        serving = asyncio.create_task(server.serve())  # uvicorn handles SIGINT/SIGTERM and ends serve()
+        serving = asyncio.create_task(server.serve())
         log.info("dashboard.started", url=f"http://{settings.bind_host}:{settings.ui_port}/", bootstrap=bootstrap)
         try:
             done, _ = await asyncio.wait({consuming, serving}, return_when=asyncio.FIRST_COMPLETED)

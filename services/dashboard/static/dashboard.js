@@ -11,7 +11,7 @@ const FLARE_COLOURS = { A: "#7d8792", B: "#7d8792", C: "#e8d36a", M: "#f0a030", 
 const SERIES_COLOURS = ["#f0a030", "#5ab0f0", "#4cc38a", "#c58af0", "#f07a8a", "#d8dee6", "#9fd356"];
 
 const state = {
-  header: {}, flux: new Map(), flares: new Map(), forecasts: {}, metrics: new Map(), history: new Map(),
+  header: { counts: {} }, flux: new Map(), flares: new Map(), forecasts: {}, metrics: new Map(), history: new Map(),
   seriesLimit: 1000,
 };
 
@@ -274,18 +274,20 @@ function drawMetrics() {
   const allPoints = entries.flatMap((e) => e.points);
   const t0 = Math.min(...allPoints.map((p) => p.t)), t1 = Math.max(...allPoints.map((p) => p.t));
   for (const [score, title, lo, hi] of SCORES) {
-    const svg = svgEl("svg", { viewBox: "0 0 300 150", class: "chart metric-chart", "data-score": score }, container);
+    const [w, h] = [360, 130];
+    const svg = svgEl("svg", { viewBox: `0 0 ${w} ${h}`, class: "chart metric-chart", "data-score": score }, container);
     const m = { left: 30, right: 6, top: 16, bottom: 16 };
     text(svg, m.left, 11, `${title} (≥${target})`, { class: "label" });
-    if (!entries.length) { text(svg, 150, 80, "waiting for metrics…", { "text-anchor": "middle" }); continue; }
-    const x = (t) => m.left + (t1 > t0 ? (t - t0) / (t1 - t0) : 0.5) * (300 - m.left - m.right);
-    const y = (v) => 150 - m.bottom - ((v - lo) / (hi - lo)) * (150 - m.top - m.bottom);
+    if (!entries.length) { text(svg, w / 2, h / 2, "waiting for metrics…", { "text-anchor": "middle" }); continue; }
+    const x = (t) => m.left + (t1 > t0 ? (t - t0) / (t1 - t0) : 0.5) * (w - m.left - m.right);
+    const y = (v) => h - m.bottom - ((v - lo) / (hi - lo)) * (h - m.top - m.bottom);
     for (const v of [lo, (lo + hi) / 2, hi]) {
-      svgEl("line", { x1: m.left, x2: 300 - m.right, y1: y(v), y2: y(v), class: "gridline" }, svg);
+      svgEl("line", { x1: m.left, x2: w - m.right, y1: y(v), y2: y(v), class: "gridline" }, svg);
       text(svg, m.left - 4, y(v) + 4, String(v), { "text-anchor": "end" });
     }
     if (t1 > t0) {
-      text(svg, m.left, 148, dayLabel(t0)); text(svg, 300 - m.right, 148, dayLabel(t1), { "text-anchor": "end" });
+      const label = t1 - t0 < 2 * 86400e3 ? (t) => utcLabel(t).slice(5) : dayLabel;
+      text(svg, m.left, h - 2, label(t0)); text(svg, w - m.right, h - 2, label(t1), { "text-anchor": "end" });
     }
     let drawn = 0;
     entries.forEach((entry, index) => {
@@ -324,12 +326,12 @@ function drawReliability() {
   text(svg, 10, y(0.5), "observed frequency", { transform: `rotate(-90 10 ${y(0.5)})`, "text-anchor": "middle" });
 
   const windowName = document.getElementById("metrics-window").value, target = document.getElementById("metrics-target").value;
-  // the champion's and the shadow's figures; before any of theirs arrive, the latest of any version
-  let entries = [...state.metrics.values()].filter((e) => e.window === windowName && (e.reliability || []).length)
+  // the figures of the champion, of the shadow, and of the version that scored as champion most recently
+  // (the previous champion, just after a promotion); older versions would only clutter the diagram
+  const candidates = [...state.metrics.values()].filter((e) => e.window === windowName && (e.reliability || []).length)
     .sort((a, b) => versionLabel(a).localeCompare(versionLabel(b)));
-  const focus = entries.filter((e) => e.model_version === state.header.champion || e.shadow);
-  if (focus.length) entries = focus;
-  else if (entries.length) entries = [entries.reduce((a, b) => (b.t > a.t ? b : a))];
+  const live = candidates.filter((e) => !e.shadow).reduce((a, b) => (!a || b.t > a.t ? b : a), null);
+  const entries = candidates.filter((e) => e === live || e.shadow || e.model_version === state.header.champion);
   const all = [...state.metrics.values()].sort((a, b) => versionLabel(a).localeCompare(versionLabel(b)));
   let count = 0;
   for (const entry of entries) {
