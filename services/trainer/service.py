@@ -1,0 +1,139 @@
+"""The trainer service: consumes `RetrainRequested`, trains, validates, backtests and registers a candidate,
+and publishes `ModelTrained` with its evidence, or `TrainingFailed` with the reason.
+
+A request is handled once: a redelivered request (same message id) whose version is already registered gets
+the same `ModelTrained` again instead of a second training. The offset is committed after the answer is
+published, so a crash mid-training retrains after the restart. Training runs in a worker thread so the
+consumer keeps its group membership alive during long fits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from typing import Any
+
+import asyncpg
+
+from services.trainer.pipeline import train_and_register
+from services.trainer.training import TrainingError
+from shared import infra, registry
+from shared import messages as m
+from shared.db import create_pool, migrate
+from shared.kafka import Publisher, TypedConsumer, ensure_topics
+from shared.logging import bind_correlation, configure_logging, get_logger
+from shared.settings import Settings, get_settings
+from shared.topics import topic_registry
+
+SERVICE = "trainer"
+log = get_logger(__name__)
+
+
+def model_trained(request: m.RetrainRequested, version: str, artifacts: dict[str, str], evidence: dict[str, Any]) -> m.ModelTrained:
+    return m.ModelTrained(
+        message_id=m.stable_id("model-trained", version),
+        event_time=request.event_time,
+        correlation_id=request.correlation_id or request.message_id,
+        version=version,
+        request_id=request.message_id,
+        artifacts=artifacts,
+        evidence=evidence,
+    )
+
+
+def training_failed(request: m.RetrainRequested, reason: str) -> m.TrainingFailed:
+    return m.TrainingFailed(
+        message_id=m.stable_id("training-failed", request.message_id),
+        event_time=request.event_time,
+        correlation_id=request.correlation_id or request.message_id,
+        request_id=request.message_id,
+        reason=reason,
+    )
+
+
+async def handle_request(conn: asyncpg.Connection, settings: Settings, request: m.RetrainRequested) -> m.ModelTrained | m.TrainingFailed:
+    """The answer to one retrain request."""
+    done = await registry.find_by_request(conn, request.message_id)
+    if done is not None:
+        log.info("trainer.already_trained", request_id=request.message_id, version=done["version"])
+        evidence = {"validation": done["validation"], "backtest": done["backtest"],
+                    "comparison": (done["validation"] or {}).get("comparison"), "kind": done["kind"]}
+        return model_trained(request, done["version"], done["artifacts"], evidence)
+    # A forecast version bundles all three targets, so a request naming one class retrains the bundle.
+    reason = f"retrain requested by {request.requested_by}: {request.reason}"
+    if request.target_class != "all":
+        reason += f" (for >={request.target_class}; the forecast model of all classes is retrained)"
+    try:
+        registered = await train_and_register(
+            conn, settings, until=request.train_until, actor=SERVICE, reason=reason, request_id=request.message_id)
+    except TrainingError as exc:
+        log.warning("trainer.refused", request_id=request.message_id, reason=str(exc))
+        return training_failed(request, str(exc))
+    except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError):
+        raise  # the database or disk is away: not this request's fault; it is retried after the restart
+    except Exception as exc:
+        log.exception("trainer.failed", request_id=request.message_id)
+        return training_failed(request, f"training failed: {type(exc).__name__}: {exc}")
+    return model_trained(request, registered.version, registered.artifacts, registered.evidence)
+
+
+async def consume(settings: Settings, pool: asyncpg.Pool, consumer: TypedConsumer, publisher: Publisher) -> None:
+    async for batch in consumer.batches(max_records=10):
+        for received in batch:
+            request = received.message
+            with bind_correlation(request.correlation_id or request.message_id):
+                log.info("trainer.request", request_id=request.message_id, until=str(request.train_until))
+                async with pool.acquire() as conn:
+                    answer = await handle_request(conn, settings, request)
+                await publisher.publish(settings.topics.lifecycle, answer)
+                log.info("trainer.answered", type=answer.type, request_id=request.message_id)
+        if batch:
+            await consumer.commit()
+
+
+async def run(settings: Settings, stop: asyncio.Event | None = None) -> None:
+    endpoints = infra.recorded_endpoints(settings.kafka_bootstrap_servers, settings.database_dsn, settings.state_dir)
+    if endpoints is None:
+        raise SystemExit("trainer: no broker or database: set KAFKA_BOOTSTRAP_SERVERS and DATABASE_URL, or `flare up`")
+    topics = topic_registry(settings)
+    await ensure_topics(endpoints.kafka_bootstrap_servers, topics.values())
+    pool = await create_pool(endpoints.database_url)
+    async with pool.acquire() as conn:
+        await migrate(conn)
+    publisher = Publisher(endpoints.kafka_bootstrap_servers)
+    await publisher.start()
+    consumer = TypedConsumer(
+        endpoints.kafka_bootstrap_servers, [topics["retrain_requests"]], group_id="flare-trainer", service=SERVICE,
+        dead_letter_topic=settings.topics.dead_letters, publisher=publisher,
+    )
+    await consumer.start()
+    stop = stop or asyncio.Event()
+    worker = asyncio.create_task(consume(settings, pool, consumer, publisher), name="consume")
+    stopper = asyncio.create_task(stop.wait(), name="stop")
+    log.info("trainer.started", topic=settings.topics.retrain_requests)
+    try:
+        done, _ = await asyncio.wait([worker, stopper], return_when=asyncio.FIRST_COMPLETED)
+        if worker in done and worker.exception():
+            raise worker.exception()
+    finally:
+        for task in (worker, stopper):
+            task.cancel()
+        await asyncio.gather(worker, stopper, return_exceptions=True)
+        await consumer.stop()
+        await publisher.stop()
+        await pool.close()
+        log.info("trainer.stopped")
+
+
+def main() -> None:
+    settings = get_settings()
+    configure_logging(SERVICE, level=settings.log_level)
+    stop = asyncio.Event()
+
+    async def serve() -> None:
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        await run(settings, stop)
+
+    asyncio.run(serve())

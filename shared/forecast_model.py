@@ -1,0 +1,292 @@
+"""The loaded model the predictor, the backtest and validation call: features in, forecasts out.
+
+A model version bundles artifacts: one survival model per target class (time to the first flare of at least
+C, M, X) and, for the full `forecast` kind, the classification pipeline for the largest class in 24 h. Each
+artifact is a joblib file holding a dict (`kind` "survival" or "classification", the fitted estimator, the
+feature names and parameters it was trained with, and what training chose: threshold, climatology, ...).
+
+joblib is pickle: a file is loaded only after its sha256 matches the digest recorded at registration.
+
+`ForecastModel.forecast_table` forecasts many instants at once (backtest, validation); `forecast` forecasts
+one (predictor) by calling it with one row, so both paths give the same numbers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Mapping
+
+import joblib
+import numpy as np
+import pandas as pd
+
+from shared import messages as m
+from shared.features import TARGET_CLASSES, FeatureParams, FeatureVector
+
+OUTCOME_CLASSES = ("none", "C", "M", "X")
+SURVIVAL_KIND = "survival"
+CLASSIFICATION_KIND = "classification"
+
+
+class DigestMismatch(Exception):
+    """A model file's content is not what was registered: it is refused, never loaded."""
+
+
+class ModelFileError(Exception):
+    """A model file is missing, unreadable or not a Flare+ artifact."""
+
+
+def sha256_file(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def read_verified(path: str | Path, expected_digest: str) -> bytes:
+    """The file's bytes, if their sha256 is the registered one (read once: what is checked is what is loaded)."""
+    path = Path(path)
+    if not path.exists():
+        raise ModelFileError(f"{path}: model file not found")
+    data = path.read_bytes()
+    actual = hashlib.sha256(data).hexdigest()
+    if actual != expected_digest:
+        raise DigestMismatch(
+            f"{path.name}: sha256 {actual[:12]}... does not match the registered {expected_digest[:12]}...; "
+            "the file was changed after registration and is refused"
+        )
+    return data
+
+
+def unpickle_artifact(data: bytes, name: str) -> dict[str, Any]:
+    artifact = joblib.load(io.BytesIO(data))
+    if not isinstance(artifact, dict) or artifact.get("kind") not in (SURVIVAL_KIND, CLASSIFICATION_KIND):
+        raise ModelFileError(f"{name}: not a Flare+ model artifact")
+    return artifact
+
+
+def bucket_edges(edges_hours: list[int] | tuple[int, ...], horizon_hours: int) -> list[int]:
+    """Bucket edges from 0 to the horizon (edges past the horizon are dropped, the horizon closes the last)."""
+    inside = [int(e) for e in edges_hours if e < horizon_hours]
+    return inside + [int(horizon_hours)]
+
+
+def bucket_labels(edges: list[int]) -> list[str]:
+    """`0h-6h`, ..., and `none_within_{horizon}h` for no such flare within the horizon."""
+    return [f"{a}h-{b}h" for a, b in zip(edges, edges[1:])] + [f"none_within_{edges[-1]}h"]
+
+
+def survival_time_points(edges: list[int]) -> list[float]:
+    """Where survival curves are reported: the bucket edges and 24 h."""
+    return [float(t) for t in sorted(set(edges) | {24}) if t <= edges[-1]]
+
+
+def final_estimator(estimator: Any) -> Any:
+    return estimator.steps[-1][1] if hasattr(estimator, "steps") else estimator
+
+
+def survival_at(estimator: Any, X: np.ndarray, times: list[float] | np.ndarray) -> np.ndarray:
+    """S(t) for each row of X at each of `times`: non-increasing in t, within [0, 1], S(0) = 1."""
+    curves = estimator.predict_survival_function(X, return_array=True)
+    known = np.asarray(final_estimator(estimator).unique_times_, dtype=float)
+    column = np.searchsorted(known, np.asarray(times, dtype=float), side="right") - 1
+    values = np.where(column >= 0, curves[:, np.maximum(column, 0)], 1.0)
+    return np.minimum.accumulate(np.clip(values, 0.0, 1.0), axis=1)
+
+
+class SigmoidCalibratedClassifier:
+    """A fitted multi-class classifier whose class probabilities are Platt-scaled one-vs-rest on later data
+    and renormalised (scikit-learn's sigmoid calibration), except that a class absent from the calibration
+    period keeps its raw probability instead of breaking the fit: X flares are missing from many months."""
+
+    def __init__(self, classifier: Any, slopes: np.ndarray, intercepts: np.ndarray):
+        self.classifier = classifier
+        self.slopes = np.asarray(slopes, dtype=float)
+        self.intercepts = np.asarray(intercepts, dtype=float)
+
+    @property
+    def classes_(self) -> np.ndarray:
+        return self.classifier.classes_
+
+    @staticmethod
+    def logits(probabilities: np.ndarray) -> np.ndarray:
+        clipped = np.clip(probabilities, 1e-9, 1 - 1e-9)
+        return np.log(clipped / (1 - clipped))
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        scaled = 1.0 / (1.0 + np.exp(-(self.logits(self.classifier.predict_proba(X)) * self.slopes + self.intercepts)))
+        return scaled / scaled.sum(axis=1, keepdims=True)
+
+
+@dataclass(frozen=True)
+class ForecastTable:
+    """Forecasts at many instants. Arrays are aligned with `issued_at`; rows where `sufficient` is False
+    hold no forecast (their numbers are zero) and carry `reason`."""
+
+    issued_at: pd.DatetimeIndex
+    sufficient: np.ndarray
+    reason: np.ndarray
+    inputs_until: pd.DatetimeIndex
+    time_points: list[float]
+    survival: dict[str, np.ndarray]  # target -> (n, len(time_points))
+    risk: dict[str, np.ndarray]      # target -> the estimator's risk score (ranks time to event)
+    class_probabilities: np.ndarray | None  # (n, 4) in OUTCOME_CLASSES order
+
+    def p_within(self, target: str, hours: float = 24.0) -> np.ndarray:
+        return 1.0 - self.survival[target][:, self.time_points.index(float(hours))]
+
+
+@dataclass(frozen=True)
+class Forecast:
+    issued_at: datetime
+    status: str
+    reason: str | None
+    survival: dict[str, m.SurvivalForecast]
+    class_probabilities: dict[str, float]
+    predicted_class: str | None
+    inputs_until: datetime | None
+
+
+class ForecastModel:
+    """A loaded model version."""
+
+    def __init__(self, version: str, artifacts: Mapping[str, dict[str, Any]]):
+        self.version = version
+        self.survival = {a["target_class"]: a for a in artifacts.values() if a["kind"] == SURVIVAL_KIND}
+        classifiers = [a for a in artifacts.values() if a["kind"] == CLASSIFICATION_KIND]
+        self.classifier = classifiers[0] if classifiers else None
+        if not self.survival:
+            raise ModelFileError(f"version {version} has no survival model")
+        first = next(iter(self.survival.values()))
+        self.feature_params = FeatureParams.from_dict(first["feature_params"])
+        self.feature_names: list[str] = list(first["feature_names"])
+        self.horizon_hours = int(first["horizon_hours"])
+        self.edges = bucket_edges(first["bucket_edges_hours"], self.horizon_hours)
+        self.labels = bucket_labels(self.edges)
+        self.time_points = survival_time_points(self.edges)
+        for artifact in artifacts.values():
+            if list(artifact["feature_names"]) != self.feature_names:
+                raise ModelFileError(f"version {version}: artifacts were trained on different features")
+
+    @property
+    def targets(self) -> list[str]:
+        return [c for c in TARGET_CLASSES if c in self.survival]
+
+    def threshold(self, target: str) -> float:
+        return float(self.survival[target]["threshold"])
+
+    def climatology(self, target: str) -> float:
+        return float(self.survival[target]["climatology"])
+
+    @classmethod
+    def load(cls, version: str, artifacts: Mapping[str, str], digests: Mapping[str, str]) -> "ForecastModel":
+        """Load a registered version: every file's digest must match before anything is unpickled."""
+        missing = [name for name in artifacts if name not in digests]
+        if missing:
+            raise DigestMismatch(f"version {version}: no registered digest for {', '.join(missing)}; refused")
+        verified = {name: read_verified(path, digests[name]) for name, path in artifacts.items()}
+        return cls(version, {name: unpickle_artifact(data, Path(artifacts[name]).name) for name, data in verified.items()})
+
+    # ---- forecasting ----------------------------------------------------------------------------------
+
+    def forecast_table(self, features: pd.DataFrame) -> ForecastTable:
+        """Forecasts for every row of a `feature_table` frame."""
+        n = len(features)
+        sufficient = features["sufficient"].to_numpy(dtype=bool)
+        X = features.loc[sufficient, self.feature_names].to_numpy(dtype=float)
+        survival: dict[str, np.ndarray] = {}
+        risk: dict[str, np.ndarray] = {}
+        for target, artifact in self.survival.items():
+            curves = np.zeros((n, len(self.time_points)))
+            scores = np.zeros(n)
+            if len(X):
+                curves[sufficient] = survival_at(artifact["estimator"], X, self.time_points)
+                scores[sufficient] = artifact["estimator"].predict(X)
+            survival[target] = curves
+            risk[target] = scores
+        probabilities = None
+        if self.classifier is not None:
+            probabilities = np.zeros((n, len(OUTCOME_CLASSES)))
+            if len(X):
+                probabilities[sufficient] = self._class_probabilities(X)
+        return ForecastTable(
+            issued_at=pd.DatetimeIndex(features.index),
+            sufficient=sufficient,
+            reason=features["reason"].to_numpy(dtype=object),
+            inputs_until=pd.DatetimeIndex(features["inputs_until"]),
+            time_points=self.time_points,
+            survival=survival,
+            risk=risk,
+            class_probabilities=probabilities,
+        )
+
+    def _class_probabilities(self, X: np.ndarray) -> np.ndarray:
+        pipeline = self.classifier["pipeline"]
+        raw = pipeline.predict_proba(X)
+        out = np.zeros((len(X), len(OUTCOME_CLASSES)))
+        for column, label in enumerate(pipeline.classes_):
+            out[:, OUTCOME_CLASSES.index(str(label))] = raw[:, column]
+        out = np.clip(out, 0.0, None)
+        return out / out.sum(axis=1, keepdims=True)
+
+    def forecast(self, features: FeatureVector) -> Forecast:
+        """The forecast at one instant (same numbers as `forecast_table` on the same features)."""
+        return self.forecast_at(self.forecast_table(features.as_frame()), 0)
+
+    def forecast_at(self, table: ForecastTable, row: int) -> Forecast:
+        issued_at = table.issued_at[row].to_pydatetime()
+        inputs_until = table.inputs_until[row]
+        inputs_until = None if pd.isna(inputs_until) else inputs_until.to_pydatetime()
+        if not table.sufficient[row]:
+            return Forecast(issued_at, "insufficient_data", table.reason[row], {}, {}, None, inputs_until)
+        survival = {target: self._survival_forecast(target, table.survival[target][row]) for target in self.targets}
+        probabilities: dict[str, float] = {}
+        predicted = None
+        if table.class_probabilities is not None:
+            row_p = table.class_probabilities[row]
+            probabilities = {label: float(p) for label, p in zip(OUTCOME_CLASSES, row_p)}
+            predicted = OUTCOME_CLASSES[int(np.argmax(row_p))]
+        return Forecast(issued_at, "ok", None, survival, probabilities, predicted, inputs_until)
+
+    def _survival_forecast(self, target: str, curve: np.ndarray) -> m.SurvivalForecast:
+        at = dict(zip(self.time_points, curve.tolist()))
+        at[0.0] = 1.0
+        edges = [float(e) for e in self.edges]
+        distribution = {label: max(at[a] - at[b], 0.0) for label, a, b in zip(self.labels, edges, edges[1:])}
+        distribution[self.labels[-1]] = at[edges[-1]]
+        s24 = at[24.0]
+        return m.SurvivalForecast(
+            target_class=target,
+            probability_distribution=distribution,
+            time_points_hours=list(self.time_points),
+            survival_probabilities=[float(v) for v in curve],
+            # cumulative hazard over 24 h: comparable across estimators, unlike their raw risk scores
+            hazard_score=float(-np.log(max(s24, 1e-12))),
+            probability_within_24h=float(1.0 - s24),
+        )
+
+
+def forecast_message(
+    forecast: Forecast, model_version: str, *, horizon_hours: int, shadow: bool = False,
+    correlation_id: str | None = None,
+) -> m.ForecastIssued:
+    """The `ForecastIssued` for a forecast; its id is stable per model version, shadow flag and issue time."""
+    return m.ForecastIssued(
+        message_id=m.stable_id("forecast", model_version, shadow, forecast.issued_at.isoformat()),
+        event_time=forecast.issued_at,
+        correlation_id=correlation_id,
+        model_version=model_version,
+        status=forecast.status,
+        reason=forecast.reason,
+        shadow=shadow,
+        horizon_hours=horizon_hours,
+        survival=forecast.survival,
+        class_probabilities=forecast.class_probabilities,
+        predicted_class=forecast.predicted_class,
+        inputs_until=forecast.inputs_until,
+    )

@@ -1,0 +1,207 @@
+"""Forecast verification scores: pure functions on arrays, shared by the offline backtest and the streaming
+evaluator so that the numbers one reports are the numbers the other computes.
+
+Binary scores take `p` (forecast probabilities in [0, 1]) and `y` (0/1 outcomes). A score that is undefined
+for the data (for example ROC AUC when only one outcome occurred) is None, never NaN or an exception.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+
+def _arrays(p: Sequence[float], y: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+    p_arr = np.asarray(p, dtype=float)
+    y_arr = np.asarray(y, dtype=float)
+    if p_arr.shape != y_arr.shape:
+        raise ValueError(f"{len(p_arr)} forecasts but {len(y_arr)} outcomes")
+    return p_arr, y_arr
+
+
+def brier_score(p: Sequence[float], y: Sequence[int]) -> float | None:
+    p_arr, y_arr = _arrays(p, y)
+    if len(p_arr) == 0:
+        return None
+    return float(np.mean((p_arr - y_arr) ** 2))
+
+
+def brier_skill_score(p: Sequence[float], y: Sequence[int], reference: Sequence[float]) -> float | None:
+    """1 - BS/BS_ref: positive when the forecast beats the reference forecast on the same outcomes."""
+    score, ref = brier_score(p, y), brier_score(reference, y)
+    if score is None or not ref:
+        return None
+    return 1.0 - score / ref
+
+
+def roc_auc(p: Sequence[float], y: Sequence[int]) -> float | None:
+    """Area under the ROC curve (Mann-Whitney form, ties count half); None without both outcomes."""
+    p_arr, y_arr = _arrays(p, y)
+    positives = int(y_arr.sum())
+    negatives = len(y_arr) - positives
+    if positives == 0 or negatives == 0:
+        return None
+    order = np.argsort(p_arr, kind="mergesort")
+    ranks = np.empty(len(p_arr), dtype=float)
+    sorted_p = p_arr[order]
+    # average ranks over ties
+    boundaries = np.flatnonzero(np.diff(sorted_p)) + 1
+    starts = np.concatenate([[0], boundaries])
+    ends = np.concatenate([boundaries, [len(sorted_p)]])
+    for start, end in zip(starts, ends):
+        ranks[order[start:end]] = (start + end + 1) / 2.0
+    rank_sum = ranks[y_arr == 1].sum()
+    return float((rank_sum - positives * (positives + 1) / 2.0) / (positives * negatives))
+
+
+@dataclass(frozen=True)
+class Contingency:
+    hits: int
+    false_alarms: int
+    misses: int
+    correct_negatives: int
+
+    @property
+    def total(self) -> int:
+        return self.hits + self.false_alarms + self.misses + self.correct_negatives
+
+    def precision(self) -> float | None:
+        forecast_yes = self.hits + self.false_alarms
+        return self.hits / forecast_yes if forecast_yes else None
+
+    def recall(self) -> float | None:
+        observed_yes = self.hits + self.misses
+        return self.hits / observed_yes if observed_yes else None
+
+    def f1(self) -> float | None:
+        denominator = 2 * self.hits + self.false_alarms + self.misses
+        return 2 * self.hits / denominator if denominator else None
+
+    def tss(self) -> float | None:
+        """True skill statistic: hit rate minus false-alarm rate."""
+        observed_yes = self.hits + self.misses
+        observed_no = self.false_alarms + self.correct_negatives
+        if not observed_yes or not observed_no:
+            return None
+        return self.hits / observed_yes - self.false_alarms / observed_no
+
+    def hss(self) -> float | None:
+        """Heidke skill score: accuracy relative to random forecasts with the same marginals."""
+        a, b, c, d = self.hits, self.false_alarms, self.misses, self.correct_negatives
+        denominator = (a + c) * (c + d) + (a + b) * (b + d)
+        return 2.0 * (a * d - b * c) / denominator if denominator else None
+
+
+def contingency(p: Sequence[float], y: Sequence[int], threshold: float) -> Contingency:
+    """Yes-forecasts are p >= threshold."""
+    p_arr, y_arr = _arrays(p, y)
+    yes = p_arr >= threshold
+    happened = y_arr == 1
+    return Contingency(
+        hits=int((yes & happened).sum()),
+        false_alarms=int((yes & ~happened).sum()),
+        misses=int((~yes & happened).sum()),
+        correct_negatives=int((~yes & ~happened).sum()),
+    )
+
+
+def best_threshold(p: Sequence[float], y: Sequence[int], candidates: Sequence[float] | None = None) -> float:
+    """The probability threshold that maximises F1 on (p, y): chosen on training data, applied to new data."""
+    grid = np.asarray(candidates if candidates is not None else np.round(np.arange(0.02, 0.96, 0.01), 2))
+    scores = [contingency(p, y, float(t)).f1() or 0.0 for t in grid]
+    return float(grid[int(np.argmax(scores))])
+
+
+def reliability_table(p: Sequence[float], y: Sequence[int], bins: int = 10) -> list[dict[str, float | int | None]]:
+    """Per probability bin: how many forecasts, their mean probability and how often the event happened."""
+    p_arr, y_arr = _arrays(p, y)
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.searchsorted(edges, p_arr, side="right") - 1, 0, bins - 1)
+    rows = []
+    for i in range(bins):
+        inside = which == i
+        count = int(inside.sum())
+        rows.append({
+            "bin_lower": float(edges[i]),
+            "bin_upper": float(edges[i + 1]),
+            "count": count,
+            "mean_forecast": float(p_arr[inside].mean()) if count else None,
+            "observed_frequency": float(y_arr[inside].mean()) if count else None,
+        })
+    return rows
+
+
+def binary_scores(
+    p: Sequence[float], y: Sequence[int], *, threshold: float, climatology: float | Sequence[float],
+    persistence: Sequence[float] | None = None,
+) -> dict[str, float | int | None]:
+    """Every binary score the reports and the metrics topic carry, under the names they carry them.
+
+    `climatology` is the base rate of the training period (a number, or one value per forecast); `persistence`
+    is the forecast "what happened in the previous window happens again" (1 or 0 per forecast).
+    """
+    p_arr, y_arr = _arrays(p, y)
+    clim = np.broadcast_to(np.asarray(climatology, dtype=float), p_arr.shape)
+    table = contingency(p_arr, y_arr, threshold)
+    return {
+        "count": int(len(p_arr)),
+        "events": int(y_arr.sum()),
+        "base_rate": float(y_arr.mean()) if len(y_arr) else None,
+        "brier": brier_score(p_arr, y_arr),
+        "brier_climatology": brier_score(clim, y_arr),
+        "bss_climatology": brier_skill_score(p_arr, y_arr, clim),
+        "brier_persistence": brier_score(persistence, y_arr) if persistence is not None else None,
+        "bss_persistence": brier_skill_score(p_arr, y_arr, persistence) if persistence is not None else None,
+        "roc_auc": roc_auc(p_arr, y_arr),
+        "threshold": float(threshold),
+        "hits": table.hits,
+        "false_alarms": table.false_alarms,
+        "misses": table.misses,
+        "correct_negatives": table.correct_negatives,
+        "precision": table.precision(),
+        "recall": table.recall(),
+        "f1": table.f1(),
+        "tss": table.tss(),
+        "hss": table.hss(),
+    }
+
+
+# ---- survival --------------------------------------------------------------------------------------------
+
+
+def concordance_index(event: Sequence[bool], time: Sequence[float], risk: Sequence[float]) -> float | None:
+    """Harrell's C-index: how often the higher-risk forecast is the one whose flare came first."""
+    from sksurv.metrics import concordance_index_censored
+
+    event_arr = np.asarray(event, dtype=bool)
+    if event_arr.sum() == 0:
+        return None
+    try:
+        return float(concordance_index_censored(event_arr, np.asarray(time, dtype=float), np.asarray(risk, dtype=float))[0])
+    except Exception:  # no comparable pair (e.g. a single event at the shortest time)
+        return None
+
+
+def integrated_brier(
+    event: Sequence[bool], time: Sequence[float], survival: np.ndarray, time_points: Sequence[float],
+) -> float | None:
+    """Integrated Brier score of survival curves `survival[i, j]` = S_i(time_points[j]), censoring weighted by
+    the Kaplan-Meier estimate of the same outcomes. Time points outside the observed follow-up are dropped."""
+    from sksurv.metrics import integrated_brier_score
+    from sksurv.util import Surv
+
+    event_arr = np.asarray(event, dtype=bool)
+    time_arr = np.asarray(time, dtype=float)
+    points = np.asarray(time_points, dtype=float)
+    if event_arr.sum() == 0 or len(time_arr) < 2:
+        return None
+    usable = (points >= time_arr.min()) & (points < time_arr.max())
+    if usable.sum() < 2:
+        return None
+    outcomes = Surv.from_arrays(event_arr, time_arr)
+    try:
+        return float(integrated_brier_score(outcomes, outcomes, np.asarray(survival)[:, usable], points[usable]))
+    except ValueError:
+        return None
