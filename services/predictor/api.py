@@ -1,0 +1,237 @@
+"""The predictor's REST API: forecasts at a requested instant from the data stored by then, and health.
+
+Served by uvicorn inside the worker's event loop, so it answers with the same loaded models as the stream.
+Every failure a caller can cause is a 4xx with a message saying what is wrong; the computation runs in a
+thread with a deadline (`thresholds.api_timeout_seconds`), so a busy stream never makes a request wait long.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime
+from typing import Annotated, Any, Literal, Protocol
+
+from fastapi import Depends, FastAPI, Header, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from services.predictor.access import ApiKeyGuard, KeyRejected, RateLimited
+from services.predictor.forecasts import (
+    ForecastUnavailable, PointForecast, class_probabilities_within, most_likely_class, survival_buckets,
+)
+from shared import messages as m
+from shared.logging import get_logger
+
+log = get_logger(__name__)
+HORIZON_HOURS = 168
+
+
+# ---- schemas ----------------------------------------------------------------------------------------------
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    timestamp: AwareDatetime = Field(
+        description="the instant to forecast from (ISO 8601 with a zone, e.g. 2015-07-15T12:00:00Z); only data "
+                    "stored for before it is used")
+
+
+def _check_edges(edges: list[int] | None) -> list[int] | None:
+    if edges is None:
+        return None
+    if len(edges) < 2 or edges[0] != 0 or any(b <= a for a, b in zip(edges, edges[1:])):
+        raise ValueError("time_buckets must start at 0 and strictly increase, e.g. [0, 6, 12, 24]")
+    if edges[-1] > HORIZON_HOURS:
+        raise ValueError(f"time_buckets cannot go past the {HORIZON_HOURS} h horizon")
+    return edges
+
+
+class SurvivalRequest(_Request):
+    target_class: m.TargetClass = Field(description="flares of at least this class: C, M or X")
+    time_buckets: list[int] | None = Field(
+        None, description="hour edges of the time-to-flare buckets; the model's own buckets when omitted")
+
+    _edges = field_validator("time_buckets")(classmethod(lambda cls, v: _check_edges(v)))
+
+
+class ClassificationRequest(_Request):
+    window: Literal[24, 48] = Field(24, description="hours after the timestamp the class is about: 24 or 48")
+
+
+class AllRequest(_Request):
+    window: Literal[24, 48] = 24
+    time_buckets: list[int] | None = None
+
+    _edges = field_validator("time_buckets")(classmethod(lambda cls, v: _check_edges(v)))
+
+
+class SurvivalFunction(BaseModel):
+    time_points: list[float] = Field(description="hours after issue, 0 .. 168")
+    probabilities: list[float] = Field(description="probability of no flare of the class by each time point")
+
+
+class SurvivalResponse(BaseModel):
+    target_class: m.TargetClass
+    probability_distribution: dict[str, float] = Field(
+        description="time-to-first-flare bucket -> probability; the last bucket is 'none within the horizon'")
+    survival_function: SurvivalFunction
+    hazard_score: float
+    probability_within_24h: float
+    model_version: str
+    issued_at: datetime
+    inputs_until: datetime | None
+
+
+class ClassificationResponse(BaseModel):
+    window_hours: int
+    predicted_class: m.OutcomeClass
+    class_probabilities: dict[str, float] = Field(description="largest flare class in the window: none, C, M, X")
+    model_version: str
+    issued_at: datetime
+    inputs_until: datetime | None
+
+
+class AllResponse(BaseModel):
+    survival: dict[str, SurvivalResponse]
+    classification: ClassificationResponse
+
+
+class Problem(BaseModel):
+    error: str
+    detail: Any = None
+
+
+# ---- what the API needs from the service ------------------------------------------------------------------
+
+
+class PredictorService(Protocol):
+    guard: ApiKeyGuard
+    timeout_seconds: float
+
+    async def forecast_at(self, timestamp: datetime) -> PointForecast: ...
+
+    async def health(self) -> dict[str, Any]: ...
+
+    def current_models(self) -> dict[str, Any]: ...
+
+
+def survival_response(point: PointForecast, target: str, edges: list[int] | None) -> SurvivalResponse:
+    survival = point.forecast.survival.get(target)
+    if survival is None:
+        raise ForecastUnavailable(503, f"model {point.model.version} has no survival model for class {target}")
+    distribution = survival.probability_distribution if edges is None else survival_buckets(point, target, edges)
+    return SurvivalResponse(
+        target_class=target,
+        probability_distribution=distribution,
+        survival_function=SurvivalFunction(time_points=survival.time_points_hours,
+                                           probabilities=survival.survival_probabilities),
+        hazard_score=survival.hazard_score,
+        probability_within_24h=survival.probability_within_24h,
+        model_version=point.model.version,
+        issued_at=point.forecast.issued_at,
+        inputs_until=point.forecast.inputs_until,
+    )
+
+
+def classification_response(point: PointForecast, window: int) -> ClassificationResponse:
+    probabilities = class_probabilities_within(point, window)
+    return ClassificationResponse(
+        window_hours=window, predicted_class=most_likely_class(probabilities), class_probabilities=probabilities,
+        model_version=point.model.version, issued_at=point.forecast.issued_at,
+        inputs_until=point.forecast.inputs_until,
+    )
+
+
+# ---- the application --------------------------------------------------------------------------------------
+
+
+def _problem(status: int, error: str, detail: Any = None, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(Problem(error=error, detail=detail).model_dump(), status_code=status, headers=headers)
+
+
+def _describe_validation(exc: RequestValidationError) -> tuple[int, str, list[dict[str, Any]]]:
+    errors = exc.errors()
+    if any(err.get("type") == "json_invalid" for err in errors):
+        reason = next(err for err in errors if err.get("type") == "json_invalid").get("ctx", {}).get("error", "")
+        return 400, f"the request body is not valid JSON: {reason}".rstrip(": "), []
+    problems = [
+        {"field": ".".join(str(p) for p in err["loc"] if p != "body") or "<body>", "problem": err["msg"]}
+        for err in errors
+    ]
+    summary = "; ".join(f"{p['field']}: {p['problem']}" for p in problems)
+    return 422, f"invalid request: {summary}", problems
+
+
+def build_api(service: PredictorService) -> FastAPI:
+    api = FastAPI(
+        title="Flare+ predictor",
+        version="1.0",
+        description="Solar-flare forecasts from the GOES X-ray flux: time-to-flare distributions (survival) per "
+                    "class and the largest flare class in the next 24 or 48 hours. Computed from the data stored "
+                    "before the requested timestamp, with the champion model.",
+    )
+
+    @api.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        status, error, detail = _describe_validation(exc)
+        return _problem(status, error, detail)
+
+    @api.exception_handler(KeyRejected)
+    async def _key(request: Request, exc: KeyRejected) -> JSONResponse:
+        return _problem(401, str(exc))
+
+    @api.exception_handler(RateLimited)
+    async def _limited(request: Request, exc: RateLimited) -> JSONResponse:
+        return _problem(429, str(exc), headers={"Retry-After": str(max(1, round(exc.retry_after_seconds)))})
+
+    @api.exception_handler(ForecastUnavailable)
+    async def _unavailable(request: Request, exc: ForecastUnavailable) -> JSONResponse:
+        return _problem(exc.status, str(exc))
+
+    async def admitted(x_api_key: Annotated[str | None, Header(description="required when API keys are configured")] = None) -> str | None:
+        holder = service.guard.admit(x_api_key)
+        if holder:
+            log.debug("api.admitted", holder=holder)
+        return holder
+
+    async def forecast(timestamp: datetime) -> PointForecast:
+        try:
+            return await asyncio.wait_for(service.forecast_at(timestamp), service.timeout_seconds)
+        except TimeoutError:
+            raise ForecastUnavailable(504, f"the forecast took longer than {service.timeout_seconds:.0f} s") from None
+
+    errors = {400: {"model": Problem}, 401: {"model": Problem}, 422: {"model": Problem}, 429: {"model": Problem},
+              503: {"model": Problem}}
+
+    @api.post("/predict/survival", response_model=SurvivalResponse, responses=errors, tags=["predict"],
+              summary="time-to-first-flare distribution and survival curve for one class")
+    async def predict_survival(body: SurvivalRequest, _: Annotated[str | None, Depends(admitted)]) -> SurvivalResponse:
+        return survival_response(await forecast(body.timestamp), body.target_class, body.time_buckets)
+
+    @api.post("/predict/classification", response_model=ClassificationResponse, responses=errors,
+              tags=["predict"], summary="probabilities of the largest flare class (none/C/M/X) in the window")
+    async def predict_classification(body: ClassificationRequest,
+                                     _: Annotated[str | None, Depends(admitted)]) -> ClassificationResponse:
+        return classification_response(await forecast(body.timestamp), body.window)
+
+    @api.post("/predict/all", response_model=AllResponse, responses=errors, tags=["predict"],
+              summary="survival for C, M and X and the classification, from one computation")
+    async def predict_all(body: AllRequest, _: Annotated[str | None, Depends(admitted)]) -> AllResponse:
+        point = await forecast(body.timestamp)
+        return AllResponse(
+            survival={target: survival_response(point, target, body.time_buckets) for target in point.model.targets},
+            classification=classification_response(point, body.window),
+        )
+
+    @api.get("/health", tags=["operations"], summary="healthy or degraded, with the reasons; never needs a key")
+    async def health() -> JSONResponse:
+        report = await service.health()
+        return JSONResponse(report, status_code=200)
+
+    @api.get("/models/current", tags=["operations"], summary="the model versions serving forecasts")
+    async def models_current() -> dict[str, Any]:
+        return service.current_models()
+
+    return api

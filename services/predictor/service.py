@@ -1,0 +1,215 @@
+"""The predictor's state and operations, shared by its stream agents and its REST API.
+
+One object owns the database pool, the loaded models and the stream's feature state; the faust agents in
+`worker.py` and the FastAPI routes in `api.py` call it, in the same event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any, Awaitable, Callable, Sequence
+
+import asyncpg
+
+from services.predictor import store
+from services.predictor.access import ApiKeyGuard
+from services.predictor.forecasts import ForecastUnavailable, PointForecast
+from services.predictor.models import ModelSlots, registered_roles
+from services.predictor.stream import StreamForecaster, compute_points
+from shared import messages as m
+from shared.db import create_pool
+from shared.features import FeatureParams
+from shared.logging import get_logger
+from shared.settings import Settings
+
+log = get_logger(__name__)
+Publish = Callable[[Sequence[m.ForecastIssued]], Awaitable[None]]
+LAG_WARNING = 10_000  # flux records behind the topic's end before /health says so
+
+
+@dataclass
+class Counters:
+    forecasts_published: int = 0
+    forecasts_logged: int = 0
+    forecasts_already_logged: int = 0
+    flux_seen: int = 0
+    flares_seen: int = 0
+
+
+@dataclass
+class StreamPosition:
+    """Where the flux consumer is, for the lag /health reports."""
+
+    processed_offset: int | None = None
+    highwater: Callable[[], int | None] = lambda: None
+
+    def lag(self) -> int | None:
+        end = self.highwater()
+        if end is None or self.processed_offset is None:
+            return None
+        return max(end - (self.processed_offset + 1), 0)
+
+
+@dataclass
+class Predictor:
+    settings: Settings
+    database_url: str
+    bootstrap_servers: str
+    slots: ModelSlots = field(default_factory=ModelSlots)
+    counters: Counters = field(default_factory=Counters)
+    position: StreamPosition = field(default_factory=StreamPosition)
+
+    def __post_init__(self) -> None:
+        self.params = FeatureParams.from_settings(self.settings.features)
+        self.guard = ApiKeyGuard([key.get_secret_value() for key in self.settings.api_keys],
+                                 self.settings.predictor.rate_limit_per_minute)
+        self.timeout_seconds = self.settings.thresholds.api_timeout_seconds
+        self.stream = StreamForecaster(self.params, timedelta(minutes=self.settings.predictor.cadence_minutes),
+                                       self.slots, self._stream_history)
+        self.pool: asyncpg.Pool | None = None
+        self.ready = asyncio.Event()
+
+    # ---- life -------------------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self.pool = await create_pool(self.database_url, min_size=1, max_size=4)
+        await self.reload_models("start")
+        self.ready.set()
+        log.info("predictor.ready", models=self.slots.versions())
+
+    async def stop(self) -> None:
+        if self.pool is not None:
+            await self.pool.close()
+
+    async def reload_models(self, because: str) -> dict[str, str | None]:
+        async with self.pool.acquire() as conn:
+            wanted = await registered_roles(conn)
+        changed = await self.slots.reconcile(wanted)
+        log.info("models.reconciled", because=because, models=self.slots.versions(), changed=changed)
+        return changed
+
+    # ---- stream -----------------------------------------------------------------------------------------
+
+    async def _stream_history(self, until: datetime) -> store.History:
+        async with self.pool.acquire() as conn:
+            return await store.history_before(conn, until, self.params, flares_after_too=True)
+
+    async def on_flux(self, readings: Sequence[m.FluxObserved], publish: Publish) -> list[m.ForecastIssued]:
+        """Take a batch of readings in order; publish and log the forecasts they make due that are not
+        logged already (a replay or a redelivery issues them again, and they go nowhere)."""
+        issued: list[m.ForecastIssued] = []
+        for reading in readings:
+            issued += await self.stream.on_flux(reading)
+        self.counters.flux_seen += len(readings)
+        if not issued:
+            return []
+        async with self.pool.acquire() as conn:
+            known = await store.logged_ids(conn, [f.message_id for f in issued])
+            new = [f for f in issued if f.message_id not in known]
+            # published (and acknowledged) before logged: a crash in between publishes again, never loses one
+            await publish(new)
+            self.counters.forecasts_published += len(new)
+            self.counters.forecasts_logged += await store.log_forecasts(conn, new)
+        self.counters.forecasts_already_logged += len(known)
+        for forecast in new:
+            log.info("forecast.issued", issued_at=forecast.event_time.isoformat(), model_version=forecast.model_version,
+                     shadow=forecast.shadow, status=forecast.status, reason=forecast.reason,
+                     correlation_id=forecast.correlation_id)
+        return new
+
+    def on_flare(self, flare: m.FlareObserved) -> None:
+        self.counters.flares_seen += 1
+        self.stream.on_flare(flare)
+
+    # ---- REST -------------------------------------------------------------------------------------------
+
+    async def forecast_at(self, timestamp: datetime) -> PointForecast:
+        """The champion's forecast at `timestamp` from the data stored before it."""
+        model = self.slots.champion
+        if model is None:
+            raise ForecastUnavailable(503, "no champion model is loaded; promote a model in the registry first")
+        async with self.pool.acquire() as conn:
+            history = await store.history_before(conn, timestamp, model.feature_params)
+            if not history.flux_rows:
+                earlier = await store.has_flux_before(conn, timestamp)
+                raise ForecastUnavailable(422, (
+                    f"no flux observations are stored in the {model.feature_params.flux_lookback_hours} h before "
+                    f"{timestamp.isoformat()}" + ("" if earlier else "; no flux is stored before that time at all")
+                ))
+        [point] = await asyncio.to_thread(compute_points, [model], history.observations, history.flares, timestamp)
+        if point.forecast.status != "ok":
+            raise ForecastUnavailable(422, f"insufficient data at {timestamp.isoformat()}: {point.forecast.reason}")
+        return point
+
+    def current_models(self) -> dict[str, Any]:
+        def describe(model) -> dict[str, Any] | None:
+            if model is None:
+                return None
+            return {"version": model.version, "targets": model.targets, "horizon_hours": model.horizon_hours,
+                    "bucket_edges_hours": model.edges, "has_classifier": model.classifier is not None}
+
+        return {"champion": describe(self.slots.champion), "challenger": describe(self.slots.challenger),
+                "problems": dict(self.slots.problems)}
+
+    async def health(self) -> dict[str, Any]:
+        reasons: list[str] = []
+        database_ok, status = await self._database_status()
+        broker_ok = await broker_reachable(self.bootstrap_servers)
+        if self.slots.champion is None:
+            reasons.append("no champion model is loaded")
+        reasons += list(self.slots.problems.values())
+        if not database_ok:
+            reasons.append("the database is not reachable")
+        if not broker_ok:
+            reasons.append("the broker is not reachable")
+        latest = self.stream.latest
+        if latest is not None and latest.status != "ok":
+            reasons.append(f"the latest stream forecast ({latest.event_time.isoformat()}) has insufficient data: {latest.reason}")
+        lag = self.position.lag()
+        if lag is not None and lag > LAG_WARNING:
+            reasons.append(f"the flux consumer is {lag} records behind")
+        return {
+            "status": "degraded" if reasons else "healthy",
+            "reasons": reasons,
+            "models": self.slots.versions(),
+            "database_reachable": database_ok,
+            "broker_reachable": broker_ok,
+            "last_ingestion_finished": _iso(status.last_ingestion_finished if status else None),
+            "last_ingested_event_time": _iso(status.last_ingested_event_time if status else None),
+            "last_flux_time": _iso(self.stream.newest_flux),
+            "latest_forecast": None if latest is None else {
+                "issued_at": latest.event_time.isoformat(), "status": latest.status, "reason": latest.reason,
+                "model_version": latest.model_version},
+            "consumer_lag": lag,
+            "forecasts_logged": status.forecasts_logged if status else None,
+            "since_start": vars(self.counters),
+        }
+
+    async def _database_status(self) -> tuple[bool, store.StoreStatus | None]:
+        try:
+            async with asyncio.timeout(2.0):
+                async with self.pool.acquire() as conn:
+                    return True, await store.store_status(conn)
+        except (OSError, asyncpg.PostgresError, TimeoutError, asyncpg.InterfaceError) as exc:
+            log.warning("health.database_unreachable", error=str(exc))
+            return False, None
+
+
+async def broker_reachable(bootstrap_servers: str, timeout: float = 2.0) -> bool:
+    """True if any bootstrap server accepts a connection."""
+    for server in bootstrap_servers.split(","):
+        host, _, port = server.strip().rpartition(":")
+        try:
+            async with asyncio.timeout(timeout):
+                _, writer = await asyncio.open_connection(host or "127.0.0.1", int(port))
+            writer.close()
+            return True
+        except (OSError, TimeoutError, ValueError):
+            continue
+    return False
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.astimezone(timezone.utc).isoformat() if value else None

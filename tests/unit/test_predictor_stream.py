@@ -1,0 +1,156 @@
+"""The stream side of the predictor without a broker: readings in, forecasts on the cadence out, and each equal
+to the forecast computed in one batch from the same data (what the REST API does from the database)."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timedelta, timezone
+from functools import lru_cache
+
+import pandas as pd
+import pytest
+
+from services.ingestor.readers import read_path
+from services.predictor.models import ModelSlots
+from services.predictor.store import History
+from services.predictor.stream import StreamForecaster, compute_points
+from shared import messages as m
+from shared.features import FeatureParams
+from shared.forecast_model import ForecastModel
+from shared.settings import load_settings
+from tests.support.predictor_models import JULY_2015, trained
+
+HOUR = timedelta(hours=1)
+
+
+@lru_cache(maxsize=1)
+def july_readings() -> list[m.FluxObserved]:
+    return [
+        m.FluxObserved(message_id=m.stable_id(r.satellite, r.time_tag), event_time=r.time_tag, correlation_id="july",
+                       satellite=r.satellite, cadence_seconds=r.cadence_seconds, scaling_era=r.scaling_era,
+                       xrsa_flux=r.xrsa_flux, xrsb_flux=r.xrsb_flux, source="test")
+        for r in read_path(JULY_2015).flux if r.usable
+    ]
+
+
+def model(version: str, coxph_alpha: float = 100.0) -> ForecastModel:
+    return ForecastModel(version, trained(coxph_alpha=coxph_alpha).artifacts)
+
+
+def nothing_stored(until: datetime) -> asyncio.Future:
+    async def empty() -> History:
+        return History([], [])
+    return empty()
+
+
+async def inline(function, *args):
+    return function(*args)
+
+
+def forecaster(slots: ModelSlots) -> StreamForecaster:
+    params = FeatureParams.from_settings(load_settings().features)
+    return StreamForecaster(params, timedelta(hours=1), slots, nothing_stored, run=inline)
+
+
+async def feed(stream: StreamForecaster, readings) -> list[m.ForecastIssued]:
+    issued = []
+    for reading in readings:
+        issued += await stream.on_flux(reading)
+    return issued
+
+
+def batch_forecast(forecast_model: ForecastModel, readings, flares: list[m.FlareObserved], at: datetime) -> m.ForecastIssued:
+    """The forecast at `at` from all readings before it, computed in one go."""
+    observations = pd.DataFrame([
+        {"time_tag": r.event_time, "satellite": r.satellite, "cadence_seconds": r.cadence_seconds,
+         "scaling_era": r.scaling_era, "xrsa_flux": r.xrsa_flux, "xrsb_flux": r.xrsb_flux}
+        for r in readings if r.event_time < at
+    ])
+    known = pd.DataFrame([{"peak_time": f.peak_time, "peak_flux": f.peak_flux, "scaling_era": f.scaling_era,
+                           "source": f.source} for f in flares if f.peak_time <= at],
+                         columns=["peak_time", "peak_flux", "scaling_era", "source"])
+    [point] = compute_points([forecast_model], observations, known, at)
+    return point.message(correlation_id="july")
+
+
+async def test_three_days_of_minutes_give_one_forecast_per_hour_stamped_with_the_model_version():
+    stream = forecaster(ModelSlots(champion=model("v-champion")))
+    readings = [r for r in july_readings() if r.event_time < datetime(2015, 7, 4, tzinfo=timezone.utc)]
+    issued = await feed(stream, readings)
+
+    assert [f.event_time for f in issued] == [datetime(2015, 7, 1, tzinfo=timezone.utc) + i * HOUR for i in range(72)]
+    assert {f.model_version for f in issued} == {"v-champion"}
+    assert len({f.message_id for f in issued}) == 72
+    # the first hours have too little flux behind them, and say so; once a day is covered, forecasts are real
+    assert issued[0].status == "insufficient_data" and "flux" in issued[0].reason
+    assert all(f.status == "ok" for f in issued[24:])
+    assert all(f.correlation_id == "july" for f in issued)
+    ok = issued[-1]
+    assert set(ok.survival) == {"C", "M", "X"}
+    assert sum(ok.class_probabilities.values()) == pytest.approx(1.0)
+    assert sum(ok.survival["C"].probability_distribution.values()) == pytest.approx(1.0)
+
+
+async def test_each_stream_forecast_equals_the_batch_forecast_from_the_same_data():
+    champion = model("v-champion")
+    stream = forecaster(ModelSlots(champion=champion))
+    readings = [r for r in july_readings() if r.event_time < datetime(2015, 7, 3, 6, tzinfo=timezone.utc)]
+    issued = await feed(stream, readings)
+    for forecast in issued[22::7]:
+        assert forecast == batch_forecast(champion, readings, [], forecast.event_time)
+
+
+async def test_a_gap_in_the_flux_gives_explicit_insufficient_data_forecasts_not_stale_ones():
+    stream = forecaster(ModelSlots(champion=model("v-champion")))
+    start, gap_from, gap_to = (datetime(2015, 7, d, h, tzinfo=timezone.utc) for d, h in ((1, 0), (2, 12), (2, 20)))
+    readings = [r for r in july_readings() if start <= r.event_time < gap_from or gap_to <= r.event_time < gap_to + HOUR]
+    issued = await feed(stream, readings)
+    by_time = {f.event_time: f for f in issued}
+
+    assert by_time[gap_from].status == "ok"
+    assert by_time[gap_from + 2 * HOUR].status == "ok"  # flux two hours old is still within the limit
+    stale = [by_time[gap_from + h * HOUR] for h in range(4, 9)]
+    assert all(f.status == "insufficient_data" and "older than 180 minutes" in f.reason for f in stale)
+    assert not any(f.survival or f.class_probabilities for f in stale)
+
+
+async def test_a_flare_that_arrives_before_the_flux_reaches_it_counts_only_from_its_peak_on():
+    champion = model("v-champion")
+    stream = forecaster(ModelSlots(champion=champion))
+    readings = [r for r in july_readings() if r.event_time < datetime(2015, 7, 2, 12, tzinfo=timezone.utc)]
+    peak = datetime(2015, 7, 2, 3, 30, tzinfo=timezone.utc)
+    flare = m.FlareObserved(message_id="flare-1", event_time=peak, start_time=peak - HOUR / 4, peak_time=peak,
+                            goes_class="M2.0", class_letter="M", peak_flux=2e-5, source="catalogue")
+    await feed(stream, readings[:60])  # the flux has reached 01:00 on the first day
+    stream.on_flare(flare)
+    issued = {f.event_time: f for f in await feed(stream, readings[60:])}
+
+    before, after = issued[peak - HOUR / 2], issued[peak + HOUR / 2]
+    assert before == batch_forecast(champion, readings, [], before.event_time)
+    assert after == batch_forecast(champion, readings, [flare], after.event_time)
+    assert after.survival["M"].probability_within_24h != batch_forecast(champion, readings, [], after.event_time).survival["M"].probability_within_24h
+
+
+async def test_a_challenger_is_forecast_in_shadow_beside_the_champion_and_a_swap_applies_from_the_next_issue_time():
+    slots = ModelSlots(champion=model("v-old"), challenger=model("v-new", coxph_alpha=1.0))
+    stream = forecaster(slots)
+    readings = [r for r in july_readings() if r.event_time < datetime(2015, 7, 2, 6, tzinfo=timezone.utc)]
+    half = len(readings) // 2
+    first = await feed(stream, readings[:half])
+    slots.champion, slots.challenger = slots.challenger, None
+    second = await feed(stream, readings[half:])
+
+    assert {(f.model_version, f.shadow) for f in first} == {("v-old", False), ("v-new", True)}
+    champion_times = [f.event_time for f in first if not f.shadow] + [f.event_time for f in second]
+    assert champion_times == [datetime(2015, 7, 1, tzinfo=timezone.utc) + i * HOUR for i in range(30)]
+    assert {f.model_version for f in second} == {"v-new"} and not any(f.shadow for f in second)
+    shadow = next(f for f in first if f.shadow and f.status == "ok")
+    live = next(f for f in first if not f.shadow and f.event_time == shadow.event_time)
+    assert shadow.message_id != live.message_id
+    assert shadow.survival["C"].probability_within_24h != live.survival["C"].probability_within_24h
+
+
+async def test_without_a_model_nothing_is_issued_and_the_skips_are_counted():
+    stream = forecaster(ModelSlots())
+    issued = await feed(stream, july_readings()[:180])
+    assert issued == [] and stream.skipped_without_model == 3
