@@ -335,7 +335,7 @@ def feature_table(observations: pd.DataFrame, flares: pd.DataFrame, issue_times,
     values[~sufficient] = 0.0
     table = pd.DataFrame(values, columns=names, index=index)
     table["sufficient"] = sufficient.astype(bool)
-    table["reason"] = reason
+    table["reason"] = pd.Series(reason, index=index, dtype=object)  # None where sufficient, not NaN
     table["inputs_until"] = pd.DatetimeIndex(meta["inputs_until_ns"], tz="UTC").where(meta["inputs_until_ns"] > 0)
     table["coverage_24h"] = meta["coverage_24h"]
     return table
@@ -361,7 +361,7 @@ class FeatureVector:
             issued_at=table.index[position].to_pydatetime(),
             values=OrderedDict((name, float(row[name])) for name in names),
             sufficient=bool(row["sufficient"]),
-            reason=row["reason"],
+            reason=None if pd.isna(row["reason"]) else str(row["reason"]),
             inputs_until=None if pd.isna(inputs_until) else inputs_until.to_pydatetime(),
             coverage_24h=float(row["coverage_24h"]),
         )
@@ -370,7 +370,7 @@ class FeatureVector:
         """A one-row feature frame, as `feature_table` returns it."""
         frame = pd.DataFrame([self.values], index=pd.DatetimeIndex([self.issued_at], name="issued_at"))
         frame["sufficient"] = self.sufficient
-        frame["reason"] = self.reason
+        frame["reason"] = pd.Series([self.reason], index=frame.index, dtype=object)
         frame["inputs_until"] = pd.Timestamp(self.inputs_until) if self.inputs_until else pd.NaT
         frame["coverage_24h"] = self.coverage_24h
         return frame

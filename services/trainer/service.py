@@ -14,6 +14,7 @@ import signal
 from typing import Any
 
 import asyncpg
+from aiokafka.errors import CommitFailedError
 
 from services.trainer.pipeline import train_and_register
 from services.trainer.training import TrainingError
@@ -88,7 +89,12 @@ async def consume(settings: Settings, pool: asyncpg.Pool, consumer: TypedConsume
                 await publisher.publish(settings.topics.lifecycle, answer)
                 log.info("trainer.answered", type=answer.type, request_id=request.message_id)
         if batch:
-            await consumer.commit()
+            try:
+                await consumer.commit()
+            except CommitFailedError:
+                # a long training outlived the group membership: the request comes again and is answered
+                # from the registry without training twice
+                log.warning("trainer.commit_failed", requests=len(batch))
 
 
 async def run(settings: Settings, stop: asyncio.Event | None = None) -> None:

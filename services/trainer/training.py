@@ -109,6 +109,10 @@ def _fit_quietly(estimator: Any, X: np.ndarray, y: Any) -> Any:
         estimator.fit(X, y)
     for warning in {str(w.message) for w in caught}:
         log.debug("trainer.fit_warning", warning=warning[:200])
+    if "n_jobs" in estimator.get_params():
+        # threaded prediction sums the trees in whatever order threads finish: the last bits would differ
+        # between two forecasts of the same features (stream vs REST); one thread makes them identical
+        estimator.set_params(n_jobs=1)
     return estimator
 
 
