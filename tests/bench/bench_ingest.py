@@ -1,0 +1,75 @@
+"""Benchmark (not a timed test): ingest + publish of the July 2015 1-minute month and the 2010-2015 hourly
+file, against a plain aiokafka producer sending the same records to the same broker in the same run.
+
+Run with `make bench` (or `.venv/bin/pytest -m slow -s tests/bench/bench_ingest.py`). The ingest figure is
+the whole run: read and decompress, validate, compare with the database, detect flares, publish, store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+
+import pytest
+from aiokafka import AIOKafkaProducer
+
+from services.ingestor.pipeline import Ingestor, flux_message
+from services.ingestor.readers import read_path
+from services.ingestor.store import plan_flux
+from shared.kafka import Publisher, encode, ensure_topics
+from shared.topics import topic_registry
+from tests.conftest import DATA_DIR
+
+FILES = {
+    "July 2015 1-min": DATA_DIR / "goes15_1m" / "g15_xrs_1m_20150701_20150731.csv.gz",
+    "2010-2015 hourly": DATA_DIR / "goes15_hourly" / "goes15_xrs_hourly_2010-09_2015-12.csv.gz",
+}
+
+
+async def plain_producer_seconds(bootstrap: str, records: list[tuple[bytes, bytes, list]]) -> float:
+    """A bare aiokafka producer (one send per record, then wait for all), as the reference rate."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, acks="all", max_batch_size=512 * 1024)
+    await producer.start()
+    topic = f"bench.plain.{uuid.uuid4().hex[:8]}"
+    await producer.send_and_wait(topic, b"warm-up")
+    try:
+        started = time.perf_counter()
+        futures = [await producer.send(topic, value, key=key, headers=headers) for value, key, headers in records]
+        await asyncio.gather(*futures)
+        return time.perf_counter() - started
+    finally:
+        await producer.stop()
+
+
+@pytest.mark.slow
+async def test_ingest_throughput_against_a_plain_producer(settings, clean_db):
+    await ensure_topics(settings.kafka_bootstrap_servers, topic_registry(settings).values())
+    rows = []
+    async with Publisher(settings.kafka_bootstrap_servers) as publisher:
+        ingestor = Ingestor(settings, clean_db, publisher)
+        for name, path in FILES.items():
+            async with clean_db.acquire() as conn:
+                await conn.execute("TRUNCATE flux_observations, flare_events")
+            started = time.perf_counter()
+            first = await ingestor.ingest_file(path)
+            first_seconds = time.perf_counter() - started
+            started = time.perf_counter()
+            again = await ingestor.ingest_file(path)
+            again_seconds = time.perf_counter() - started
+            assert first.status == again.status == "ok"
+            assert again.records_corrected == 0 and again.records_published == first.records_published
+
+            # The same flux records, encoded beforehand: the plain producer only sends.
+            flux = [r for r in read_path(path).flux if r.usable]
+            records = [encode(flux_message(p)) for p in plan_flux(flux, {})]
+            plain_seconds = await plain_producer_seconds(settings.kafka_bootstrap_servers, records)
+            plain_rate = len(records) / plain_seconds
+            for label, seconds in (("first ingest", first_seconds), ("re-ingest", again_seconds)):
+                rate = first.records_read / seconds
+                rows.append((name, label, first.records_read, seconds, rate, plain_rate, rate / plain_rate))
+            rows.append((name, "plain producer", len(records), plain_seconds, plain_rate, plain_rate, 1.0))
+
+    print(f"\n{'file':<18} {'run':<15} {'records':>8} {'seconds':>8} {'obs/s':>9} {'plain/s':>9} {'ratio':>6}")
+    for name, label, count, seconds, rate, plain_rate, ratio in rows:
+        print(f"{name:<18} {label:<15} {count:>8} {seconds:>8.2f} {rate:>9.0f} {plain_rate:>9.0f} {ratio:>6.2f}")
