@@ -14,6 +14,7 @@ COMMAND_MODULES = [
     "flare_cli.commands.stack",
     "flare_cli.commands.config",
     "flare_cli.commands.ingest",
+    "flare_cli.commands.evaluate",
     "flare_cli.commands.train",
 ]
 

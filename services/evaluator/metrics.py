@@ -67,6 +67,13 @@ class Group:
         first = 0 if days is None else bisect.bisect_right(self._ends, as_of_ns - days * DAY_NS)
         return self._resolutions[first:last]
 
+    def all(self) -> list[Resolution]:
+        return list(self._resolutions)
+
+    @property
+    def newest_resolved_ns(self) -> int:
+        return max((r.resolved_ns for r in self._resolutions), default=0)
+
     def first_scored(self, count: int) -> list[Resolution] | None:
         """The `count` earliest scored forecasts, or None while there are fewer."""
         found = []

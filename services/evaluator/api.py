@@ -1,0 +1,46 @@
+"""The evaluator's REST API: the current figures per model version and window, read from `model_metrics`."""
+
+from __future__ import annotations
+
+from typing import Any, Awaitable, Callable
+
+import asyncpg
+from fastapi import FastAPI, HTTPException, Query
+
+from shared.settings import Settings
+from services.evaluator import store
+from services.evaluator.metrics import window_name
+
+
+def create_api(settings: Settings, pool: Callable[[], Awaitable[asyncpg.Pool]]) -> FastAPI:
+    api = FastAPI(title="Flare+ evaluator", description="Live skill of every model version, champion and shadow")
+    windows = [window_name(days) for days in settings.evaluator.metric_windows_days] + [window_name(None)]
+
+    @api.get("/health")
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @api.get("/metrics/performance")
+    async def performance(
+        model_version: str | None = Query(None, description="only this model version"),
+        window: str | None = Query(None, description=f"only this window: one of {', '.join(windows)}"),
+    ) -> dict[str, Any]:
+        """Per model version (champion and shadow apart) and window: the newest metrics, with the reliability
+        table of each target class."""
+        if window is not None and window not in windows:
+            raise HTTPException(422, f"unknown window {window!r}: use one of {', '.join(windows)}")
+        async with (await pool()).acquire() as conn:
+            rows = await store.latest_metrics(conn, model_version, window)
+        if model_version is not None and not rows:
+            raise HTTPException(404, f"no metrics for model version {model_version!r} yet")
+        return {
+            "windows": windows,
+            "performance": [
+                {"model_version": row["model_version"], "shadow": row["shadow"], "window": row["window_name"],
+                 "as_of": row["as_of"].isoformat(), "scored_count": row["scored_count"], "metrics": row["metrics"],
+                 "reliability": row["reliability"]}
+                for row in rows
+            ],
+        }
+
+    return api

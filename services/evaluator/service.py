@@ -1,0 +1,209 @@
+"""The running evaluator: one faust worker that reads forecasts, flux, flares and the model lifecycle, keeps
+the pending forecasts, flux bins and flares in tables (rebuilt from their changelogs after a restart),
+publishes outcomes, metrics and alerts, and serves `GET /metrics/performance` from the same process.
+
+One agent reads all four topics, so every message is handled in turn and the decisions in
+`services.evaluator.core` never interleave. For each message that resolves forecasts, the outcomes are
+published and written before the forecasts leave the pending table: a crash in between resolves them again
+after the restart, under the same ids, and the metric book (rebuilt from the prediction log) scores each once.
+Metrics are computed from a timer, at most once a second per group, for the groups that changed: a replay of
+years resolves thousands of forecasts a second, and recomputing every window after each would cost more
+than the replay.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sys
+
+import asyncpg
+import faust
+import uvicorn
+from aiokafka.errors import KafkaError
+
+from shared import infra
+from shared import messages as m
+from shared.db import create_pool, migrate_dsn
+from shared.kafka import dead_letter_for, ensure_topics
+from shared.logging import bind_correlation, configure_logging, get_logger
+from shared.settings import Settings, get_settings
+from shared.streaming import Acceptor, make_app, raw_topic, send
+from shared.topics import topic_registry
+from services.evaluator import store
+from services.evaluator.api import create_api
+from services.evaluator.core import Evaluator
+from services.evaluator.metrics import GroupKey, MetricBook
+from services.evaluator.resolution import Resolution
+
+SERVICE = "evaluator"
+INPUT_ROLES = ("forecasts", "flux", "flares", "lifecycle")
+METRICS_INTERVAL_SECONDS = 1.0
+# Errors that mean "the database or broker is away", not "this message is bad".
+TRANSIENT = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError, asyncpg.CannotConnectNowError, KafkaError)
+log = get_logger(__name__)
+
+
+class _EmbeddedServer(uvicorn.Server):
+    """uvicorn inside the faust worker: faust owns the process's signals and stops the server with the app."""
+
+    @contextlib.contextmanager
+    def capture_signals(self):
+        yield
+
+
+class EvaluatorWorker:
+    def __init__(self, app: faust.App, settings: Settings, database_url: str):
+        self.app = app
+        self.settings = settings
+        self.database_url = database_url
+        topics = topic_registry(settings)
+        self.acceptors = {topics[role].name: Acceptor(app, SERVICE, topics[role], topics["dead_letters"]) for role in INPUT_ROLES}
+        self.inputs = app.topic(*self.acceptors, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
+        self.outcomes = raw_topic(app, topics["outcomes"])
+        self.metrics_topic = raw_topic(app, topics["metrics"])
+        self.alerts = raw_topic(app, topics["alerts"])
+        self.tables = {
+            name: app.Table(name, partitions=1)  # keys and values as JSON
+            for name in ("pending-forecasts", "flux-hours", "flares")
+        }
+        self.core: Evaluator | None = None
+        self.dirty: dict[GroupKey, int] = {}
+        self._pool: asyncpg.Pool | None = None
+        self._pool_lock = asyncio.Lock()
+
+    async def pool(self) -> asyncpg.Pool:
+        async with self._pool_lock:
+            if self._pool is None:
+                self._pool = await create_pool(self.database_url)
+            return self._pool
+
+    async def _load(self) -> Evaluator:
+        """Build the decisions' state once the tables are recovered: the book and drift episodes come from
+        PostgreSQL, so what was scored before a restart stays scored."""
+        async with (await self.pool()).acquire() as conn:
+            book = MetricBook(await store.resolved_forecasts(conn))
+            episodes = await store.drift_episodes(conn)
+        core = Evaluator.for_settings(
+            self.settings, book, episodes, pending=self.tables["pending-forecasts"],
+            flux_hours=self.tables["flux-hours"], flares=self.tables["flares"],
+        )
+        for key in book.keys():  # republish the current figures: a crash may have left the last ones unpublished
+            self.dirty[key] = book.group(key).newest_resolved_ns
+        log.info("evaluator.loaded", scored=len(book), pending=len(core.pending), flux_hours=len(core.record.store),
+                 open_drift_episodes=len(core.drift.open))
+        return core
+
+    async def run(self, stream) -> None:
+        async for event in stream.events():
+            acceptor = self.acceptors[event.message.topic]
+            message = await acceptor.accept(event)
+            if message is None:
+                continue
+            with bind_correlation(message.correlation_id):
+                try:
+                    if self.core is None:
+                        self.core = await self._load()
+                    await self.handle(self.core, message)
+                except TRANSIENT as exc:
+                    # the database or broker is away: stop before this message is committed, so the restarted
+                    # service sees it again
+                    log.error("evaluator.stopping", reason=repr(exc), topic=event.message.topic, offset=event.message.offset)
+                    await self.app.crash(exc)
+                    return
+                except Exception as exc:  # a message the evaluator cannot handle must not stop the stream
+                    log.exception("message.failed", topic=event.message.topic, offset=event.message.offset)
+                    await send(acceptor.dead_letters, dead_letter_for(
+                        SERVICE, event.message.topic, event.value, f"evaluator failed on it: {exc!r}",
+                        partition=event.message.partition, offset=event.message.offset,
+                        correlation_id=message.correlation_id,
+                    ))
+
+    async def handle(self, core: Evaluator, message: m.Message) -> None:
+        if isinstance(message, m.ForecastIssued):
+            await self._know_version(core, message.model_version)
+            resolutions = core.take_forecast(message)
+        elif isinstance(message, m.FluxObserved):
+            resolutions = core.take_flux(message)
+        elif isinstance(message, m.FlareObserved):
+            alert = core.take_flare(message)
+            if alert is not None:
+                await send(self.alerts, alert)
+                log.warning("alert.x_class_flare", goes_class=alert.goes_class, peak_time=alert.peak_time.isoformat())
+            return
+        elif isinstance(message, (m.ModelPromoted, m.ModelRolledBack)):
+            await self._know_version(core, message.version, refresh=True)
+            return
+        else:
+            return
+        if resolutions:
+            await self._settle(core, resolutions)
+
+    async def _know_version(self, core: Evaluator, version: str, refresh: bool = False) -> None:
+        if refresh or version not in core.references:
+            async with (await self.pool()).acquire() as conn:
+                core.references[version] = await store.registry_reference(conn, version)
+
+    async def _settle(self, core: Evaluator, resolutions: list[Resolution]) -> None:
+        for resolution in resolutions:
+            await send(self.outcomes, resolution.message())
+        async with (await self.pool()).acquire() as conn:
+            await store.record_outcomes(conn, resolutions)
+            settled = core.settle(resolutions)
+            for episode in settled.episodes:
+                if episode.cleared_ns is None:
+                    await send(self.alerts, episode.alert())
+                    log.warning("alert.metric_drift", model_version=episode.model_version, metric=episode.breach.metric,
+                                value=episode.breach.value, baseline=episode.breach.baseline, threshold=episode.breach.threshold)
+                else:
+                    log.info("drift.cleared", model_version=episode.model_version, ordinal=episode.ordinal)
+                await store.record_episode(conn, episode)
+        for key, as_of in settled.dirty.items():
+            self.dirty[key] = max(self.dirty.get(key, 0), as_of)
+
+    async def publish_metrics(self) -> None:
+        if self.core is None or not self.dirty:
+            return
+        dirty, self.dirty = self.dirty, {}
+        updates = [update for key, as_of in sorted(dirty.items()) for update in self.core.metrics(key, as_of)]
+        for update in updates:
+            await send(self.metrics_topic, update)
+        async with (await self.pool()).acquire() as conn:
+            await store.record_metrics(conn, updates)
+
+    async def serve_api(self) -> None:
+        config = uvicorn.Config(
+            create_api(self.settings, self.pool), host=self.settings.bind_host, port=self.settings.evaluator_port,
+            log_level="warning", lifespan="off",
+        )
+        log.info("evaluator.api", url=f"http://{self.settings.bind_host}:{self.settings.evaluator_port}/metrics/performance")
+        await _EmbeddedServer(config).serve()
+
+    async def close(self, *_: object, **__: object) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+
+
+def build_app(settings: Settings, endpoints: infra.Endpoints) -> faust.App:
+    app = make_app(settings.evaluator.app_name, settings, endpoints.kafka_bootstrap_servers)
+    worker = EvaluatorWorker(app, settings, endpoints.database_url)
+    app.agent(worker.inputs, name="evaluate")(worker.run)
+    app.timer(METRICS_INTERVAL_SECONDS)(worker.publish_metrics)
+    app.task(worker.serve_api)
+    app.on_before_shutdown.connect(worker.close)
+    return app
+
+
+async def _prepare(settings: Settings, endpoints: infra.Endpoints) -> None:
+    await migrate_dsn(endpoints.database_url)
+    await ensure_topics(endpoints.kafka_bootstrap_servers, topic_registry(settings).values())
+
+
+def main() -> None:
+    settings = get_settings()
+    configure_logging(SERVICE, level=settings.log_level)
+    endpoints = infra.resolve_endpoints(settings.kafka_bootstrap_servers, settings.database_dsn, settings.state_dir)
+    asyncio.run(_prepare(settings, endpoints))
+    app = build_app(settings, endpoints)
+    sys.argv = [sys.argv[0], "worker", "--loglevel", "warn", "--without-web"]
+    app.main()
