@@ -9,6 +9,7 @@ from typing import Any, Sequence
 import asyncpg
 
 from shared import messages as m
+from shared.features import TARGET_CLASSES
 from services.evaluator.drift import Breach, DriftEpisode
 from services.evaluator.metrics import Reference
 from services.evaluator.resolution import PendingForecast, Resolution, from_ns, to_ns
@@ -137,7 +138,21 @@ async def registry_reference(conn: asyncpg.Connection, version: str) -> Referenc
 
 
 def reference_from_evidence(validation: dict, backtest: dict) -> Reference:
-    return Reference()
+    """From the trainer's evidence: the decision threshold and the climatology (training base rate) chosen per
+    target (`validation.training[target]`, the backtest's own threshold otherwise), and the backtest's Brier
+    score per target as the drift baseline. What is not recorded is left out (metrics.Reference defaults)."""
+    training = validation.get("training") or {}
+    per_target = backtest.get("per_target") or {}
+    thresholds, climatology, baseline = {}, {}, {}
+    for target in TARGET_CLASSES:
+        chosen, scores = training.get(target) or {}, per_target.get(target) or {}
+        if (threshold := chosen.get("threshold", scores.get("threshold"))) is not None:
+            thresholds[target] = float(threshold)
+        if chosen.get("climatology") is not None:
+            climatology[target] = float(chosen["climatology"])
+        if scores.get("brier") is not None:
+            baseline[target] = float(scores["brier"])
+    return Reference(thresholds, climatology, baseline)
 
 
 # ---- the record the batch command reads -----------------------------------------------------------------------

@@ -20,6 +20,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 
 from services.evaluator.resolution import FlareMark
+from services.trainer import targets
 from shared import infra, scoring
 from shared import messages as m
 from shared.features import flare_timeline
@@ -28,7 +29,6 @@ from shared.topics import topic_registry
 from tests.conftest import PROJECT_ROOT, service_env
 from tests.support.evaluator_data import at, forecast, reference_flares, reference_flux
 
-targets = pytest.importorskip("services.trainer.targets")
 GAP_HOURS = 3
 
 

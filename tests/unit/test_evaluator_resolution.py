@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from services.evaluator.resolution import FlareMark, FluxRecord, PendingForecast, observed_hour, resolve, to_ns
+from services.trainer import targets
 from shared.features import flare_timeline
 from tests.support.evaluator_data import at, flare, forecast, hourly_flux, reference_flares, reference_flux
 
@@ -91,7 +92,6 @@ def test_resolution_agrees_with_the_trainers_targets_on_a_real_year():
     """Live scoring and training targets read history the same way: on the GOES-15 hourly record and the
     SWPC flare list of 2014 (with its real gaps), every hourly issue time gets the same scorability, the same
     largest class and the same first-flare times from both."""
-    targets = pytest.importorskip("services.trainer.targets")
     start, end = at(1, month=1, year=2014), at(1, month=1, year=2015)
     readings = reference_flux(start - timedelta(days=3), end + timedelta(days=3))
     flares = reference_flares(start - timedelta(days=3), end + timedelta(days=3))
