@@ -241,7 +241,7 @@ class Ingestor:
             for reject in result.rejects
         ]
         if dead:
-            log.warning("ingest.rejected", source=source, count=len(dead), first=dead[0].reason)
+            log.info("ingest.rejected", source=source, count=len(dead), first=dead[0].reason)
             await self._publisher.publish_many(self.settings.topics.dead_letters, dead)
 
 
