@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import bz2
 import csv
-import io
 import json
 import math
 import re
@@ -26,7 +25,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
-from services.ingestor.goes import class_of_flux, flux_of_class, satellite_name, scaling_era
+from services.ingestor.goes import flux_of_class, satellite_name, scaling_era
 from shared.messages import FlareObserved, ScalingEra, stable_id
 
 MISSING_SENTINELS = frozenset({-99999.0, -9999.0, 0.0})
