@@ -36,6 +36,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     ingest.add_argument("--speed", type=parse_speed, default=None, metavar="X|max",
                         help="replay at X times real time (event time), or 'max' (default) as fast as possible")
     ingest.add_argument("--satellite", help="for files whose content and name do not say it, e.g. GOES-15")
+    ingest.add_argument("--from", dest="start", type=parse_when, help="files: only readings and flares at or after this (UTC)")
+    ingest.add_argument("--until", dest="end", type=parse_when, help="files: only readings and flares before this (UTC)")
     ingest.set_defaults(handler=cmd_ingest)
 
     flares = sub.add_parser("flares", help="list the stored flare events")
@@ -112,12 +114,12 @@ async def _ingest(args: argparse.Namespace, bootstrap: str, dsn: str) -> int:
             ingestor = Ingestor(settings, pool, publisher)
             if args.source == "live":
                 return await _ingest_live(ingestor, args.once)
-            return await _ingest_files(ingestor, list(supported_files(args.paths)), args.speed, args.satellite)
+            return await _ingest_files(ingestor, list(supported_files(args.paths)), args)
     finally:
         await pool.close()
 
 
-async def _ingest_files(ingestor: Ingestor, files: list[Path], speed: float | None, satellite: str | None) -> int:
+async def _ingest_files(ingestor: Ingestor, files: list[Path], args: argparse.Namespace) -> int:
     runs: list[RunStats] = []
     for number, path in enumerate(files, start=1):
         with tqdm(desc=f"[{number}/{len(files)}] {path.name}", unit="rec", leave=False, file=sys.stderr) as bar:
@@ -125,7 +127,8 @@ async def _ingest_files(ingestor: Ingestor, files: list[Path], speed: float | No
                 bar.total = total
                 bar.update(done)
 
-            runs.append(await ingestor.ingest_file(path, speed=speed, satellite=satellite, progress=progress))
+            runs.append(await ingestor.ingest_file(path, speed=args.speed, satellite=args.satellite, progress=progress,
+                                                   start=args.start, end=args.end))
     print_summary(runs)
     return 1 if any(run.status == "failed" for run in runs) else 0
 

@@ -148,12 +148,15 @@ class Ingestor:
 
     async def ingest_file(
         self, path: Path, *, speed: float | None = None, satellite: str | None = None, progress: Progress | None = None,
+        start: datetime | None = None, end: datetime | None = None,
     ) -> store.RunStats:
         stats = store.RunStats(source=str(path))
         try:
             result = await asyncio.to_thread(read_path, path, satellite=satellite, max_flux=self.settings.ingestion.max_flux_w_m2)
         except OSError as exc:
             result = ReadResult(str(path), "unknown", error=f"cannot read: {exc}")
+        if start or end:
+            result = result.within(start, end)
         return await self._run(result, stats, "replay", speed, progress)
 
     async def ingest_feed(self, client: SwpcFeedClient, feed: str) -> store.RunStats:

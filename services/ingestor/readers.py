@@ -89,6 +89,15 @@ class ReadResult:
     def reject(self, where: str, raw: str, reason: str) -> None:
         self.rejects.append(Reject(where, raw, reason))
 
+    def within(self, start: datetime | None, end: datetime | None) -> "ReadResult":
+        """Only the readings and flares in [start, end): a replay of part of a file."""
+        def inside(moment: datetime) -> bool:
+            return (start is None or moment >= start) and (end is None or moment < end)
+
+        flux = [r for r in self.flux if inside(r.time_tag)]
+        flares = [f for f in self.flares if inside(f.peak_time)]
+        return replace(self, flux=flux, flares=flares, records_read=len(flux) + len(flares))
+
 
 # ---- bytes, compression, format ------------------------------------------------------------------------------
 

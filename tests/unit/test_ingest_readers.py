@@ -279,3 +279,13 @@ def test_the_stale_repeat_rule_leaves_short_real_repeats_alone():
     assert [r.quality for r in stale].count("stale_repeat") == STALE_RUN_MINUTES - 1
     assert stale[2].usable and not stale[3].usable
 
+
+
+def test_part_of_a_file_can_be_replayed_by_event_time():
+    start, end = datetime(2015, 7, 3, tzinfo=timezone.utc), datetime(2015, 7, 5, tzinfo=timezone.utc)
+    whole = read_path(JULY_2015)
+    part = whole.within(start, end)
+    assert len(part.flux) == 2 * 24 * 60
+    assert min(r.time_tag for r in part.flux) == start and max(r.time_tag for r in part.flux) < end
+    catalogue = read_path(SC24).within(None, datetime(2011, 1, 1, tzinfo=timezone.utc))
+    assert catalogue.flares and all(f.peak_time.year <= 2010 for f in catalogue.flares)
