@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import secrets
 import sys
 
 from shared import infra
@@ -22,3 +24,21 @@ def endpoints(start: bool) -> infra.Endpoints:
         print("flare: the system is not running; start it with `flare up`", file=sys.stderr)
         raise SystemExit(1)
     return found
+
+
+def operator_token(s: Settings | None = None) -> str:
+    """The token operator commands present: FLARE_TOKEN, else the first configured operator token, else one
+    generated for this installation and kept (owner-only) in the state folder, which `flare up` hands to the
+    services it starts."""
+    s = s or settings()
+    if os.environ.get("FLARE_TOKEN"):
+        return os.environ["FLARE_TOKEN"]
+    if s.operator_tokens:
+        return s.operator_tokens[0].get_secret_value()
+    path = s.state_dir / "operator.token"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_urlsafe(32))
+    return path.read_text().strip()

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
 from pathlib import Path
 
+from flare_cli.context import operator_token
 from shared import infra
 from shared.paths import project_root
 from shared.settings import Settings
@@ -21,8 +23,11 @@ def available_services() -> list[str]:
 
 
 def service_environment(settings: Settings, endpoints: infra.Endpoints, extra: dict[str, str] | None = None) -> dict[str, str]:
-    """The service sees the same broker, database and folders as the command that started it."""
+    """The service sees the same broker, database and folders as the command that started it, and accepts the
+    operator token the CLI presents."""
     env = dict(os.environ)
+    if not settings.operator_tokens:
+        env["OPERATOR_TOKENS"] = json.dumps([operator_token(settings)])
     env.update(
         KAFKA_BOOTSTRAP_SERVERS=endpoints.kafka_bootstrap_servers,
         DATABASE_URL=endpoints.database_url,

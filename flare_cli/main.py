@@ -16,6 +16,8 @@ COMMAND_MODULES = [
     "flare_cli.commands.ingest",
     "flare_cli.commands.evaluate",
     "flare_cli.commands.train",
+    "flare_cli.commands.validate",
+    "flare_cli.commands.demo",
 ]
 
 
