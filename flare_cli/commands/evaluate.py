@@ -55,7 +55,7 @@ async def _match(dsn: str, settings: Settings, unresolved_only: bool):
         for key in book.keys():
             group = book.group(key)
             reference = await store.registry_reference(conn, key[0])
-            figures = window_metrics(key, None, group.newest_resolved_ns, group.all(), reference)
+            figures = window_metrics(key, group, None, group.newest_resolved_ns, reference)
             lines.append(f"\n{key[0]}{' (shadow)' if key[1] else ''}: {figures.scored_count} scored")
             for target in ("C", "M", "X"):
                 values = "  ".join(f"{name} {_number(figures.metrics.get(f'{target}.{name}'))}" for name in SHOWN)

@@ -7,7 +7,6 @@ reported after the stream resolved a forecast (a catalogue loaded later) are tak
 
 from __future__ import annotations
 
-import bisect
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
@@ -15,7 +14,7 @@ import asyncpg
 
 from shared.settings import Settings
 from services.evaluator import store
-from services.evaluator.resolution import FlareMark, FluxRecord, Resolution, is_due, resolve, to_ns
+from services.evaluator.resolution import FlareMark, FlareRecord, FluxRecord, Resolution, is_due, resolve, to_ns
 
 CHUNK = 2000
 
@@ -35,11 +34,9 @@ async def match_actuals(
 ) -> MatchSummary:
     hours, newest = await store.flux_hours(conn)
     record = FluxRecord({hour: True for hour in hours})
-    marks = sorted(
-        (FlareMark.from_values(row["peak_time"], row["peak_flux"], row["scaling_era"]) for row in await store.stored_flares(conn)),
-        key=lambda mark: mark.peak_ns,
-    )
-    peaks = [mark.peak_ns for mark in marks]
+    flares = FlareRecord()
+    for row in await store.stored_flares(conn):
+        flares.put(row["event_id"], FlareMark.from_values(row["peak_time"], row["peak_flux"], row["scaling_era"]))
     clock_ns = to_ns(newest) if newest else 0
     grace_ns = settings.evaluator.resolution_grace_minutes * 60 * 1_000_000_000
 
@@ -50,7 +47,7 @@ async def match_actuals(
         if not is_due(forecast, clock_ns, grace_ns):
             waiting += 1
             continue
-        inside = marks[bisect.bisect_right(peaks, forecast.issued_ns):bisect.bisect_right(peaks, forecast.window_end_ns)]
+        inside = flares.between(forecast.issued_ns, forecast.window_end_ns)
         resolution = resolve(forecast, clock_ns, record, inside, settings.model.censor_gap_hours)
         resolutions.append(resolution)
         changed += before is not None and before != store.outcome_of(resolution)

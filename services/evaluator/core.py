@@ -10,6 +10,7 @@ scored twice.
 
 from __future__ import annotations
 
+import heapq
 from dataclasses import dataclass, field
 from typing import MutableMapping
 
@@ -19,7 +20,7 @@ from shared.settings import Settings
 from services.evaluator.drift import DriftEpisode, DriftMonitor, DriftRules, baseline_from_first_scored
 from services.evaluator.metrics import GroupKey, MetricBook, Reference, WindowMetrics, book_metrics
 from services.evaluator.resolution import (
-    HOUR_NS, FlareMark, FluxRecord, PendingForecast, Resolution, from_ns, hour_of, is_due, observed_hour, resolve,
+    HOUR_NS, FlareMark, FlareRecord, FluxRecord, PendingForecast, Resolution, from_ns, hour_of, observed_hour, resolve,
     to_ns,
 )
 
@@ -48,13 +49,13 @@ class Evaluator:
         self.censor_gap_hours = settings.model.censor_gap_hours
         self.pending = pending
         self.record = FluxRecord(flux_hours)
-        self.flares = flares
+        self.flares = FlareRecord(flares)
         self.book = book
         self.drift = drift
         self.references: MutableMapping[str, Reference] = references if references is not None else {}
         # after a restart the clock resumes at the start of the newest bin: late, never early
         self.clock_ns = self.record.latest * HOUR_NS if self.record.latest is not None else 0
-        self._next_due_ns: int | None = None
+        self._queue: list[tuple[int, str]] | None = None  # (due time, forecast id), from the table on first use
         self._pruned_hour = self.record.earliest or 0
 
     @classmethod
@@ -71,7 +72,7 @@ class Evaluator:
             return []
         pending = PendingForecast.from_message(forecast)
         self.pending[pending.forecast_id] = pending.to_dict()
-        self._next_due_ns = None
+        heapq.heappush(self._schedule(), (self._due_at(pending), pending.forecast_id))
         return self._due()
 
     def take_flux(self, observation: m.FluxObserved) -> list[Resolution]:
@@ -85,22 +86,19 @@ class Evaluator:
             return []
         self.clock_ns = time_ns
         self._forget_old()
-        if self._next_due_ns is not None and self.clock_ns < self._next_due_ns:
-            return []
         return self._due()
 
     def take_flare(self, flare: m.FlareObserved) -> m.XClassFlareObserved | None:
         """Remember a flare of class C or above; return an alert for the first report of an X-class flare."""
         mark = FlareMark.from_message(flare)
         if flare.message_id in self.flares:  # a redelivery, or a corrected report: alerted on at its first
-            self.flares[flare.message_id] = [mark.peak_ns, mark.rank]
+            self.flares.put(flare.message_id, mark)
             return None
         if mark.rank < CLASS_RANK["C"]:
             return None
-        already_reported = any(
-            rank == CLASS_RANK["X"] and abs(peak - mark.peak_ns) <= SAME_FLARE_NS for peak, rank in self.flares.values()
-        )
-        self.flares[flare.message_id] = [mark.peak_ns, mark.rank]
+        nearby = self.flares.between(mark.peak_ns - SAME_FLARE_NS - 1, mark.peak_ns + SAME_FLARE_NS)
+        already_reported = any(other.rank == CLASS_RANK["X"] for other in nearby)
+        self.flares.put(flare.message_id, mark)
         if mark.rank < CLASS_RANK["X"] or already_reported:
             return None
         return m.XClassFlareObserved(
@@ -111,21 +109,30 @@ class Evaluator:
 
     # ---- resolution --------------------------------------------------------------------------------------
 
+    def _due_at(self, forecast: PendingForecast) -> int:
+        return forecast.window_end_ns + self.grace_ns
+
+    def _schedule(self) -> list[tuple[int, str]]:
+        if self._queue is None:
+            self._queue = [(self._due_at(PendingForecast.from_dict(v)), k) for k, v in self.pending.items()]
+            heapq.heapify(self._queue)
+        return self._queue
+
     def _due(self) -> list[Resolution]:
-        due, next_due = [], None
-        marks = None
-        for forecast_id, value in list(self.pending.items()):
-            forecast = PendingForecast.from_dict(value)
+        """The pending forecasts whose window and grace the clock has passed, resolved, oldest first."""
+        queue, due, seen = self._schedule(), [], set()
+        while queue and queue[0][0] <= self.clock_ns:
+            _, forecast_id = heapq.heappop(queue)
+            value = self.pending.get(forecast_id)
+            if value is None or forecast_id in seen:  # settled already, or queued twice by a redelivery
+                continue
+            seen.add(forecast_id)
             if forecast_id in self.book:  # resolved before a restart: only the table entry was left
                 del self.pending[forecast_id]
                 continue
-            if is_due(forecast, self.clock_ns, self.grace_ns):
-                marks = marks if marks is not None else [FlareMark(int(p), int(r)) for p, r in self.flares.values()]
-                due.append(resolve(forecast, self.clock_ns, self.record, marks, self.censor_gap_hours))
-            else:
-                due_at = forecast.window_end_ns + self.grace_ns
-                next_due = due_at if next_due is None else min(next_due, due_at)
-        self._next_due_ns = next_due
+            forecast = PendingForecast.from_dict(value)
+            inside = self.flares.between(forecast.issued_ns, forecast.window_end_ns)
+            due.append(resolve(forecast, self.clock_ns, self.record, inside, self.censor_gap_hours))
         return sorted(due, key=lambda r: (r.forecast.issued_ns, r.forecast.forecast_id))
 
     def settle(self, resolutions: list[Resolution]) -> Settled:
@@ -146,9 +153,7 @@ class Evaluator:
         return settled
 
     def _check_drift(self, version: str, as_of_ns: int) -> DriftEpisode | None:
-        reference = self.drift_reference(version)
-        window = self.book.group((version, False)).window(self.settings.evaluator.drift_window_days, as_of_ns)
-        return self.drift.check(version, as_of_ns, window, reference)
+        return self.drift.check(version, as_of_ns, self.book.group((version, False)), self.drift_reference(version))
 
     def drift_reference(self, version: str) -> Reference:
         """The version's reference with a Brier baseline for every watched target: the registry's, else the
@@ -157,10 +162,10 @@ class Evaluator:
         targets = self.drift.rules.targets
         if all(t in reference.baseline_brier for t in targets):
             return reference
-        first = self.book.group((version, False)).first_scored(self.drift.rules.min_scored)
-        if first is None:
+        found = baseline_from_first_scored(self.book.group((version, False)), self.drift.rules.min_scored, targets)
+        if not found:
             return reference
-        baseline = {**baseline_from_first_scored(first, targets), **reference.baseline_brier}
+        baseline = {**found, **reference.baseline_brier}
         reference = Reference(reference.thresholds, reference.climatology, baseline)
         self.references[version] = reference
         return reference
@@ -180,9 +185,7 @@ class Evaluator:
             return
         self._pruned_hour = horizon_hour
         self.record.forget_before(horizon_hour)
-        cutoff = horizon_hour * HOUR_NS
-        for flare_id in [k for k, (peak, _) in self.flares.items() if peak < cutoff]:
-            del self.flares[flare_id]
+        self.flares.forget_before(horizon_hour * HOUR_NS)
 
 
 def metrics_message(figures: WindowMetrics) -> m.MetricsUpdated:

@@ -20,14 +20,14 @@ from typing import Sequence
 from shared import messages as m
 from shared import scoring
 from shared.settings import ThresholdSettings
-from services.evaluator.metrics import Reference, is_scored, outcomes
-from services.evaluator.resolution import Resolution, from_ns
+from services.evaluator.metrics import Group, Outcomes, Reference, window_name
+from services.evaluator.resolution import from_ns
 
 
 @dataclass(frozen=True)
 class DriftRules:
     targets: tuple[str, ...]
-    window: str
+    window_days: int
     brier_rise: float
     clear_brier_rise: float
     min_precision: float
@@ -38,10 +38,14 @@ class DriftRules:
     @classmethod
     def from_settings(cls, thresholds: ThresholdSettings, evaluator) -> "DriftRules":
         return cls(
-            tuple(evaluator.drift_targets), f"{evaluator.drift_window_days}d", thresholds.drift_brier_rise,
+            tuple(evaluator.drift_targets), evaluator.drift_window_days, thresholds.drift_brier_rise,
             evaluator.drift_clear_brier_rise, thresholds.min_precision, thresholds.min_recall,
             evaluator.drift_clear_margin, thresholds.min_scored_before_alert,
         )
+
+    @property
+    def window(self) -> str:
+        return window_name(self.window_days)
 
 
 @dataclass(frozen=True)
@@ -73,38 +77,35 @@ class DriftEpisode:
         )
 
 
-def _skill(scored: Sequence[Resolution], target: str, threshold: float) -> tuple[float | None, float | None, float | None]:
-    p, y, _ = outcomes(scored, target)
-    table = scoring.contingency(p, y, threshold)
-    return scoring.brier_score(p, y), table.precision(), table.recall()
-
-
-def breaches(scored: Sequence[Resolution], reference: Reference, rules: DriftRules, *, clearing: bool) -> list[Breach]:
+def breaches(window: dict[str, Outcomes], reference: Reference, rules: DriftRules, *, clearing: bool) -> list[Breach]:
     """The watched metrics beyond their alert level (or, with `clearing`, not yet back inside the clearing
     level), in a fixed order: Brier, precision, recall per target."""
     found = []
     for target in rules.targets:
-        brier, precision, recall = _skill(scored, target, reference.threshold(target))
+        outcomes = window[target]
+        brier = scoring.brier_score(outcomes.p, outcomes.y)
+        table = scoring.contingency(outcomes.p, outcomes.y, reference.threshold(target))
         baseline = reference.baseline_brier.get(target)
         if brier is not None and baseline is not None:
             limit = baseline * (1 + (rules.clear_brier_rise if clearing else rules.brier_rise))
             if brier > limit:
                 found.append(Breach(f"{target}.brier", brier, baseline, limit))
-        for name, value, floor in (("precision", precision, rules.min_precision), ("recall", recall, rules.min_recall)):
+        for name, value, floor in (("precision", table.precision(), rules.min_precision),
+                                   ("recall", table.recall(), rules.min_recall)):
             level = floor + rules.clear_margin if clearing else floor
             if value is not None and value < level:
                 found.append(Breach(f"{target}.{name}", value, None, level))
     return found
 
 
-def baseline_from_first_scored(first: Sequence[Resolution], targets: Sequence[str]) -> dict[str, float]:
-    """The fallback baseline: the Brier score of a version's first scored forecasts as champion."""
+def baseline_from_first_scored(group: Group, count: int, targets: Sequence[str]) -> dict[str, float]:
+    """The fallback baseline: the Brier score of a version's first `count` scored forecasts as champion
+    (empty while it has fewer)."""
     baseline = {}
     for target in targets:
-        p, y, _ = outcomes(first, target)
-        score = scoring.brier_score(p, y)
-        if score is not None:
-            baseline[target] = score
+        first = group.first_scored(count, target)
+        if first is not None:
+            baseline[target] = scoring.brier_score(first.p, first.y)
     return baseline
 
 
@@ -120,11 +121,11 @@ class DriftMonitor:
             if episode.cleared_ns is None:
                 self.open[episode.model_version] = episode
 
-    def check(self, version: str, as_of_ns: int, window: Sequence[Resolution], reference: Reference) -> DriftEpisode | None:
-        """Update the state of `version` from its drift window at `as_of_ns`; return the episode that opened
-        or closed now (a closed one has `cleared_ns` set), or None when nothing changed."""
-        scored = [r for r in window if is_scored(r)]
-        if len(scored) < self.rules.min_scored:
+    def check(self, version: str, as_of_ns: int, group: Group, reference: Reference) -> DriftEpisode | None:
+        """Update the state of `version` from its champion group's drift window at `as_of_ns`; return the
+        episode that opened or closed now (a closed one has `cleared_ns` set), or None when nothing changed."""
+        scored = {t: group.scored_outcomes(self.rules.window_days, as_of_ns, t) for t in self.rules.targets}
+        if len(next(iter(scored.values())).p) < self.rules.min_scored:
             return None
         current = self.open.get(version)
         if current is not None:

@@ -19,6 +19,8 @@ import bisect
 from dataclasses import dataclass, field
 from typing import Iterable, Iterator, Sequence
 
+import numpy as np
+
 from shared import scoring
 from shared.features import TARGET_CLASSES
 from services.evaluator.resolution import HOUR_NS, VERIFICATION_HOURS, Resolution
@@ -49,23 +51,55 @@ def is_scored(resolution: Resolution) -> bool:
     return resolution.scorable and resolution.forecast.scorable_forecast
 
 
+@dataclass(frozen=True)
+class Outcomes:
+    """One target class over scored forecasts: probabilities, 0/1 outcomes within 24 h, and the hours to the
+    first flare (censored at 24)."""
+
+    p: np.ndarray
+    y: np.ndarray
+    time: np.ndarray
+
+
 class Group:
-    """The resolved forecasts of one group, ordered by the end of their 24-hour window."""
+    """The resolved forecasts of one group ordered by the end of their 24-hour window, with the outcomes of
+    the scored ones kept as columns, so a window is two bisections and a slice."""
 
     def __init__(self) -> None:
         self._ends: list[int] = []
         self._resolutions: list[Resolution] = []
+        self._scored_ends: list[int] = []
+        self._scored: list[Resolution] = []
+        self._columns: dict[str, tuple[list[float], list[int], list[float]]] = {t: ([], [], []) for t in TARGET_CLASSES}
 
     def add(self, resolution: Resolution) -> None:
         end = resolution.forecast.window_end_ns
         position = bisect.bisect_right(self._ends, end)
         self._ends.insert(position, end)
         self._resolutions.insert(position, resolution)
+        if not is_scored(resolution):
+            return
+        position = bisect.bisect_right(self._scored_ends, end)
+        self._scored_ends.insert(position, end)
+        self._scored.insert(position, resolution)
+        for target, (p, y, time) in self._columns.items():
+            first = resolution.hours_to_first.get(target)
+            p.insert(position, float(resolution.forecast.p_24h[target]))
+            y.insert(position, int(first is not None))
+            time.insert(position, float(VERIFICATION_HOURS) if first is None else float(first))
+
+    @staticmethod
+    def _bounds(ends: list[int], days: int | None, as_of_ns: int) -> slice:
+        first = 0 if days is None else bisect.bisect_right(ends, as_of_ns - days * DAY_NS)
+        return slice(first, bisect.bisect_right(ends, as_of_ns))
 
     def window(self, days: int | None, as_of_ns: int) -> list[Resolution]:
-        last = bisect.bisect_right(self._ends, as_of_ns)
-        first = 0 if days is None else bisect.bisect_right(self._ends, as_of_ns - days * DAY_NS)
-        return self._resolutions[first:last]
+        return self._resolutions[self._bounds(self._ends, days, as_of_ns)]
+
+    def scored_outcomes(self, days: int | None, as_of_ns: int, target: str) -> Outcomes:
+        bounds = self._bounds(self._scored_ends, days, as_of_ns)
+        p, y, time = self._columns[target]
+        return Outcomes(np.asarray(p[bounds], dtype=float), np.asarray(y[bounds], dtype=int), np.asarray(time[bounds], dtype=float))
 
     def all(self) -> list[Resolution]:
         return list(self._resolutions)
@@ -74,15 +108,12 @@ class Group:
     def newest_resolved_ns(self) -> int:
         return max((r.resolved_ns for r in self._resolutions), default=0)
 
-    def first_scored(self, count: int) -> list[Resolution] | None:
-        """The `count` earliest scored forecasts, or None while there are fewer."""
-        found = []
-        for resolution in self._resolutions:
-            if is_scored(resolution):
-                found.append(resolution)
-                if len(found) == count:
-                    return found
-        return None
+    def first_scored(self, count: int, target: str) -> Outcomes | None:
+        """The outcomes of the `count` earliest scored forecasts, or None while there are fewer."""
+        if len(self._scored) < count:
+            return None
+        p, y, time = self._columns[target]
+        return Outcomes(np.asarray(p[:count], dtype=float), np.asarray(y[:count], dtype=int), np.asarray(time[:count], dtype=float))
 
     def __len__(self) -> int:
         return len(self._resolutions)
@@ -129,44 +160,37 @@ class WindowMetrics:
     reliability: list[dict[str, float | int | str | None]]
 
 
-def outcomes(scored: Sequence[Resolution], target: str) -> tuple[list[float], list[int], list[float]]:
-    """Probabilities, 0/1 outcomes within 24 h and times (hours, censored at 24) for one target class."""
-    p = [float(r.forecast.p_24h[target]) for r in scored]
-    y = [int(r.hours_to_first.get(target) is not None) for r in scored]
-    time = [r.hours_to_first[target] if r.hours_to_first.get(target) is not None else float(VERIFICATION_HOURS) for r in scored]
-    return p, y, time
-
-
-def target_scores(scored: Sequence[Resolution], target: str, reference: Reference, bins: int) -> tuple[dict, list]:
-    p, y, time = outcomes(scored, target)
-    if not scored:
+def target_scores(outcomes: Outcomes, target: str, reference: Reference, bins: int) -> tuple[dict, list]:
+    if len(outcomes.p) == 0:
         return {"count": 0}, []
-    base_rate = sum(y) / len(y)
     scores = scoring.binary_scores(
-        p, y, threshold=reference.threshold(target), climatology=reference.climatology.get(target, base_rate),
+        outcomes.p, outcomes.y, threshold=reference.threshold(target),
+        climatology=reference.climatology.get(target, float(outcomes.y.mean())),
     )
     del scores["brier_persistence"], scores["bss_persistence"]  # the stream keeps no persistence forecast
-    scores["c_index"] = scoring.concordance_index([bool(v) for v in y], time, p)
-    table = [{"target": target, **row} for row in scoring.reliability_table(p, y, bins)]
+    scores["c_index"] = scoring.concordance_index(outcomes.y.astype(bool), outcomes.time, outcomes.p)
+    table = [{"target": target, **row} for row in scoring.reliability_table(outcomes.p, outcomes.y, bins)]
     return scores, table
 
 
 def window_metrics(
-    key: GroupKey, window_days: int | None, as_of_ns: int, resolutions: Sequence[Resolution], reference: Reference,
-    bins: int = 10,
+    key: GroupKey, group: Group, window_days: int | None, as_of_ns: int, reference: Reference, bins: int = 10,
 ) -> WindowMetrics:
-    scored = [r for r in resolutions if is_scored(r)]
+    resolutions = group.window(window_days, as_of_ns)
     metrics: dict[str, float | None] = {
         "resolved_count": len(resolutions),
         "unscorable_count": sum(1 for r in resolutions if not r.scorable),
         "insufficient_data_count": sum(1 for r in resolutions if not r.forecast.scorable_forecast),
     }
     reliability: list[dict] = []
+    scored_count = 0
     for target in TARGET_CLASSES:
-        scores, table = target_scores(scored, target, reference, bins)
+        outcomes = group.scored_outcomes(window_days, as_of_ns, target)
+        scored_count = len(outcomes.p)
+        scores, table = target_scores(outcomes, target, reference, bins)
         metrics.update({f"{target}.{name}": value for name, value in scores.items()})
         reliability += table
-    return WindowMetrics(key[0], key[1], window_name(window_days), as_of_ns, len(scored), metrics, reliability)
+    return WindowMetrics(key[0], key[1], window_name(window_days), as_of_ns, scored_count, metrics, reliability)
 
 
 def book_metrics(
@@ -174,7 +198,4 @@ def book_metrics(
 ) -> list[WindowMetrics]:
     """The figures of one group at `as_of_ns` over each rolling window and cumulatively."""
     group = book.group(key)
-    return [
-        window_metrics(key, days, as_of_ns, group.window(days, as_of_ns), reference, bins)
-        for days in [*windows_days, None]
-    ]
+    return [window_metrics(key, group, days, as_of_ns, reference, bins) for days in [*windows_days, None]]

@@ -12,7 +12,9 @@ backtest read the same history the same way:
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass
+from functools import cached_property
 from datetime import datetime, timedelta, timezone
 from typing import Iterable, Mapping, MutableMapping
 
@@ -58,7 +60,7 @@ class PendingForecast:
     def window_end_ns(self) -> int:
         return self.issued_ns + WINDOW_NS
 
-    @property
+    @cached_property
     def scorable_forecast(self) -> bool:
         """A forecast with a probability for every target (an "insufficient data" one has none to score)."""
         return self.status == "ok" and all(p is not None for p in self.p_24h.values())
@@ -87,6 +89,41 @@ class FlareMark:
     @classmethod
     def from_message(cls, flare: m.FlareObserved) -> "FlareMark":
         return cls.from_values(flare.peak_time, flare.peak_flux, flare.scaling_era)
+
+
+class FlareRecord:
+    """Flares by id over any mapping id -> [peak_ns, rank] (a faust table in the service, a dict elsewhere),
+    with a sorted index of peaks for window look-ups, rebuilt when a flare is added or forgotten."""
+
+    def __init__(self, store: MutableMapping[str, list] | None = None):
+        self.store: MutableMapping[str, list] = store if store is not None else {}
+        self._peaks: list[int] | None = None
+        self._marks: list[FlareMark] = []
+
+    def __contains__(self, flare_id: str) -> bool:
+        return flare_id in self.store
+
+    def put(self, flare_id: str, mark: FlareMark) -> None:
+        known = flare_id in self.store
+        self.store[flare_id] = [mark.peak_ns, mark.rank]
+        if known or self._peaks is None:
+            self._peaks = None  # a corrected report: rebuild on the next look-up
+            return
+        position = bisect.bisect_right(self._peaks, mark.peak_ns)
+        self._peaks.insert(position, mark.peak_ns)
+        self._marks.insert(position, mark)
+
+    def forget_before(self, time_ns: int) -> None:
+        for flare_id in [k for k, (peak, _) in self.store.items() if peak < time_ns]:
+            del self.store[flare_id]
+        self._peaks = None
+
+    def between(self, start_ns: int, end_ns: int) -> list[FlareMark]:
+        """The flares peaking in (start_ns, end_ns]."""
+        if self._peaks is None:
+            self._marks = sorted((FlareMark(int(peak), int(rank)) for peak, rank in self.store.values()), key=lambda f: f.peak_ns)
+            self._peaks = [mark.peak_ns for mark in self._marks]
+        return self._marks[bisect.bisect_right(self._peaks, start_ns):bisect.bisect_right(self._peaks, end_ns)]
 
 
 @dataclass(frozen=True)
