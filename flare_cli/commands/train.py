@@ -14,7 +14,9 @@ from tqdm import tqdm
 from flare_cli import context
 from flare_cli.commands.ingest import parse_when, parse_when_end
 from services.trainer.backtest import write_outputs
-from services.trainer.pipeline import NotRegistered, RegisteredVersion, backtest_registered, train_and_register, validate_registered
+from services.trainer.pipeline import (
+    NotRegistered, RegisteredVersion, backtest_registered, pipeline_steps, train_and_register, validate_registered,
+)
 from services.trainer.data import load_history
 from services.trainer.training import TrainingError, train, training_steps
 from shared.db import connect, migrate
@@ -106,7 +108,7 @@ def _print_registered(registered: RegisteredVersion) -> None:
 
 def _train(args: argparse.Namespace, targets: tuple[str, ...], with_classifier: bool, save_to: Path | None) -> int:
     settings = context.settings()
-    steps = training_steps(targets, settings.model.survival_estimators, with_classifier)
+    steps = pipeline_steps(targets, settings.model.survival_estimators, with_classifier)
 
     async def work(conn) -> int:
         with tqdm(total=steps, unit="step", desc="training", file=sys.stderr) as bar:

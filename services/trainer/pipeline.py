@@ -22,7 +22,7 @@ import pandas as pd
 from services.trainer.artifacts import save_version
 from services.trainer.backtest import BacktestResult, run_backtest
 from services.trainer.data import History, load_history
-from services.trainer.training import Progress, TrainingResult, train
+from services.trainer.training import Progress, TrainingResult, progress_step, train, training_steps
 from services.trainer.validation import Check, ValidationReport, champion_comparison, forecast_checks, validate
 from shared import registry
 from shared.features import TARGET_CLASSES
@@ -78,6 +78,11 @@ def training_evidence(
     return report, out_of_sample
 
 
+def pipeline_steps(targets: Sequence[str], estimators: Sequence[str], with_classifier: bool) -> int:
+    """Progress steps of `train_and_register`: training's, then the evidence."""
+    return training_steps(targets, estimators, with_classifier) + 1
+
+
 async def train_and_register(
     conn: asyncpg.Connection, settings: Settings, *, until: datetime | None, actor: str, reason: str,
     targets: Sequence[str] = TARGET_CLASSES, with_classifier: bool = True, request_id: str | None = None,
@@ -95,8 +100,9 @@ async def train_and_register(
     holdout = ForecastModel(f"{saved.version}+holdout", result.holdout_artifacts)
     champion, champion_problem = await current_champion(conn, kind)
     period_end = pd.Timestamp(result.data_window[1]).floor("h").to_pydatetime() - timedelta(hours=1)
-    report, out_of_sample = await asyncio.to_thread(
-        training_evidence, model, holdout, history, settings, start=result.split_at, end=period_end, champion=champion)
+    with progress_step(progress, f"validation and holdout backtest from {result.split_at:%Y-%m-%d}"):
+        report, out_of_sample = await asyncio.to_thread(
+            training_evidence, model, holdout, history, settings, start=result.split_at, end=period_end, champion=champion)
     backtest = {**out_of_sample.summary(), "kind": "holdout",
                 "note": f"walk-forward over the validation period by the same estimators fit on data before "
                         f"{result.split_at:%Y-%m-%d}; thresholds chosen on that period"}

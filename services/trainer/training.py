@@ -60,7 +60,7 @@ class Progress(Protocol):
 
 
 @contextmanager
-def _step(progress: Progress | None, label: str) -> Iterator[None]:
+def progress_step(progress: Progress | None, label: str) -> Iterator[None]:
     if progress is not None:
         progress.set_description_str(label)
     log.info("trainer.step", step=label)
@@ -236,7 +236,7 @@ def train_survival(data: TrainingSet, target: str, settings: Settings, progress:
     candidates: dict[str, dict[str, Any]] = {}
     fitted: dict[str, Any] = {}
     for name in model.survival_estimators:
-        with _step(progress, f">={target}: fit {name} on {int(fit_rows.sum())} issue times"):
+        with progress_step(progress, f">={target}: fit {name} on {int(fit_rows.sum())} issue times"):
             estimator = _fit_quietly(make_estimator(name, model), data.X[fit_rows], survival_outcomes(data.fit_outcomes, target, fit_rows))
             fitted[name] = estimator
             candidates[name] = evaluate_survival(estimator, data.X[val_rows], val_out, target, model.horizon_hours)
@@ -251,7 +251,7 @@ def train_survival(data: TrainingSet, target: str, settings: Settings, progress:
     climatology = float(data.all_outcomes.within_24h(target)[clim_rows].mean())
     holdout_rows = clim_rows & data.before_split & data.fit_outcomes.observed_24h
     holdout_climatology = float(data.fit_outcomes.within_24h(target)[holdout_rows].mean())
-    with _step(progress, f">={target}: refit {chosen} on {int(all_rows.sum())} issue times"):
+    with progress_step(progress, f">={target}: refit {chosen} on {int(all_rows.sum())} issue times"):
         final = _fit_quietly(make_estimator(chosen, model), data.X[all_rows], survival_outcomes(data.all_outcomes, target, all_rows))
     validation = {
         "chosen": chosen,
@@ -289,7 +289,7 @@ def train_classifier(data: TrainingSet, settings: Settings, progress: Progress |
     fit_labels = np.asarray(OUTCOME_CLASSES, dtype=object)[data.fit_outcomes.largest_class_24h]
     fit_rows = data.sufficient & data.before_split & data.fit_outcomes.observed_24h
     cal_rows = data.sufficient & ~data.before_split & data.all_outcomes.observed_24h
-    with _step(progress, f"classifier: fit on {int(fit_rows.sum())}, calibrate on {int(cal_rows.sum())} issue times"):
+    with progress_step(progress, f"classifier: fit on {int(fit_rows.sum())}, calibrate on {int(cal_rows.sum())} issue times"):
         booster = HistGradientBoostingClassifier(
             max_iter=model.classifier_max_iter, learning_rate=model.classifier_learning_rate, max_leaf_nodes=15,
             min_samples_leaf=50, l2_regularization=1.0, early_stopping=False, random_state=model.random_state,
@@ -320,7 +320,7 @@ def train(
     """Train the survival models of `targets` (and the classifier) on the history up to `until`."""
     params = FeatureParams.from_settings(settings.features)
     model = settings.model
-    with _step(progress, "features and targets"):
+    with progress_step(progress, "features and targets"):
         data = training_set(history, settings, until)
     names = feature_names(params)
     trained_at = datetime.now(timezone.utc).isoformat()
