@@ -13,7 +13,7 @@ from services.trainer.backtest import run_backtest, write_outputs
 from services.trainer.data import History
 from services.trainer.targets import Observability, observability, outcomes, persistence
 from services.trainer.training import InsufficientHistory, train, training_set
-from shared.features import HOUR_NS, FeatureParams, feature_table, flare_timeline
+from shared.features import HOUR_NS, FeatureVector, feature_table, flare_timeline
 from shared.forecast_model import ForecastModel, forecast_message
 from shared.settings import load_settings
 from tests.support.trainer_data import history
@@ -116,8 +116,6 @@ def test_training_uses_only_data_up_to_the_cut_off_and_splits_chronologically(da
 def test_a_forecast_has_consistent_curves_buckets_and_class_probabilities(data, model):
     t = datetime(2012, 3, 6, 12, tzinfo=UTC)
     features = feature_table(data.observations, data.flares, [t], model.feature_params)
-    from shared.features import FeatureVector
-
     forecast = model.forecast(FeatureVector.from_table(features))
     assert forecast.status == "ok" and set(forecast.survival) == {"C", "M", "X"}
     for target, survival in forecast.survival.items():
