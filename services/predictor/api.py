@@ -190,7 +190,7 @@ def build_api(service: PredictorService) -> FastAPI:
     async def _unavailable(request: Request, exc: ForecastUnavailable) -> JSONResponse:
         return _problem(exc.status, str(exc))
 
-    async def admitted(x_api_key: Annotated[str | None, Header(description="required when API keys are configured")] = None) -> str | None:
+    async def admitted(x_api_key: str | None = Header(None, description="required when API keys are configured")) -> str | None:
         holder = service.guard.admit(x_api_key)
         if holder:
             log.debug("api.admitted", holder=holder)
@@ -207,18 +207,18 @@ def build_api(service: PredictorService) -> FastAPI:
 
     @api.post("/predict/survival", response_model=SurvivalResponse, responses=errors, tags=["predict"],
               summary="time-to-first-flare distribution and survival curve for one class")
-    async def predict_survival(body: SurvivalRequest, _: Annotated[str | None, Depends(admitted)]) -> SurvivalResponse:
+    async def predict_survival(body: SurvivalRequest, _: str | None = Depends(admitted)) -> SurvivalResponse:
         return survival_response(await forecast(body.timestamp), body.target_class, body.time_buckets)
 
     @api.post("/predict/classification", response_model=ClassificationResponse, responses=errors,
               tags=["predict"], summary="probabilities of the largest flare class (none/C/M/X) in the window")
     async def predict_classification(body: ClassificationRequest,
-                                     _: Annotated[str | None, Depends(admitted)]) -> ClassificationResponse:
+                                     _: str | None = Depends(admitted)) -> ClassificationResponse:
         return classification_response(await forecast(body.timestamp), body.window)
 
     @api.post("/predict/all", response_model=AllResponse, responses=errors, tags=["predict"],
               summary="survival for C, M and X and the classification, from one computation")
-    async def predict_all(body: AllRequest, _: Annotated[str | None, Depends(admitted)]) -> AllResponse:
+    async def predict_all(body: AllRequest, _: str | None = Depends(admitted)) -> AllResponse:
         point = await forecast(body.timestamp)
         return AllResponse(
             survival={target: survival_response(point, target, body.time_buckets) for target in point.model.targets},
