@@ -25,7 +25,7 @@ from flare_cli import context, launcher
 from flare_cli.commands.stack import _prepare
 from shared.db import connect
 from shared.paths import project_root
-from shared.settings import Settings
+from shared.settings import Settings, config_paths
 
 HISTORY = "goes15_hourly/goes15_xrs_hourly_2010-09_2015-12.csv.gz"
 CATALOGUE = "flare_lists/swpc_flarelist_sc24_2010_2015.csv"
@@ -79,7 +79,7 @@ def flare_command(*args: str) -> None:
 
 
 def ensure_env_file() -> None:
-    env = project_root() / ".env"
+    _, env = config_paths()
     if not env.exists():
         shutil.copy(project_root() / "deploy" / "env.example", env)
         say(f"created {env} from deploy/env.example")
