@@ -18,6 +18,7 @@ COMMAND_MODULES = [
     "flare_cli.commands.train",
     "flare_cli.commands.validate",
     "flare_cli.commands.demo",
+    "flare_cli.commands.predictor",
 ]
 
 

@@ -7,6 +7,7 @@ The stream and the API both go through `forecast_point`, so the same features gi
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 import numpy as np
 
@@ -41,6 +42,13 @@ class PointForecast:
         """S(t) of the target's model at `hours`, for this instant's features."""
         row = np.array([[self.features.values[name] for name in self.model.feature_names]], dtype=float)
         return survival_at(self.model.survival[target]["estimator"], row, hours)[0]
+
+
+def forecast_id(model_version: str, shadow: bool, issued_at: datetime) -> str:
+    """The id `forecast_message` gives this model's forecast at `issued_at`, known before computing it (the
+    id depends on nothing else), so a forecast already logged need not be computed again."""
+    placeholder = Forecast(issued_at, "insufficient_data", None, {}, {}, None, None)
+    return forecast_message(placeholder, model_version, horizon_hours=1, shadow=shadow).message_id
 
 
 def forecast_point(model: ForecastModel, features: FeatureVector) -> PointForecast:

@@ -33,7 +33,6 @@ LAG_WARNING = 10_000  # flux records behind the topic's end before /health says 
 class Counters:
     forecasts_published: int = 0
     forecasts_logged: int = 0
-    forecasts_already_logged: int = 0
     flux_seen: int = 0
     flares_seen: int = 0
 
@@ -67,7 +66,7 @@ class Predictor:
                                  self.settings.predictor.rate_limit_per_minute)
         self.timeout_seconds = self.settings.thresholds.api_timeout_seconds
         self.stream = StreamForecaster(self.params, timedelta(minutes=self.settings.predictor.cadence_minutes),
-                                       self.slots, self._stream_history)
+                                       self.slots, self._stream_history, self._logged)
         self.pool: asyncpg.Pool | None = None
         self.ready = asyncio.Event()
 
@@ -96,23 +95,26 @@ class Predictor:
         async with self.pool.acquire() as conn:
             return await store.history_before(conn, until, self.params, flares_after_too=True)
 
-    async def on_flux(self, readings: Sequence[m.FluxObserved], publish: Publish) -> list[m.ForecastIssued]:
-        """Take a batch of readings in order; publish and log the forecasts they make due that are not
-        logged already (a replay or a redelivery issues them again, and they go nowhere)."""
-        issued: list[m.ForecastIssued] = []
-        for reading in readings:
-            issued += await self.stream.on_flux(reading)
-        self.counters.flux_seen += len(readings)
-        if not issued:
-            return []
+    async def _logged(self, forecast_ids: list[str]) -> set[str]:
         async with self.pool.acquire() as conn:
-            known = await store.logged_ids(conn, [f.message_id for f in issued])
-            new = [f for f in issued if f.message_id not in known]
-            # published (and acknowledged) before logged: a crash in between publishes again, never loses one
-            await publish(new)
-            self.counters.forecasts_published += len(new)
+            return await store.logged_ids(conn, forecast_ids)
+
+    async def on_flux(self, readings: Sequence[m.FluxObserved], publish: Publish) -> list[m.ForecastIssued]:
+        """Take a batch of readings in order; publish, then log, the forecasts they make due."""
+        issued: dict[str, m.ForecastIssued] = {}
+        for reading in readings:
+            for forecast in await self.stream.on_flux(reading):
+                # a replay starting inside this batch may issue again what the batch issued before being logged
+                issued.setdefault(forecast.message_id, forecast)
+        new = list(issued.values())
+        self.counters.flux_seen += len(readings)
+        if not new:
+            return []
+        # published (and acknowledged) before logged: a crash in between publishes again, never loses one
+        await publish(new)
+        self.counters.forecasts_published += len(new)
+        async with self.pool.acquire() as conn:
             self.counters.forecasts_logged += await store.log_forecasts(conn, new)
-        self.counters.forecasts_already_logged += len(known)
         for forecast in new:
             log.info("forecast.issued", issued_at=forecast.event_time.isoformat(), model_version=forecast.model_version,
                      shadow=forecast.shadow, status=forecast.status, reason=forecast.reason,
@@ -184,7 +186,8 @@ class Predictor:
                 "model_version": latest.model_version},
             "consumer_lag": lag,
             "forecasts_logged": status.forecasts_logged if status else None,
-            "since_start": vars(self.counters),
+            "since_start": {**vars(self.counters), "forecasts_already_logged": self.stream.already_logged,
+                            "forecasts_skipped_without_model": self.stream.skipped_without_model},
         }
 
     async def _database_status(self) -> tuple[bool, store.StoreStatus | None]:

@@ -7,7 +7,8 @@ state's buffer, which holds the same readings the database holds for that instan
 stream equals the REST forecast for the same instant.
 
 At the first reading after a start, and when the stream is rewound for a replay, the state is rebuilt from
-the database (the lookback before that reading), so nothing needs replaying from the topic.
+the database (the lookback before that reading), so nothing needs replaying from the topic. A forecast the
+prediction log already holds (a replay, a redelivery after a crash) is not computed or issued again.
 
 Flares can arrive ahead of the flux (a catalogue ingested in one go). A flare is added to the state only once
 the flux has reached its peak; until then it is held back, so the state never runs ahead of the flux.
@@ -23,7 +24,7 @@ from typing import Awaitable, Callable
 import pandas as pd
 
 from services.predictor.cadence import CadenceClock
-from services.predictor.forecasts import PointForecast, forecast_point
+from services.predictor.forecasts import PointForecast, forecast_id, forecast_point
 from services.predictor.models import ModelSlots
 from services.predictor.store import History
 from shared import messages as m
@@ -32,6 +33,7 @@ from shared.logging import get_logger
 
 log = get_logger(__name__)
 HistoryLoader = Callable[[datetime], Awaitable[History]]
+LoggedFilter = Callable[[list[str]], Awaitable[set[str]]]  # which of these forecast ids are logged already
 
 
 def compute_points(models: list, observations: pd.DataFrame, flares: pd.DataFrame, issued_at: datetime) -> list[PointForecast]:
@@ -48,10 +50,11 @@ def compute_points(models: list, observations: pd.DataFrame, flares: pd.DataFram
 
 class StreamForecaster:
     def __init__(self, params: FeatureParams, cadence: timedelta, slots: ModelSlots, history: HistoryLoader,
-                 run: Callable[..., Awaitable] = asyncio.to_thread):
+                 logged: LoggedFilter, run: Callable[..., Awaitable] = asyncio.to_thread):
         self.params = params
         self.slots = slots
         self._history = history
+        self._logged = logged
         self._run = run
         self.state = FeatureState(params)
         self.clock = CadenceClock(cadence, rewind_after=timedelta(hours=params.flux_lookback_hours))
@@ -59,6 +62,7 @@ class StreamForecaster:
         self._correlation_id: str | None = None
         self.latest: m.ForecastIssued | None = None
         self.skipped_without_model = 0
+        self.already_logged = 0
 
     @property
     def newest_flux(self) -> datetime | None:
@@ -106,10 +110,15 @@ class StreamForecaster:
             self.skipped_without_model += 1
             log.warning("forecast.skipped", issued_at=issued_at.isoformat(), reason="no champion model is loaded")
             return []
+        ids = [forecast_id(model.version, shadow, issued_at) for model, shadow in serving]
+        logged = await self._logged(ids)
+        due = [(model, shadow) for (model, shadow), id_ in zip(serving, ids) if id_ not in logged]
+        self.already_logged += len(serving) - len(due)
+        if not due:
+            return []
         # the frames are taken on the event loop (the flare agent changes the state there); the work runs aside
         observations, flares = self.state.observations(), self.state.flares()
-        points = await self._run(compute_points, [model for model, _ in serving], observations, flares, issued_at)
-        messages = [point.message(shadow=shadow, correlation_id=correlation_id)
-                    for point, (_, shadow) in zip(points, serving)]
+        points = await self._run(compute_points, [model for model, _ in due], observations, flares, issued_at)
+        messages = [point.message(shadow=shadow, correlation_id=correlation_id) for point, (_, shadow) in zip(points, due)]
         self.latest = messages[0]
         return messages

@@ -43,13 +43,17 @@ def nothing_stored(until: datetime) -> asyncio.Future:
     return empty()
 
 
+async def nothing_logged(forecast_ids: list[str]) -> set[str]:
+    return set()
+
+
 async def inline(function, *args):
     return function(*args)
 
 
-def forecaster(slots: ModelSlots) -> StreamForecaster:
+def forecaster(slots: ModelSlots, logged=nothing_logged) -> StreamForecaster:
     params = FeatureParams.from_settings(load_settings().features)
-    return StreamForecaster(params, timedelta(hours=1), slots, nothing_stored, run=inline)
+    return StreamForecaster(params, timedelta(hours=1), slots, nothing_stored, logged, run=inline)
 
 
 async def feed(stream: StreamForecaster, readings) -> list[m.ForecastIssued]:
@@ -154,3 +158,17 @@ async def test_without_a_model_nothing_is_issued_and_the_skips_are_counted():
     stream = forecaster(ModelSlots())
     issued = await feed(stream, july_readings()[:180])
     assert issued == [] and stream.skipped_without_model == 3
+
+
+async def test_a_forecast_the_log_already_holds_is_neither_computed_nor_issued_again():
+    first = forecaster(ModelSlots(champion=model("v-champion")))
+    readings = july_readings()[:6 * 60]
+    issued = await feed(first, readings)
+    log = {f.message_id for f in issued[:4]}
+
+    async def logged(forecast_ids: list[str]) -> set[str]:
+        return log & set(forecast_ids)
+
+    again = forecaster(ModelSlots(champion=model("v-champion")), logged)
+    assert await feed(again, readings) == issued[4:]
+    assert again.already_logged == 4
