@@ -26,7 +26,7 @@ from shared.topics import topic_registry
 log = get_logger(__name__)
 SERVICE = "predictor"
 FLUX_BATCH = 2000
-FLUX_BATCH_SECONDS = 0.2
+FLUX_BATCH_SECONDS = 0.05  # in live mode a reading waits at most this long for company
 LIFECYCLE_SIGNALS = (m.ModelPromoted, m.ModelRolledBack, m.ChallengerChanged)
 
 
