@@ -172,3 +172,36 @@ async def test_a_forecast_the_log_already_holds_is_neither_computed_nor_issued_a
     again = forecaster(ModelSlots(champion=model("v-champion")), logged)
     assert await feed(again, readings) == issued[4:]
     assert again.already_logged == 4
+
+
+def stored_before(readings, flares=()):
+    """What the database holds for a restart: the readings before an instant, as flux_observations rows."""
+    async def history(until: datetime) -> History:
+        rows = [{"time_tag": r.event_time, "satellite": r.satellite, "cadence_seconds": r.cadence_seconds,
+                 "scaling_era": r.scaling_era, "xrsa_flux": r.xrsa_flux, "xrsb_flux": r.xrsb_flux,
+                 "message_id": r.message_id, "quality": r.quality, "source": r.source}
+                for r in readings if until - timedelta(hours=74) <= r.event_time < until]
+        return History(rows, list(flares))
+    return history
+
+
+async def test_a_restart_mid_stream_continues_from_the_stored_history_and_loses_or_repeats_nothing():
+    champion = model("v-champion")
+    readings = [r for r in july_readings() if r.event_time < datetime(2015, 7, 3, 12, tzinfo=timezone.utc)]
+    uninterrupted = await feed(forecaster(ModelSlots(champion=champion)), readings)
+
+    crashed_at, resumed_from = 2000, 1900  # the last 100 readings before the crash are delivered again
+    before = await feed(forecaster(ModelSlots(champion=champion)), readings[:crashed_at])
+    log = {f.message_id for f in before}
+
+    async def logged(forecast_ids: list[str]) -> set[str]:
+        return log & set(forecast_ids)
+
+    params = FeatureParams.from_settings(load_settings().features)
+    restarted = StreamForecaster(params, timedelta(hours=1), ModelSlots(champion=champion),
+                                 stored_before(readings), logged, run=inline)
+    after = await feed(restarted, readings[resumed_from:])
+
+    assert before + after == uninterrupted
+    redelivered_hours = [f for f in before if f.event_time >= readings[resumed_from].event_time]
+    assert len(redelivered_hours) == 2 and restarted.already_logged == 2  # made due again, not issued again
