@@ -262,6 +262,7 @@ def train_survival(data: TrainingSet, target: str, settings: Settings, progress:
         "fit_rows": int(fit_rows.sum()),
         "fit_events": fit_events,
         "refit_rows": int(all_rows.sum()),
+        "climatology": climatology,
     }
     log.info("trainer.survival_chosen", target=target, chosen=chosen, **{
         f"{n}_ibs": c["integrated_brier"] for n, c in candidates.items()})
