@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime
-from typing import Annotated, Any, Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from fastapi import Depends, FastAPI, Header, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 from services.predictor.access import ApiKeyGuard, KeyRejected, RateLimited
 from services.predictor.forecasts import (
@@ -24,7 +24,6 @@ from shared import messages as m
 from shared.logging import get_logger
 
 log = get_logger(__name__)
-HORIZON_HOURS = 168
 
 
 # ---- schemas ----------------------------------------------------------------------------------------------
@@ -34,37 +33,33 @@ class _Request(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     timestamp: AwareDatetime = Field(
-        description="the instant to forecast from (ISO 8601 with a zone, e.g. 2015-07-15T12:00:00Z); only data "
-                    "stored for before it is used")
+        description="the instant to forecast from (ISO 8601 with a zone, e.g. 2015-07-15T12:00:00Z); only the data "
+                    "observed before it is used")
 
 
-def _check_edges(edges: list[int] | None) -> list[int] | None:
-    if edges is None:
-        return None
-    if len(edges) < 2 or edges[0] != 0 or any(b <= a for a, b in zip(edges, edges[1:])):
-        raise ValueError("time_buckets must start at 0 and strictly increase, e.g. [0, 6, 12, 24]")
-    if edges[-1] > HORIZON_HOURS:
-        raise ValueError(f"time_buckets cannot go past the {HORIZON_HOURS} h horizon")
-    return edges
-
-
-class SurvivalRequest(_Request):
-    target_class: m.TargetClass = Field(description="flares of at least this class: C, M or X")
+class _Buckets(BaseModel):
     time_buckets: list[int] | None = Field(
-        None, description="hour edges of the time-to-flare buckets; the model's own buckets when omitted")
+        None, description="hour edges of the time-to-flare buckets, from 0, increasing, within the model's horizon "
+                          "(168 h), e.g. [0, 6, 24]; the model's own buckets when omitted")
 
-    _edges = field_validator("time_buckets")(classmethod(lambda cls, v: _check_edges(v)))
+    @field_validator("time_buckets")
+    @classmethod
+    def _edges_increase_from_zero(cls, edges: list[int] | None) -> list[int] | None:
+        if edges is not None and (len(edges) < 2 or edges[0] != 0 or any(b <= a for a, b in zip(edges, edges[1:]))):
+            raise ValueError("time_buckets must start at 0 and strictly increase, e.g. [0, 6, 12, 24]")
+        return edges
+
+
+class SurvivalRequest(_Request, _Buckets):
+    target_class: m.TargetClass = Field(description="flares of at least this class: C, M or X")
 
 
 class ClassificationRequest(_Request):
     window: Literal[24, 48] = Field(24, description="hours after the timestamp the class is about: 24 or 48")
 
 
-class AllRequest(_Request):
-    window: Literal[24, 48] = 24
-    time_buckets: list[int] | None = None
-
-    _edges = field_validator("time_buckets")(classmethod(lambda cls, v: _check_edges(v)))
+class AllRequest(ClassificationRequest, _Buckets):
+    pass
 
 
 class SurvivalFunction(BaseModel):
@@ -121,6 +116,8 @@ def survival_response(point: PointForecast, target: str, edges: list[int] | None
     survival = point.forecast.survival.get(target)
     if survival is None:
         raise ForecastUnavailable(503, f"model {point.model.version} has no survival model for class {target}")
+    if edges is not None and edges[-1] > point.model.horizon_hours:
+        raise ForecastUnavailable(422, f"time_buckets cannot go past the model's {point.model.horizon_hours} h horizon")
     distribution = survival.probability_distribution if edges is None else survival_buckets(point, target, edges)
     return SurvivalResponse(
         target_class=target,

@@ -76,6 +76,9 @@ def class_probabilities_within(point: PointForecast, window_hours: int) -> dict[
     """
     if window_hours == 24 and point.forecast.class_probabilities:
         return dict(point.forecast.class_probabilities)
+    missing = [target for target in ("C", "M", "X") if target not in point.model.survival]
+    if missing:
+        raise ForecastUnavailable(503, f"model {point.model.version} has no survival model for {', '.join(missing)}")
     at_least = []
     for target in ("C", "M", "X"):
         p = 1.0 - float(point.survival_on(target, [float(window_hours)])[0])

@@ -9,9 +9,10 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Any, Awaitable, Callable, Sequence
+from typing import Any, Awaitable, Callable, Sequence, TypeVar
 
 import asyncpg
+from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential
 
 from services.predictor import store
 from services.predictor.access import ApiKeyGuard
@@ -27,6 +28,8 @@ from shared.settings import Settings
 log = get_logger(__name__)
 Publish = Callable[[Sequence[m.ForecastIssued]], Awaitable[None]]
 LAG_WARNING = 10_000  # flux records behind the topic's end before /health says so
+DATABASE_OUTAGES = (OSError, asyncpg.PostgresConnectionError, asyncpg.CannotConnectNowError, asyncpg.InterfaceError)
+T = TypeVar("T")
 
 
 @dataclass
@@ -82,9 +85,19 @@ class Predictor:
         if self.pool is not None:
             await self.pool.close()
 
+    async def _waiting_out_outages(self, work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+        """Run `work` on a pooled connection; while the database restarts, wait and retry instead of dropping
+        the batch in hand (the stream holds still meanwhile, and nothing is skipped)."""
+        async for attempt in AsyncRetrying(retry=retry_if_exception_type(DATABASE_OUTAGES),
+                                           wait=wait_exponential(multiplier=0.2, max=5), reraise=True,
+                                           before_sleep=lambda state: log.warning(
+                                               "database.retrying", error=str(state.outcome.exception()))):
+            with attempt:
+                async with self.pool.acquire() as conn:
+                    return await work(conn)
+
     async def reload_models(self, because: str) -> dict[str, str | None]:
-        async with self.pool.acquire() as conn:
-            wanted = await registered_roles(conn)
+        wanted = await self._waiting_out_outages(registered_roles)
         changed = await self.slots.reconcile(wanted)
         log.info("models.reconciled", because=because, models=self.slots.versions(), changed=changed)
         return changed
@@ -92,12 +105,11 @@ class Predictor:
     # ---- stream -----------------------------------------------------------------------------------------
 
     async def _stream_history(self, until: datetime) -> store.History:
-        async with self.pool.acquire() as conn:
-            return await store.history_before(conn, until, self.params, flares_after_too=True)
+        return await self._waiting_out_outages(
+            lambda conn: store.history_before(conn, until, self.params, flares_after_too=True))
 
     async def _logged(self, forecast_ids: list[str]) -> set[str]:
-        async with self.pool.acquire() as conn:
-            return await store.logged_ids(conn, forecast_ids)
+        return await self._waiting_out_outages(lambda conn: store.logged_ids(conn, forecast_ids))
 
     async def on_flux(self, readings: Sequence[m.FluxObserved], publish: Publish) -> list[m.ForecastIssued]:
         """Take a batch of readings in order; publish, then log, the forecasts they make due."""
@@ -113,8 +125,7 @@ class Predictor:
         # published (and acknowledged) before logged: a crash in between publishes again, never loses one
         await publish(new)
         self.counters.forecasts_published += len(new)
-        async with self.pool.acquire() as conn:
-            self.counters.forecasts_logged += await store.log_forecasts(conn, new)
+        self.counters.forecasts_logged += await self._waiting_out_outages(lambda conn: store.log_forecasts(conn, new))
         for forecast in new:
             log.info("forecast.issued", issued_at=forecast.event_time.isoformat(), model_version=forecast.model_version,
                      shadow=forecast.shadow, status=forecast.status, reason=forecast.reason,
@@ -132,14 +143,17 @@ class Predictor:
         model = self.slots.champion
         if model is None:
             raise ForecastUnavailable(503, "no champion model is loaded; promote a model in the registry first")
-        async with self.pool.acquire() as conn:
-            history = await store.history_before(conn, timestamp, model.feature_params)
-            if not history.flux_rows:
-                earlier = await store.has_flux_before(conn, timestamp)
-                raise ForecastUnavailable(422, (
-                    f"no flux observations are stored in the {model.feature_params.flux_lookback_hours} h before "
-                    f"{timestamp.isoformat()}" + ("" if earlier else "; no flux is stored before that time at all")
-                ))
+        try:
+            async with self.pool.acquire() as conn:
+                history = await store.history_before(conn, timestamp, model.feature_params)
+                earlier = history.flux_rows or await store.has_flux_before(conn, timestamp)
+        except DATABASE_OUTAGES as exc:
+            raise ForecastUnavailable(503, f"the database is not reachable: {exc}") from exc
+        if not history.flux_rows:
+            raise ForecastUnavailable(422, (
+                f"no flux observations are stored in the {model.feature_params.flux_lookback_hours} h before "
+                f"{timestamp.isoformat()}" + ("" if earlier else "; no flux is stored before that time at all")
+            ))
         [point] = await asyncio.to_thread(compute_points, [model], history.observations, history.flares, timestamp)
         if point.forecast.status != "ok":
             raise ForecastUnavailable(422, f"insufficient data at {timestamp.isoformat()}: {point.forecast.reason}")
@@ -195,7 +209,7 @@ class Predictor:
             async with asyncio.timeout(2.0):
                 async with self.pool.acquire() as conn:
                     return True, await store.store_status(conn)
-        except (OSError, asyncpg.PostgresError, TimeoutError, asyncpg.InterfaceError) as exc:
+        except (*DATABASE_OUTAGES, asyncpg.PostgresError, TimeoutError) as exc:
             log.warning("health.database_unreachable", error=str(exc))
             return False, None
 

@@ -61,7 +61,7 @@ class PredictorWorker:
     def _highwater(self, tp) -> int | None:
         try:
             return self.app.consumer.highwater(tp)
-        except Exception:  # not assigned yet
+        except Exception:  # the partition is not assigned yet (aiokafka asserts it); /health must answer anyway
             return None
 
     async def publish(self, forecasts: Sequence[m.ForecastIssued]) -> None:
