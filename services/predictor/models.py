@@ -38,8 +38,8 @@ class ModelSlots:
 
     def serving(self) -> list[tuple[ForecastModel, bool]]:
         """(model, shadow) for every loaded model: the champion first."""
-        return [(model, role == "challenger") for role, model in (("champion", self.champion), ("challenger", self.challenger))
-                if model is not None]
+        pairs = [(self.champion, False), (self.challenger, True)]
+        return [(model, shadow) for model, shadow in pairs if model is not None]
 
     def versions(self) -> dict[str, str | None]:
         return {role: getattr(self, role).version if getattr(self, role) else None for role in ROLES}
