@@ -27,8 +27,8 @@ class Comparison:
 
     champion_version: str
     metric: str
-    candidate: float
-    champion: float
+    candidate: float | None  # None: no scorable forecasts to compare on
+    champion: float | None
     lower_is_better: bool
 
     def improved(self) -> bool:
@@ -129,8 +129,10 @@ def judge(
 
 def _observed(check: GateCheck) -> str:
     value = check.observed
-    if isinstance(value, float):
-        return f"{value:.4g}"
     if isinstance(value, dict) and "candidate" in value:
-        return f"{value['metric']} {value['candidate']:.4g} vs {value['champion']:.4g}"
-    return str(value)
+        return f"{value['metric']} {_number(value['candidate'])} vs {_number(value['champion'])}"
+    return _number(value)
+
+
+def _number(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)

@@ -1,11 +1,11 @@
 """The automatic rollback rule: a newly promoted champion whose live skill falls clearly below its
 predecessor's, early in its reign, gives the reign back.
 
-Both are judged by the evaluator's live metrics over the same window name. "Clearly below" is by more than
-the configured margin, in the metric's own units (all compared metrics are on a 0..1 scale): Brier higher by
-more than the margin, or a skill score (precision, recall, F1, TSS, HSS, BSS, ROC AUC) lower by more than it.
-"Early" is within the monitoring window of event time after the promotion; later, drift alerts and retraining
-take over.
+Both are judged by the evaluator's live metrics over the same window name, on the Brier score of each target
+class ("C.brier", "M.brier", ...): a proper score that stays meaningful on the few dozen forecasts scored in
+the first hours, where precision, recall or TSS swing from 0 to 1 on a single flare. "Clearly below" is a
+Brier score higher by more than the configured margin (absolute). "Early" is within the monitoring window of
+event time after the promotion; later, drift alerts and retraining take over.
 """
 
 from __future__ import annotations
@@ -15,8 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Mapping
 
-LOWER_IS_BETTER = frozenset({"brier"})
-HIGHER_IS_BETTER = frozenset({"precision", "recall", "f1", "tss", "hss", "bss_climatology", "roc_auc"})
+COMPARED_METRIC = "brier"
 
 
 @dataclass(frozen=True)
@@ -28,28 +27,20 @@ class LiveMetrics:
     metrics: Mapping[str, float | None]
 
 
-def direction(key: str) -> bool | None:
-    """True if lower is better for this metric key, False if higher is, None if it is not a skill measure.
-    A key may be qualified by what it scores, e.g. 'M.brier' or 'p_ge_m.precision': the last part names it."""
-    name = key.rsplit(".", 1)[-1]
-    if name in LOWER_IS_BETTER:
-        return True
-    if name in HIGHER_IS_BETTER:
-        return False
-    return None
+def compared(key: str) -> bool:
+    """A metric key may be qualified by what it scores ('M.brier'): the last part names the metric."""
+    return key.rsplit(".", 1)[-1] == COMPARED_METRIC
 
 
 def degradations(new: Mapping[str, float | None], previous: Mapping[str, float | None], margin: float) -> list[str]:
-    """Each metric on which `new` is worse than `previous` by more than `margin`, described."""
+    """Each Brier score on which `new` is higher than `previous` by more than `margin`, described."""
     found = []
-    for key in sorted(set(new) & set(previous)):
-        lower_is_better = direction(key)
+    for key in sorted(k for k in set(new) & set(previous) if compared(k)):
         a, b = new[key], previous[key]
-        if lower_is_better is None or a is None or b is None or not (math.isfinite(a) and math.isfinite(b)):
+        if a is None or b is None or not (math.isfinite(a) and math.isfinite(b)):
             continue
-        worse_by = (a - b) if lower_is_better else (b - a)
-        if worse_by > margin:
-            found.append(f"{key} {a:.4g} vs {b:.4g} ({'higher' if lower_is_better else 'lower'} by {worse_by:.4g} > {margin:g})")
+        if a - b > margin:
+            found.append(f"{key} {a:.4g} vs {b:.4g} (higher by {a - b:.4g} > {margin:g})")
     return found
 
 

@@ -1,0 +1,144 @@
+"""The running gatekeeper: one process with the stream consumer, the REST API, the outbox relay and the
+retention schedule.
+
+The consumer reads alerts (drift, X-class flares), the lifecycle topic (trained candidates, failed trainings),
+the metrics topic (live skill, for the automatic rollback) and the flux topic, whose event time is the clock of
+the monthly schedule. Offsets are committed after a batch is handled; every handler is idempotent, so a batch
+redelivered after a crash changes nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+
+import asyncpg
+import uvicorn
+
+from services.gatekeeper import retraining
+from services.gatekeeper.api import create_app
+from services.gatekeeper.lifecycle import Gatekeeper
+from services.gatekeeper.retention import run_retention_schedule
+from shared import infra
+from shared import messages as m
+from shared.db import create_pool, migrate
+from shared.kafka import Publisher, Received, TypedConsumer, dead_letter_for, ensure_topics
+from shared.logging import bind_correlation, configure_logging, get_logger
+from shared.settings import Settings, get_settings
+from shared.topics import topic_registry
+
+log = get_logger(__name__)
+SERVICE = "gatekeeper"
+# Errors that mean "the database is away", not "this message is bad": stop without committing and let the
+# restarted service see the batch again.
+TRANSIENT = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError, asyncpg.CannotConnectNowError)
+
+
+async def handle(gatekeeper: Gatekeeper, message: m.Message) -> None:
+    """Route one message to its handler; the gatekeeper's own announcements on the lifecycle topic are skipped."""
+    if isinstance(message, m.MetricDrift):
+        await gatekeeper.request_retrain(retraining.drift_trigger(message))
+    elif isinstance(message, m.XClassFlareObserved):
+        await gatekeeper.request_retrain(retraining.x_flare_trigger(message))
+    elif isinstance(message, m.ModelTrained):
+        await gatekeeper.judge_candidate(message)
+    elif isinstance(message, m.TrainingFailed):
+        await gatekeeper.training_failed(message)
+    elif isinstance(message, m.MetricsUpdated):
+        await gatekeeper.metrics_updated(message)
+
+
+async def handle_batch(gatekeeper: Gatekeeper, batch: list[Received], publisher: Publisher) -> None:
+    """Flux only moves the clock (once per batch, to where the batch ends); everything else is handled in order."""
+    flux = [r.message for r in batch if isinstance(r.message, m.FluxObserved)]
+    for received in batch:
+        if isinstance(received.message, m.FluxObserved):
+            continue
+        with bind_correlation(received.message.correlation_id):
+            try:
+                await handle(gatekeeper, received.message)
+            except TRANSIENT:
+                raise
+            except Exception as exc:  # a message the handler cannot take is set aside with the reason
+                log.exception("message.handler_failed", topic=received.topic, offset=received.offset)
+                await publisher.publish(gatekeeper.settings.topics.dead_letters, dead_letter_for(
+                    SERVICE, received.topic, received.message.model_dump_json().encode(),
+                    f"handler failed: {type(exc).__name__}: {exc}", partition=received.partition,
+                    offset=received.offset, correlation_id=received.message.correlation_id,
+                ))
+    if flux:
+        await gatekeeper.clock_moved(flux[-1].event_time)
+
+
+async def consume(gatekeeper: Gatekeeper, consumer: TypedConsumer, publisher: Publisher) -> None:
+    async for batch in consumer.batches():
+        if batch:
+            await handle_batch(gatekeeper, batch, publisher)
+            await consumer.commit()
+
+
+def endpoints_for(settings: Settings) -> infra.Endpoints:
+    found = infra.recorded_endpoints(settings.kafka_bootstrap_servers, settings.database_dsn, settings.state_dir)
+    if found is None:
+        raise SystemExit("gatekeeper: no broker or database: set KAFKA_BOOTSTRAP_SERVERS and DATABASE_URL, or `flare up`")
+    return found
+
+
+async def run(settings: Settings, stop: asyncio.Event) -> None:
+    endpoints = endpoints_for(settings)
+    topics = topic_registry(settings)
+    await ensure_topics(endpoints.kafka_bootstrap_servers, topics.values())
+    pool = await create_pool(endpoints.database_url)
+    async with pool.acquire() as conn:
+        await migrate(conn)
+    publisher = Publisher(endpoints.kafka_bootstrap_servers)
+    await publisher.start()
+    gatekeeper = Gatekeeper(pool, settings, publisher)
+    consumer = TypedConsumer(
+        endpoints.kafka_bootstrap_servers, [topics["alerts"], topics["lifecycle"], topics["metrics"], topics["flux"]],
+        group_id="flare-gatekeeper", service=SERVICE, dead_letter_topic=settings.topics.dead_letters,
+        publisher=publisher,
+    )
+    await consumer.start()
+    server = uvicorn.Server(uvicorn.Config(
+        create_app(gatekeeper), host=settings.bind_host, port=settings.gatekeeper_port, log_config=None,
+        access_log=False,
+    ))
+    server.install_signal_handlers = lambda: None  # `stop` ends everything, not only the server
+    tasks = [
+        asyncio.create_task(consume(gatekeeper, consumer, publisher), name="consume"),
+        asyncio.create_task(gatekeeper.run_relay(), name="outbox-relay"),
+        asyncio.create_task(run_retention_schedule(gatekeeper), name="retention"),
+        asyncio.create_task(server.serve(), name="api"),
+    ]
+    log.info("gatekeeper.started", port=settings.gatekeeper_port, policy=settings.gatekeeper.promotion_policy)
+    stopper = asyncio.create_task(stop.wait(), name="stop")
+    try:
+        done, _ = await asyncio.wait([*tasks, stopper], return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            if task is not stopper and task.exception():
+                raise task.exception()
+    finally:
+        server.should_exit = True
+        for task in [*tasks, stopper]:
+            if task.get_name() != "api":
+                task.cancel()
+        await asyncio.gather(*tasks, stopper, return_exceptions=True)
+        await consumer.stop()
+        await publisher.stop()
+        await pool.close()
+        log.info("gatekeeper.stopped")
+
+
+def main() -> None:
+    settings = get_settings()
+    configure_logging(SERVICE, level=settings.log_level)
+
+    async def serve() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        await run(settings, stop)
+
+    asyncio.run(serve())
