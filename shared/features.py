@@ -392,6 +392,7 @@ class FeatureState:
         self._flux: dict[tuple[str, int, int], tuple[str, float | None, float | None]] = {}
         self._flares: dict[str, tuple[int, float, str, str]] = {}
         self._newest_ns = 0
+        self._next_prune_ns = 0
 
     def update_flux(self, observation: m.FluxObserved) -> None:
         time_ns = int(pd.Timestamp(observation.event_time).value)
@@ -408,6 +409,11 @@ class FeatureState:
         if time_ns <= self._newest_ns:
             return
         self._newest_ns = time_ns
+        # Pruning scans the whole buffer: once per event-time hour is enough, since the lookbacks keep two
+        # hours of margin and features read only their own windows.
+        if time_ns < self._next_prune_ns:
+            return
+        self._next_prune_ns = time_ns + HOUR_NS
         flux_cutoff = time_ns - (self.params.flux_lookback_hours + 2) * HOUR_NS
         flare_cutoff = time_ns - self.params.flare_lookback.value - 2 * HOUR_NS
         if len(self._flux) and min(key[2] for key in self._flux) < flux_cutoff:
