@@ -19,6 +19,7 @@ COMMAND_MODULES = [
     "flare_cli.commands.validate",
     "flare_cli.commands.demo",
     "flare_cli.commands.predictor",
+    "flare_cli.commands.models",
 ]
 
 
