@@ -38,10 +38,12 @@ DETECTED_SOURCE = "detected"
 Progress = Callable[[int, int], None]  # (items done in this chunk, items in the run)
 
 
-def flux_message(planned: store.PlannedFlux) -> FluxObserved:
+def flux_message(planned: store.PlannedFlux, correlation_id: str | None = None) -> FluxObserved:
+    """The reading as published; its correlation id is the ingestion run's, which `flare_ingestion_log` keeps."""
     record = planned.record
     return FluxObserved(
-        message_id=planned.message_id, event_time=record.time_tag, satellite=record.satellite,
+        message_id=planned.message_id, event_time=record.time_tag, correlation_id=correlation_id,
+        satellite=record.satellite,
         cadence_seconds=record.cadence_seconds, scaling_era=record.scaling_era, xrsa_flux=record.xrsa_flux,
         xrsb_flux=record.xrsb_flux, quality=record.quality, source=record.source, is_correction=planned.revision > 0,
     )
@@ -187,7 +189,7 @@ class Ingestor:
                 stats.duration_seconds = time.monotonic() - started
                 await store.close_run(conn, stats)
         log.info(
-            "ingest.run", source=stats.source, format=stats.format, status=stats.status, read=stats.records_read,
+            "ingest.run", run_id=stats.run_id, source=stats.source, format=stats.format, status=stats.status, read=stats.records_read,
             published=stats.records_published, corrected=stats.records_corrected, rejected=stats.records_rejected,
             missing=stats.records_missing, gaps=stats.gaps, used_cache=stats.used_cache, error=stats.error,
         )
@@ -220,10 +222,13 @@ class Ingestor:
         storing: asyncio.Task | None = None
         try:
             async for chunk in paced_chunks(timeline, speed):
-                flux_out = [flux_message(i.flux) for i in chunk if i.flux is not None and i.publish]
-                flares_out = [i.flare for i in chunk if i.flare is not None and i.publish]
-                await self._publisher.publish_many(topics.flux, flux_out)
+                flux_out = [flux_message(i.flux, stats.run_id) for i in chunk if i.flux is not None and i.publish]
+                flares_out = [i.flare.model_copy(update={"correlation_id": stats.run_id})
+                              for i in chunk if i.flare is not None and i.publish]
+                # A chunk's flares go first: consumers hold a flare back until their flux reaches its peak,
+                # but a flare that comes after that flux has passed would be missed by the hours in between.
                 await self._publisher.publish_many(topics.flares, flares_out)
+                await self._publisher.publish_many(topics.flux, flux_out)
                 if storing is not None:
                     await storing
                 storing = asyncio.create_task(_store_chunk(conn, chunk))

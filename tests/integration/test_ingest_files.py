@@ -132,3 +132,6 @@ async def test_ingesting_a_file_again_changes_nothing_and_republishes_the_same_i
     times = [m.event_time for m in messages[:half]]
     assert times == sorted(times), "published in event-time order"
     assert not any(m.xrsb_flux is None for m in messages), "missing minutes are stored, never published"
+    assert {m.correlation_id for m in messages} == {first.run_id, second.run_id}, "each reading names its ingestion run"
+    flares = await topic_messages(settings, "flares")
+    assert flares and {f.correlation_id for f in flares} == {first.run_id, second.run_id}
