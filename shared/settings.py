@@ -115,6 +115,7 @@ class GatekeeperSettings(_Section):
     rollback_min_scored: int = Field(
         12, ge=1, description="scored forecasts a new champion needs before its live metrics can roll it back")
     retention_interval_hours: float = Field(24.0, gt=0, description="how often the registry's retention runs")
+    consumer_group: str = Field("flare-gatekeeper", description="Kafka consumer group; a second gatekeeper needs its own")
 
 
 class EvaluatorSettings(_Section):
