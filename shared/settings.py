@@ -80,6 +80,8 @@ class ThresholdSettings(_Section):
     backtest_min_f1: float = Field(0.4, ge=0, le=1)
     backtest_min_precision: float = Field(0.3, ge=0, le=1)
     backtest_max_brier: float = Field(0.3, ge=0, le=1)
+    backtest_targets: list[Literal["C", "M", "X"]] = Field(
+        ["C", "M"], min_length=1, description="the 24 h forecasts the backtest thresholds (and so the gates) judge")
     min_c_index: float = Field(0.5, ge=0, le=1)
     api_timeout_seconds: float = Field(10.0, gt=0)
     min_free_disk_gb: float = Field(1.0, ge=0)

@@ -2,7 +2,8 @@
 `flare rollback`, `flare history`, `flare retrain`, `flare approve`, `flare challenger`.
 
 The API is found at the configured bind host and gatekeeper port (or `--url`); the token is `FLARE_TOKEN`,
-else the first configured operator token, else the first viewer token (enough for the read commands).
+else the first configured operator token, else the installation's own token that `flare up` hands to the
+services; with only viewer tokens configured, the first of them (enough for the read commands).
 """
 
 from __future__ import annotations
@@ -36,12 +37,9 @@ def default_url(settings: Settings) -> str:
 
 
 def default_token(settings: Settings) -> str | None:
-    if os.environ.get("FLARE_TOKEN"):
-        return os.environ["FLARE_TOKEN"]
-    for tokens in (settings.operator_tokens, settings.viewer_tokens):
-        if tokens:
-            return tokens[0].get_secret_value()
-    return None
+    if settings.viewer_tokens and not settings.operator_tokens and not os.environ.get("FLARE_TOKEN"):
+        return settings.viewer_tokens[0].get_secret_value()  # a read-only installation: enough to look
+    return context.operator_token(settings)
 
 
 class GatekeeperClient:

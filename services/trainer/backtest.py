@@ -146,6 +146,9 @@ def verdict(scores: dict[str, dict[str, Any]], settings: Settings) -> dict[str, 
     checks: dict[str, dict[str, Any]] = {}
     assessed = []
     for target, s in scores.items():
+        if target not in t.backtest_targets:
+            checks[target] = {"assessed": False, "reason": f">= {target} is not among thresholds.backtest_targets"}
+            continue
         if s["flares"] < MIN_FLARES_FOR_VERDICT:
             checks[target] = {"assessed": False, "reason": f"only {s['flares']} flare(s) >= {target} in the period"}
             continue
