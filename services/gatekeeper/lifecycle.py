@@ -360,13 +360,16 @@ class Gatekeeper:
                 ), check=False)
 
     async def clock_moved(self, event_time: datetime) -> RetrainOutcome | None:
-        """Advance the event-time clock; ask for the monthly retraining when the clock crosses its tick."""
+        """Advance the event-time clock; ask for the monthly retraining when the clock crosses its tick. The
+        history counted is what the stream has shown or the database holds, whichever reaches further back."""
         async with self.pool.acquire() as conn:
             async with conn.transaction():
                 previous, first = await store.advance_clock(conn, CLOCK_STREAM, event_time)
-        tick = retraining.latest_monthly_tick(previous, event_time)
-        if tick is None:
-            return None
+            tick = retraining.latest_monthly_tick(previous, event_time)
+            if tick is None:
+                return None
+            stored = await store.stored_flux_start(conn)
+        first = min(first, stored or first)
         if not retraining.enough_history(first, tick, timedelta(days=self.settings.model.min_history_days)):
             log.info("retrain.schedule_skipped", tick=tick.isoformat(), history_start=first.isoformat(),
                      reason=f"less than {self.settings.model.min_history_days} days of history")

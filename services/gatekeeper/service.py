@@ -96,7 +96,7 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
     gatekeeper = Gatekeeper(pool, settings, publisher)
     consumer = TypedConsumer(
         endpoints.kafka_bootstrap_servers, [topics["alerts"], topics["lifecycle"], topics["metrics"], topics["flux"]],
-        group_id="flare-gatekeeper", service=SERVICE, dead_letter_topic=settings.topics.dead_letters,
+        group_id=settings.gatekeeper.consumer_group, service=SERVICE, dead_letter_topic=settings.topics.dead_letters,
         publisher=publisher,
     )
     await consumer.start()

@@ -235,6 +235,11 @@ async def advance_clock(conn: asyncpg.Connection, stream: str, event_time: datet
     return row["last_event_time"], first
 
 
+async def stored_flux_start(conn: asyncpg.Connection) -> datetime | None:
+    """The earliest stored flux reading: the history a retraining would learn from."""
+    return await conn.fetchval("SELECT min(time_tag) FROM flux_observations WHERE xrsb_flux IS NOT NULL")
+
+
 async def clock_time(conn: asyncpg.Connection, stream: str) -> datetime | None:
     return await conn.fetchval("SELECT last_event_time FROM gatekeeper_clock WHERE stream = $1", stream)
 

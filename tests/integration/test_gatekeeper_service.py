@@ -1,0 +1,203 @@
+"""`python -m services.gatekeeper` running against the test stack: a storm of drift alerts becomes one retrain
+request, a malformed alert is dead-lettered, and an operator drives promotions and rollbacks with the `flare`
+commands, which are refused without the operator role or with a stale view of the champion."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import uuid
+from contextlib import asynccontextmanager
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import AsyncIterator
+
+import httpx
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from shared import infra
+from shared import messages as m
+from shared import registry
+from shared.kafka import Publisher, decode, ensure_topics
+from shared.settings import Settings
+from shared.topics import topic_registry
+from tests.conftest import PROJECT_ROOT, service_env
+
+OPERATORS = ["alice:alice-secret", "bob:bob-secret"]
+VIEWERS = ["carol:carol-secret"]
+GATEKEEPER_TABLES = "retrain_triggers, gatekeeper_outbox, gatekeeper_clock"
+
+
+class GatekeeperProcess:
+    def __init__(self, env: dict[str, str], log: Path, port: int):
+        self.env = env
+        self.log = log
+        self.url = f"http://127.0.0.1:{port}"
+        with log.open("ab") as out:
+            self.process = subprocess.Popen([sys.executable, "-m", "services.gatekeeper"], cwd=PROJECT_ROOT, env=env,
+                                            stdout=out, stderr=subprocess.STDOUT)
+
+    async def until(self, condition, what: str, timeout: float = 120.0):
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            value = await condition()
+            if value:
+                return value
+            if self.process.poll() is not None or asyncio.get_running_loop().time() > deadline:
+                raise AssertionError(f"no {what} (gatekeeper exit code {self.process.poll()}); its log:\n"
+                                     f"{self.log.read_text()[-4000:]}")
+            await asyncio.sleep(0.3)
+
+    async def healthy(self) -> bool:
+        try:
+            async with httpx.AsyncClient(base_url=self.url) as client:
+                return (await client.get("/health")).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    def flare(self, *args: str, token: str | None = OPERATORS[0]) -> subprocess.CompletedProcess:
+        """A `flare` command as an operator runs it, finding the API from the same settings; with no token,
+        from a shell that knows none."""
+        env = {**self.env, "FLARE_TOKEN": token or ""}
+        if token is None:
+            del env["OPERATOR_TOKENS"], env["VIEWER_TOKENS"]
+        return subprocess.run([sys.executable, "-m", "flare_cli.main", *args], cwd=PROJECT_ROOT, env=env,
+                              capture_output=True, text=True, timeout=60)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def gatekeeper_env(settings: Settings, port: int, **overrides: str) -> dict[str, str]:
+    env = service_env(settings)
+    env.update(GATEKEEPER_PORT=str(port), OPERATOR_TOKENS=json.dumps(OPERATORS), VIEWER_TOKENS=json.dumps(VIEWERS),
+               GATEKEEPER__CONSUMER_GROUP=f"gatekeeper-{uuid.uuid4().hex[:8]}", LOG_LEVEL="info")
+    env.update(overrides)
+    return env
+
+
+@asynccontextmanager
+async def gatekeeper_running(settings: Settings, pool, log: Path, **overrides: str) -> AsyncIterator[GatekeeperProcess]:
+    async with pool.acquire() as conn:
+        await conn.execute(f"TRUNCATE {GATEKEEPER_TABLES}")
+    await ensure_topics(settings.kafka_bootstrap_servers, topic_registry(settings).values())
+    port = infra.free_port()
+    gatekeeper = GatekeeperProcess(gatekeeper_env(settings, port, **overrides), log, port)
+    try:
+        await gatekeeper.until(gatekeeper.healthy, "answer on /health")
+        yield gatekeeper
+    finally:
+        gatekeeper.stop()
+
+
+async def read_topic(settings: Settings, role: str, at_least: int, quiet_seconds: float = 2.0, timeout: float = 60.0) -> list:
+    """At least `at_least` messages of the topic, then whatever else arrives before it has been quiet a while."""
+    spec = topic_registry(settings)[role]
+    consumer = AIOKafkaConsumer(spec.name, bootstrap_servers=settings.kafka_bootstrap_servers,
+                                auto_offset_reset="earliest", group_id=None)
+    await consumer.start()
+    found = []
+    try:
+        async with asyncio.timeout(timeout):
+            while True:
+                got = [r for rs in (await consumer.getmany(timeout_ms=int(quiet_seconds * 1000))).values() for r in rs]
+                found += [decode(spec, r.value, r.headers) for r in got]
+                if len(found) >= at_least and not got:
+                    return found
+    finally:
+        await consumer.stop()
+
+
+async def count(pool, sql: str, *args) -> int:
+    async with pool.acquire() as conn:
+        return await conn.fetchval(sql, *args)
+
+
+async def test_a_storm_of_100_drift_alerts_yields_one_retrain_request_and_bad_alerts_are_dead_lettered(
+        settings, clean_db, tmp_path):
+    start = datetime(2015, 7, 10, tzinfo=timezone.utc)
+    storm = [m.MetricDrift(message_id=m.stable_id("storm", i), event_time=start + i * timedelta(minutes=5),
+                           model_version="v-live", metric="C.brier", value=0.2 + i / 1000, baseline=0.1,
+                           threshold=0.11, window="30d") for i in range(100)]
+    async with gatekeeper_running(settings, clean_db, tmp_path / "gatekeeper.log") as gatekeeper:
+        async with Publisher(settings.kafka_bootstrap_servers) as publisher:
+            await publisher.publish_many(settings.topics.alerts, storm[:50])
+            producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers)
+            await producer.start()
+            await producer.send_and_wait(settings.topics.alerts, b'{"type": "MetricDrift", "value": "high"}')
+            await producer.stop()
+            await publisher.publish_many(settings.topics.alerts, storm[50:])
+
+        async def all_triggers_seen() -> bool:
+            return await count(clean_db, "SELECT count(*) FROM retrain_triggers") == 100
+        await gatekeeper.until(all_triggers_seen, "record of all 100 alerts")
+
+        requests = await read_topic(settings, "retrain_requests", 1)
+        assert len(requests) == 1 and requests[0].target_class == "all" and requests[0].train_until == start
+        assert await count(clean_db, "SELECT count(*) FROM retrain_triggers WHERE folded") == 99
+        dead = await read_topic(settings, "dead_letters", 1)
+        assert [(d.service, d.source_topic) for d in dead] == [("gatekeeper", settings.topics.alerts)]
+
+        # the operator asks too while the request is in flight: folded into it, not queued
+        asked = gatekeeper.flare("retrain", "--target-class", "M", "--reason", "M skill looks off")
+        assert asked.returncode == 0, asked.stderr
+        assert f"folded into {requests[0].message_id}" in asked.stdout
+        listed = gatekeeper.flare("history", "--action", "retrain_requested", "--json")
+        assert [e["evidence"]["request_id"] for e in json.loads(listed.stdout)] == [requests[0].message_id]
+        assert gatekeeper.process.poll() is None
+    assert len(await read_topic(settings, "retrain_requests", 1)) == 1
+
+
+async def register(pool, kind: str, name: str) -> str:
+    version = f"{kind}-{name}"
+    window = (datetime(2014, 1, 1, tzinfo=timezone.utc), datetime(2015, 1, 1, tzinfo=timezone.utc))
+    async with pool.acquire() as conn:
+        await registry.register(
+            conn, version=version, kind=kind, artifacts={}, digests={}, data_window=window, hyperparameters={},
+            validation={}, backtest={"f1": 0.5, "precision": 0.4, "brier": 0.1}, actor="trainer", reason="test")
+    return version
+
+
+async def test_an_operator_drives_the_registry_with_flare_commands_and_is_refused_when_unauthorised_or_stale(
+        settings, clean_db, tmp_path):
+    kind = f"cli-{uuid.uuid4().hex[:6]}"
+    v1, v2, v3 = [await register(clean_db, kind, name) for name in ("v1", "v2", "v3")]
+    async with gatekeeper_running(settings, clean_db, tmp_path / "gatekeeper.log") as gatekeeper:
+        assert gatekeeper.flare("promote", v1).returncode == 0
+        promoted = gatekeeper.flare("promote", v2, "--reason", "better Brier on the spring data", token=OPERATORS[1])
+        assert promoted.returncode == 0 and f"champion {v2}" in promoted.stdout
+
+        stale = gatekeeper.flare("promote", v3, "--expect", v1)
+        assert stale.returncode == 1 and "HTTP 409" in stale.stderr and v2 in stale.stderr
+        as_viewer = gatekeeper.flare("promote", v3, token=VIEWERS[0])
+        assert as_viewer.returncode == 1 and "HTTP 403" in as_viewer.stderr
+        anonymous = gatekeeper.flare("rollback", token=None)
+        assert anonymous.returncode == 1 and "HTTP 401" in anonymous.stderr
+        assert await count(clean_db, "SELECT count(*) FROM model_registry WHERE kind = $1 AND status = 'champion'"
+                           " AND version = $2", kind, v2) == 1
+
+        rolled = gatekeeper.flare("rollback", "--kind", kind, "--reason", "v2 forecasts look wrong")
+        assert rolled.returncode == 0, rolled.stderr
+        assert rolled.stdout.startswith("done") and f"champion {v1}" in rolled.stdout
+        again = gatekeeper.flare("rollback", v1, "--reason", "make sure")
+        assert again.returncode == 0 and again.stdout.startswith("nothing to do")
+
+        listing = gatekeeper.flare("models", "--kind", kind, token=VIEWERS[0])
+        statuses = {line.split()[0]: line.split()[2] for line in listing.stdout.splitlines()[1:]}
+        assert statuses == {v1: "champion", v2: "retired", v3: "candidate"}
+        history = gatekeeper.flare("history", "--kind", kind, "--action", "promoted", token=VIEWERS[0])
+        assert [line.split()[1:4] for line in history.stdout.splitlines()] == [["promoted", v1, "alice"], ["promoted", v2, "bob"]]
+        rollbacks = json.loads(gatekeeper.flare("history", "--kind", kind, "--action", "rolled_back", "--json").stdout)
+        assert [(e["version"], e["actor"], e["reason"]) for e in rollbacks] == [(v1, "alice", "v2 forecasts look wrong")]
+
+    announced = await read_topic(settings, "lifecycle", 3)
+    assert [(type(x).__name__, x.version) for x in announced] == [
+        ("ModelPromoted", v1), ("ModelPromoted", v2), ("ModelRolledBack", v1)]
