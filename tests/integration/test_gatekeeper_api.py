@@ -6,6 +6,7 @@ the lifecycle topic."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import uuid
 from datetime import datetime, timedelta, timezone
 
@@ -17,6 +18,7 @@ from pydantic import SecretStr
 from services.gatekeeper import store
 from services.gatekeeper.api import create_app
 from services.gatekeeper.lifecycle import Gatekeeper
+from services.gatekeeper.retention import run_retention
 from shared import messages as m
 from shared import registry
 from shared.kafka import Publisher, decode, ensure_topics
@@ -403,3 +405,48 @@ async def test_an_announcement_lost_to_a_broker_outage_is_published_by_the_relay
     assert relayed >= 1
     announced = (await lifecycle_messages(gk_settings, 1))[0]
     assert (type(announced).__name__, announced.version) == ("ModelPromoted", version)
+
+
+async def test_the_monthly_schedule_counts_the_history_already_stored(gatekeeper):
+    async with gatekeeper.pool.acquire() as conn:
+        await conn.execute(
+            "INSERT INTO flux_observations (satellite, time_tag, cadence_seconds, scaling_era, xrsb_flux, source,"
+            " message_id) VALUES ('GOES-15', '2014-06-01T00:00Z', 3600, 'swpc_scaled', 1e-6, 'test', 'stored-1')")
+    # a gatekeeper that starts watching in spring 2015 finds ten months already stored
+    assert await gatekeeper.clock_moved(datetime(2015, 3, 31, 23, tzinfo=timezone.utc)) is None
+    outcome = await gatekeeper.clock_moved(datetime(2015, 4, 1, 3, tzinfo=timezone.utc))
+    assert outcome is not None and not outcome.folded
+    async with gatekeeper.pool.acquire() as conn:
+        request = await conn.fetchrow("SELECT * FROM retrain_requests WHERE request_id = $1", outcome.request_id)
+    assert request["event_time"] == datetime(2015, 4, 1, 2, tzinfo=timezone.utc)
+    assert request["evidence"]["history_start"].startswith("2014-06-01")
+
+
+async def test_retention_runs_through_the_gatekeeper_and_every_step_is_recorded(gatekeeper, kind):
+    model_dir = gatekeeper.settings.model_path
+    model_dir.mkdir(parents=True, exist_ok=True)
+    versions = []
+    async with gatekeeper.pool.acquire() as conn:
+        for i in range(5):
+            path = model_dir / f"survival_model_C_2015010{i}_{kind}.joblib"
+            path.write_bytes(f"model {i}".encode())
+            version = f"{kind}-v{i}"
+            await registry.register(
+                conn, version=version, kind=kind, artifacts={"survival_C": str(path)},
+                digests={"survival_C": hashlib.sha256(path.read_bytes()).hexdigest()},
+                data_window=(datetime(2014, 1, 1, tzinfo=timezone.utc), datetime(2015, 1, 1, tzinfo=timezone.utc)),
+                hyperparameters={}, validation={}, backtest={}, actor="trainer", reason="retention test")
+            versions.append(version)
+    await gatekeeper.promote(versions[0], None, "alice", "the oldest stays champion")
+
+    report = await run_retention(gatekeeper)
+    assert report.archived == [versions[1]]  # newest three kept, the champion protected
+    assert await status_of(gatekeeper.pool, versions[1]) == "archived"
+    assert (model_dir / "archive" / f"survival_model_C_20150101_{kind}.joblib").exists()
+    async with gatekeeper.pool.acquire() as conn:
+        archived = await conn.fetchrow("SELECT actor FROM model_history WHERE version = $1 AND action = 'archived'", versions[1])
+        logged = await conn.fetchval(
+            "SELECT detail FROM flare_system_validation_log WHERE check_name = 'retention' AND detail LIKE $1",
+            f"%{versions[1]}%")
+    assert archived["actor"] == "gatekeeper:retention" and logged is not None
+    assert (await run_retention(gatekeeper)).archived == []  # nothing more is due
