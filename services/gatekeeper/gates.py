@@ -57,12 +57,6 @@ class Verdict:
     reason: str
     checks: tuple[GateCheck, ...]
 
-    def failed(self) -> list[GateCheck]:
-        return [c for c in self.checks if c.passed is False]
-
-    def undetermined(self) -> list[GateCheck]:
-        return [c for c in self.checks if c.passed is None]
-
     def evidence(self) -> dict[str, Any]:
         return {"decision": self.decision, "reason": self.reason, "checks": [asdict(c) for c in self.checks]}
 

@@ -207,12 +207,6 @@ async def finish_request(conn: asyncpg.Connection, request_id: str, status: str)
     )
 
 
-async def requester(conn: asyncpg.Connection, request_id: str | None) -> str | None:
-    if request_id is None:
-        return None
-    return await conn.fetchval("SELECT requested_by FROM retrain_requests WHERE request_id = $1", request_id)
-
-
 # ---- clock and metrics --------------------------------------------------------------------------------------
 
 

@@ -203,7 +203,7 @@ def test_the_approval_policy_holds_a_model_that_passes_every_gate():
 def test_a_candidate_failing_any_gate_is_rejected_and_the_verdict_names_the_gate(candidate, failing):
     verdict = gates.judge(candidate, None, THRESHOLDS, "auto")
     assert verdict.decision == "REJECT"
-    assert [c.name for c in verdict.failed()] == [failing]
+    assert [c.name for c in verdict.checks if c.passed is False] == [failing]
     assert failing in verdict.reason
 
 
