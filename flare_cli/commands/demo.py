@@ -151,15 +151,18 @@ def champion_state(dsn: str):
     return False, f"{trained} version(s) registered, no champion yet"
 
 
-def replay_scored(dsn: str, plan: Plan, cadence: timedelta):
-    """Done when forecasts reach the end of the replay and those whose 24 h window closed are resolved."""
+def replay_scored(dsn: str, plan: Plan, settings: Settings):
+    """Done when forecasts reach the end of the replay and those whose window (24 h and the evaluator's grace
+    for late flare reports) closed before the replay's last reading are resolved."""
+    cadence = timedelta(minutes=settings.predictor.cadence_minutes)
+    closed_before = plan.month_until - timedelta(hours=24, minutes=settings.evaluator.resolution_grace_minutes)
     row = query(
         dsn,
         "SELECT count(*) AS issued, max(prediction_timestamp) AS latest,"
         " count(*) FILTER (WHERE resolved_at IS NOT NULL) AS resolved,"
-        " count(*) FILTER (WHERE prediction_timestamp <= $2 - interval '24 hours') AS closable"
-        " FROM flare_prediction_log WHERE prediction_timestamp >= $1 AND NOT shadow",
-        plan.month_from, plan.month_until,
+        " count(*) FILTER (WHERE prediction_timestamp < $2::timestamptz) AS closable"
+        " FROM flare_prediction_log WHERE prediction_timestamp >= $1::timestamptz AND NOT shadow",
+        plan.month_from, closed_before,
     )[0]
     note = f"{row['issued']} forecasts, {row['resolved']} resolved, up to {row['latest'] or '-'}"
     caught_up = row["latest"] is not None and row["latest"] >= plan.month_until - 2 * cadence
@@ -167,10 +170,14 @@ def replay_scored(dsn: str, plan: Plan, cadence: timedelta):
 
 
 def retrain_cycle(dsn: str, started: datetime):
+    """Done when a retrain request has led to a promotion and no request is still in flight."""
     rows = query(dsn, "SELECT action, count(*) AS n FROM model_history WHERE recorded_at >= $1 GROUP BY action", started)
     counts = {r["action"]: r["n"] for r in rows}
+    in_flight = query(dsn, "SELECT count(*) AS n FROM retrain_requests WHERE status = 'requested'")[0]["n"]
     note = ", ".join(f"{n} {action}" for action, n in sorted(counts.items())) or "nothing yet"
-    return counts.get("promoted", 0) >= 2 and counts.get("retrain_requested", 0) >= 2, note
+    if in_flight:
+        note += f"; {in_flight} retrain request(s) in flight"
+    return counts.get("promoted", 0) >= 1 and counts.get("retrain_requested", 0) >= 1 and not in_flight, note
 
 
 def summary(dsn: str, started: datetime, settings: Settings) -> None:
@@ -241,8 +248,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     say(f"replaying July 2015, 1-minute flux, at {plan.speed:g}x real time")
     flare_command("ingest", str(data / MONTH), "--speed", str(plan.speed),
                   "--from", plan.month_from.isoformat(), "--until", plan.month_until.isoformat())
-    cadence = timedelta(minutes=settings.predictor.cadence_minutes)
-    wait_until("forecasts scored to the end of the replay", lambda: replay_scored(dsn, plan, cadence), args.timeout, every=3)
+    wait_until("forecasts scored to the end of the replay", lambda: replay_scored(dsn, plan, settings), args.timeout, every=3)
     wait_until("a retrain-gate-promote cycle", lambda: retrain_cycle(dsn, started), args.timeout, every=3)
     summary(dsn, started, settings)
     return _wait_for_interrupt(args, settings)

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from services.trainer.backtest import BacktestResult, run_backtest
+from services.trainer.backtest import MIN_FLARES_FOR_VERDICT, BacktestResult, run_backtest
 from services.trainer.data import History
 from shared.forecast_model import ForecastModel
 from shared.settings import Settings
@@ -72,13 +72,20 @@ def forecast_checks(model: ForecastModel, result: BacktestResult, settings: Sett
                         f"{rising} curves rise somewhere, {outside} leave [0, 1]"))
 
     floor = settings.thresholds.min_c_index
-    indices = {t: s["c_index"] for t, s in result.scores.items() if s["c_index"] is not None}
-    missing = [t for t, s in result.scores.items() if s["c_index"] is None]
+    indices = assessed_c_index(result)
+    unassessed = [t for t in result.scores if t not in indices]
     detail = ", ".join(f">={t} {v:.3f}" for t, v in indices.items()) or "none computable"
-    if missing:
-        detail += f"; no flare of {', '.join(missing)} in the period to rank against"
+    if unassessed:
+        detail += (f"; >={', >='.join(unassessed)} not assessed: fewer than {MIN_FLARES_FOR_VERDICT} flares in the"
+                   " period to rank against")
     checks.append(Check("c_index", bool(indices) and all(v > floor for v in indices.values()), f"{detail} (needs > {floor})"))
     return checks
+
+
+def assessed_c_index(result: BacktestResult) -> dict[str, float]:
+    """The C-index of each target with enough flares in the period for a ranking to mean something."""
+    return {t: s["c_index"] for t, s in result.scores.items()
+            if s["c_index"] is not None and s["flares"] >= MIN_FLARES_FOR_VERDICT}
 
 
 def champion_comparison(candidate: BacktestResult, champion: BacktestResult | None, champion_version: str | None) -> tuple[Check, dict[str, Any] | None]:
@@ -128,5 +135,5 @@ def validate(
         champion_result = run_backtest(champion, history, settings, start=start, end=end)
     check, comparison = champion_comparison(result, champion_result, champion.version if champion_result else None)
     checks.append(check)
-    c_index = {t: s["c_index"] for t, s in result.scores.items() if s["c_index"] is not None}
+    c_index = assessed_c_index(result)
     return ValidationReport(model.version, checks, c_index, comparison, (result.start, result.end))

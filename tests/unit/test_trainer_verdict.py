@@ -32,3 +32,13 @@ def test_judging_c_only_is_a_configuration_choice_the_verdict_states():
     result = verdict(SKILFUL_C_WEAK_M, settings)
     assert result["assessed"] == ["C"] and result["passed"]
     assert "not among thresholds.backtest_targets" in result["checks"]["M"]["reason"]
+
+
+def test_the_c_index_is_judged_only_where_enough_flares_rank_it():
+    from types import SimpleNamespace
+
+    from services.trainer.validation import assessed_c_index
+
+    result = SimpleNamespace(scores={"C": {"c_index": 0.7, "flares": 40}, "M": {"c_index": 0.6, "flares": 5},
+                                     "X": {"c_index": 0.33, "flares": 1}})
+    assert assessed_c_index(result) == {"C": 0.7, "M": 0.6}

@@ -1,0 +1,74 @@
+"""A new user runs the main command: the whole system comes up on embedded infrastructure, replays the reference
+data, trains, forecasts, scores, retrains and promotes by itself; `flare validate` passes on it and names the
+database check once the database is stopped."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from shared import infra
+from shared.db import connect
+from tests.conftest import DATA_DIR, PROJECT_ROOT
+
+FLARE = [sys.executable, "-m", "flare_cli.main"]
+
+
+@pytest.fixture
+def new_user_env(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in ("KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL", "DB_HOST")}
+    ports = {name: str(infra.free_port()) for name in ("API_PORT", "EVALUATOR_PORT", "GATEKEEPER_PORT", "UI_PORT")}
+    env.update(ports, STATE_DIR=str(tmp_path / "var"), MODEL_PATH=str(tmp_path / "models"),
+               FLARE_ENV_FILE=str(tmp_path / ".env"), DATA_DIR=str(DATA_DIR))
+    yield env
+    subprocess.run(FLARE + ["down"], env=env, capture_output=True, timeout=120, cwd=PROJECT_ROOT)
+
+
+def run_flare(env, *args, timeout=900):
+    return subprocess.run(FLARE + list(args), env=env, capture_output=True, text=True, timeout=timeout, cwd=PROJECT_ROOT)
+
+
+async def fetch(dsn: str, sql: str):
+    conn = await connect(dsn)
+    try:
+        return await conn.fetch(sql)
+    finally:
+        await conn.close()
+
+
+def test_the_short_demo_runs_the_whole_loop_and_validates(new_user_env, tmp_path):
+    demo = run_flare(new_user_env, "demo", "--short", "--exit-after-summary", "--timeout", "300")
+    assert demo.returncode == 0, demo.stdout[-4000:] + demo.stderr[-4000:]
+    assert "==== Flare+ demo summary ====" in demo.stdout
+    assert Path(new_user_env["FLARE_ENV_FILE"]).exists(), "the demo sets up .env from the template"
+
+    runtime = json.loads((tmp_path / "var" / "runtime.json").read_text())
+    dsn = runtime["postgres"]["dsn"]
+    forecasts = asyncio.run(fetch(dsn, "SELECT model_version, resolved_at, status FROM flare_prediction_log WHERE NOT shadow"))
+    assert len(forecasts) >= 48, "hourly forecasts over the replayed days"
+    assert all(row["model_version"].startswith("v") for row in forecasts)
+    assert any(row["resolved_at"] is not None for row in forecasts), "forecasts are scored"
+    history = [row["action"] for row in asyncio.run(fetch(dsn, "SELECT action FROM model_history ORDER BY id"))]
+    assert "retrain_requested" in history and "promoted" in history[history.index("retrain_requested"):], history
+    assert history.count("gate_verdict") == history.count("registered"), "every trained candidate is judged"
+    promoted = {row["version"] for row in asyncio.run(fetch(dsn, "SELECT version FROM model_history WHERE action = 'promoted'"))}
+    assert {row["model_version"] for row in forecasts} <= promoted, "forecasts come from promoted champions only"
+
+    validate = run_flare(new_user_env, "validate", timeout=120)
+    assert validate.returncode == 0, validate.stdout + validate.stderr
+    assert "6 passed, 0 failed" in validate.stdout
+    logged = asyncio.run(fetch(dsn, "SELECT count(*) AS n FROM flare_system_validation_log WHERE passed"))
+    assert logged[0]["n"] >= 6
+
+    pgdata = runtime["postgres"]["pgdata"]
+    subprocess.run([infra._pg_bin("pg_ctl"), "-D", pgdata, "-w", "-m", "fast", "stop"], check=True,
+                   capture_output=True, **infra._pg_run_as())
+    broken = run_flare(new_user_env, "validate", timeout=120)
+    assert broken.returncode == 1
+    assert "FAIL  database" in broken.stdout
