@@ -359,22 +359,25 @@ class Gatekeeper:
                     {"request_id": failed.request_id},
                 ), check=False)
 
-    async def clock_moved(self, event_time: datetime) -> RetrainOutcome | None:
-        """Advance the event-time clock; ask for the monthly retraining when the clock crosses its tick. The
+    async def clock_moved(self, event_time: datetime) -> list[RetrainOutcome]:
+        """Advance the event-time clock; ask for the monthly retraining at each tick the clock crosses. The
         history counted is what the stream has shown or the database holds, whichever reaches further back."""
         async with self.pool.acquire() as conn:
             async with conn.transaction():
                 previous, first = await store.advance_clock(conn, CLOCK_STREAM, event_time)
-            tick = retraining.latest_monthly_tick(previous, event_time)
-            if tick is None:
-                return None
+            ticks = retraining.monthly_ticks(previous, event_time)
+            if not ticks:
+                return []
             stored = await store.stored_flux_start(conn)
         first = min(first, stored or first)
-        if not retraining.enough_history(first, tick, timedelta(days=self.settings.model.min_history_days)):
-            log.info("retrain.schedule_skipped", tick=tick.isoformat(), history_start=first.isoformat(),
-                     reason=f"less than {self.settings.model.min_history_days} days of history")
-            return None
-        return await self.request_retrain(retraining.schedule_trigger(tick, first))
+        outcomes = []
+        for tick in ticks:
+            if retraining.enough_history(first, tick, timedelta(days=self.settings.model.min_history_days)):
+                outcomes.append(await self.request_retrain(retraining.schedule_trigger(tick, first)))
+            else:
+                log.info("retrain.schedule_skipped", tick=tick.isoformat(), history_start=first.isoformat(),
+                         reason=f"less than {self.settings.model.min_history_days} days of history")
+        return outcomes
 
     async def metrics_updated(self, update: m.MetricsUpdated) -> Outcome | None:
         """Keep the live metrics; roll a new champion back if they fall clearly below its predecessor's."""

@@ -148,18 +148,22 @@ def _monthly_tick(year: int, month: int) -> datetime:
     return datetime(year, month, 1, MONTHLY_HOUR_UTC, tzinfo=timezone.utc)
 
 
-def latest_monthly_tick(previous: datetime | None, current: datetime) -> datetime | None:
-    """The latest first-of-month 02:00 UTC in (previous, current]; None if the clock crossed none.
+def monthly_ticks(previous: datetime | None, current: datetime) -> list[datetime]:
+    """Every first-of-month 02:00 UTC in (previous, current], oldest first.
 
-    A clock that jumps months ahead asks once, for the latest month: one retraining on all the data covers the
-    months skipped. A clock that moves back (a replay starting) crosses nothing until it moves forward again.
+    Each is its own trigger whether the clock steps a minute at a time (live) or a batch of a replay jumps
+    months at once, so a replay asks exactly as the live run did; folding keeps it to one request in flight.
+    A clock that moves back (a replay starting) crosses nothing until it moves forward again.
     """
     if previous is None or current <= previous:
-        return None
-    tick = _monthly_tick(current.year, current.month)
-    if tick > current:
-        tick = _monthly_tick(current.year - 1, 12) if current.month == 1 else _monthly_tick(current.year, current.month - 1)
-    return tick if tick > previous else None
+        return []
+    year, month = previous.year, previous.month
+    ticks = []
+    while (tick := _monthly_tick(year, month)) <= current:
+        if tick > previous:
+            ticks.append(tick)
+        year, month = (year + 1, 1) if month == 12 else (year, month + 1)
+    return ticks
 
 
 def enough_history(history_start: datetime, tick: datetime, min_history: timedelta) -> bool:

@@ -353,18 +353,15 @@ async def test_the_monthly_retraining_follows_event_time_once_six_months_are_in(
     start = datetime(2015, 1, 1, tzinfo=timezone.utc)
     opened = []
     for hours in range(0, 24 * 250, 6):  # about eight months of event time, in 6-hour steps
-        outcome = await gatekeeper.clock_moved(start + timedelta(hours=hours))
-        if outcome is not None:
-            opened.append(outcome)
+        opened += await gatekeeper.clock_moved(start + timedelta(hours=hours))
     async with gatekeeper.pool.acquire() as conn:
         requests = await conn.fetch("SELECT event_time, requested_by FROM retrain_requests ORDER BY event_time")
     # Jul 1 (181 days in) is short of 182 days; Aug 1 is the first month with enough history.
     assert [r["event_time"] for r in requests] == [datetime(2015, 8, 1, 2, tzinfo=timezone.utc)]
     assert requests[0]["requested_by"] == "gatekeeper:schedule"
-    replayed = await gatekeeper.clock_moved(datetime(2015, 7, 31, tzinfo=timezone.utc))
-    assert replayed is None
+    assert await gatekeeper.clock_moved(datetime(2015, 7, 31, tzinfo=timezone.utc)) == []  # a replay starts
     again = await gatekeeper.clock_moved(datetime(2015, 8, 1, 3, tzinfo=timezone.utc))
-    assert again.request_id == opened[0].request_id  # a replay of the same tick is the same request
+    assert [a.request_id for a in again] == [opened[0].request_id]  # the same tick replayed: the same request
 
 
 def metrics(version: str, at: datetime, brier: float, scored: int = 24) -> m.MetricsUpdated:
@@ -413,9 +410,9 @@ async def test_the_monthly_schedule_counts_the_history_already_stored(gatekeeper
             "INSERT INTO flux_observations (satellite, time_tag, cadence_seconds, scaling_era, xrsb_flux, source,"
             " message_id) VALUES ('GOES-15', '2014-06-01T00:00Z', 3600, 'swpc_scaled', 1e-6, 'test', 'stored-1')")
     # a gatekeeper that starts watching in spring 2015 finds ten months already stored
-    assert await gatekeeper.clock_moved(datetime(2015, 3, 31, 23, tzinfo=timezone.utc)) is None
-    outcome = await gatekeeper.clock_moved(datetime(2015, 4, 1, 3, tzinfo=timezone.utc))
-    assert outcome is not None and not outcome.folded
+    assert await gatekeeper.clock_moved(datetime(2015, 3, 31, 23, tzinfo=timezone.utc)) == []
+    [outcome] = await gatekeeper.clock_moved(datetime(2015, 4, 1, 3, tzinfo=timezone.utc))
+    assert not outcome.folded
     async with gatekeeper.pool.acquire() as conn:
         request = await conn.fetchrow("SELECT * FROM retrain_requests WHERE request_id = $1", outcome.request_id)
     assert request["event_time"] == datetime(2015, 4, 1, 2, tzinfo=timezone.utc)

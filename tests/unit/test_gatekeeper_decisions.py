@@ -132,20 +132,30 @@ def test_a_storm_of_alerts_yields_one_request():
 
 
 @pytest.mark.parametrize(
-    "previous, current, tick",
+    "previous, current, ticks",
     [
-        (utc(2015, 3, 1, 1, 59), utc(2015, 3, 1, 2, 0), utc(2015, 3, 1, 2)),  # crossing exactly at 02:00
-        (utc(2015, 3, 1, 2, 0), utc(2015, 3, 1, 2, 1), None),  # already past it
-        (utc(2015, 2, 27), utc(2015, 2, 28), None),  # no first of month crossed
-        (utc(2014, 12, 31, 23), utc(2015, 1, 1, 3), utc(2015, 1, 1, 2)),  # over the new year
-        (utc(2015, 1, 15), utc(2015, 5, 20), utc(2015, 5, 1, 2)),  # a jump: only the latest month
-        (utc(2015, 5, 20), utc(2015, 1, 15), None),  # the clock moves back (a replay starts)
-        (None, utc(2015, 3, 1, 2), None),  # the first message sets the clock, crosses nothing
-        (utc(2015, 3, 1, 1), utc(2015, 3, 1, 1, 30), None),  # first of month but before 02:00
+        (utc(2015, 3, 1, 1, 59), utc(2015, 3, 1, 2, 0), [utc(2015, 3, 1, 2)]),  # crossing exactly at 02:00
+        (utc(2015, 3, 1, 2, 0), utc(2015, 3, 1, 2, 1), []),  # already past it
+        (utc(2015, 2, 27), utc(2015, 2, 28), []),  # no first of month crossed
+        (utc(2014, 12, 31, 23), utc(2015, 1, 1, 3), [utc(2015, 1, 1, 2)]),  # over the new year
+        (utc(2015, 1, 15), utc(2015, 4, 20), [utc(2015, 2, 1, 2), utc(2015, 3, 1, 2), utc(2015, 4, 1, 2)]),  # a jump
+        (utc(2015, 5, 20), utc(2015, 1, 15), []),  # the clock moves back (a replay starts)
+        (None, utc(2015, 3, 1, 2), []),  # the first message sets the clock, crosses nothing
+        (utc(2015, 3, 1, 1), utc(2015, 3, 1, 1, 30), []),  # first of month but before 02:00
     ],
 )
-def test_the_monthly_tick_is_due_when_event_time_crosses_the_first_at_0200(previous, current, tick):
-    assert retraining.latest_monthly_tick(previous, current) == tick
+def test_a_monthly_tick_is_due_when_event_time_crosses_the_first_at_0200(previous, current, ticks):
+    assert retraining.monthly_ticks(previous, current) == ticks
+
+
+def test_a_replay_in_big_steps_crosses_the_same_ticks_as_a_live_run_in_small_ones():
+    start = utc(2014, 11, 20)
+    live, replay = [], []
+    for hour in range(1, 24 * 120):
+        live += retraining.monthly_ticks(start + timedelta(hours=hour - 1), start + timedelta(hours=hour))
+    for step in range(1, 6):
+        replay += retraining.monthly_ticks(start + timedelta(days=24 * (step - 1)), start + timedelta(days=24 * step))
+    assert live == replay == [utc(2014, 12, 1, 2), utc(2015, 1, 1, 2), utc(2015, 2, 1, 2), utc(2015, 3, 1, 2)]
 
 
 def test_the_schedule_waits_for_six_months_of_history():
