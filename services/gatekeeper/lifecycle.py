@@ -30,12 +30,10 @@ log = get_logger(__name__)
 SYSTEM = "gatekeeper"
 AUTO_ROLLBACK = "gatekeeper:auto-rollback"
 CLOCK_STREAM = "flux"
-PROMOTABLE = ("candidate", "held", "challenger", "retired")
+# A held candidate is not among them: it waits for `approve`, which a second operator must give.
+PROMOTABLE = ("candidate", "challenger", "retired")
 ROLLBACK_TARGETS = ("retired", "challenger")
 CHALLENGER_SOURCES = ("candidate", "held", "retired")
-# An act has committed when it publishes: a broker that does not answer in time must not hold the caller;
-# the relay publishes later.
-PUBLISH_TIMEOUT_SECONDS = 10.0
 
 
 class GatekeeperError(Exception):
@@ -87,10 +85,13 @@ def _new_event_id() -> str:
 
 
 class Gatekeeper:
-    def __init__(self, pool: asyncpg.Pool, settings: Settings, publisher: Publisher):
+    def __init__(self, pool: asyncpg.Pool, settings: Settings, publisher: Publisher, *, publish_timeout_seconds: float = 10.0):
         self.pool = pool
         self.settings = settings
         self.publisher = publisher
+        # An act has committed when it publishes: a broker that does not answer in time must not hold the
+        # caller; the relay publishes later.
+        self.publish_timeout_seconds = publish_timeout_seconds
         self._lifecycle_topic = settings.topics.lifecycle
         self._retrain_topic = settings.topics.retrain_requests
 
@@ -107,7 +108,7 @@ class Gatekeeper:
         if not messages:
             return
         try:
-            async with asyncio.timeout(PUBLISH_TIMEOUT_SECONDS):
+            async with asyncio.timeout(self.publish_timeout_seconds):
                 for topic, message in messages:
                     await self.publisher.publish(topic, message)
         except Exception as exc:  # the outbox keeps them; the relay retries
@@ -142,6 +143,8 @@ class Gatekeeper:
                         f"{row['kind']} is {current or 'nobody'}; nothing changed"
                     )
                 target = next(r for r in rows if r["version"] == version)
+                if target["status"] == "held":
+                    raise Conflict(f"{version} is held for approval: another operator approves it (`flare approve`)")
                 if target["status"] not in PROMOTABLE:
                     raise Conflict(f"{version} is {target['status']}; only {', '.join(PROMOTABLE)} versions can be promoted")
                 queued = await self._crown(conn, target, champion, rows, actor, reason, "promoted", _new_event_id(), {})

@@ -299,6 +299,8 @@ async def test_under_the_approval_policy_a_second_operator_approves_the_held_can
     assert pending[0]["verdict"]["evidence"]["requested_by"] == "alice"
     own = await api.post(f"/models/{candidate}/approve", headers=bearer(ALICE), json={"reason": "looks good to me"})
     assert own.status_code == 403 and await status_of(gatekeeper.pool, candidate) == "held"
+    around = await promote(api, candidate, None)  # nor can she promote it past the approval
+    assert around.status_code == 409 and "approve" in around.json()["detail"]
 
     approved = await api.post(f"/models/{candidate}/approve", headers=bearer(BOB), json={"reason": "checked the backtest"})
     assert approved.status_code == 200 and approved.json()["champion"] == candidate
@@ -391,7 +393,7 @@ async def test_a_new_champion_doing_clearly_worse_live_is_rolled_back_by_itself(
 
 async def test_an_announcement_lost_to_a_broker_outage_is_published_by_the_relay(clean_db, gk_settings, publisher, kind):
     offline = Publisher(gk_settings.kafka_bootstrap_servers)  # never started: every publish fails
-    stranded = Gatekeeper(clean_db, gk_settings, offline)
+    stranded = Gatekeeper(clean_db, gk_settings, offline, publish_timeout_seconds=1.0)
     version = await register(clean_db, kind, "v1")
     await stranded.promote(version, None, "alice", "while the broker is away")
     async with clean_db.acquire() as conn:
