@@ -58,7 +58,10 @@ class StreamForecaster:
         self._run = run
         self.state = FeatureState(params)
         self.clock = CadenceClock(cadence, rewind_after=timedelta(hours=params.flux_lookback_hours))
-        self._held_flares: list[tuple[datetime, str, m.FlareObserved]] = []
+        # Flares whose peak the flux has not reached yet: a heap of (peak, id), one entry per flare id (a
+        # redelivered or replayed flare replaces the held one).
+        self._held_order: list[tuple[datetime, str]] = []
+        self._held_flares: dict[str, m.FlareObserved] = {}
         self._correlation_id: str | None = None
         self.latest: m.ForecastIssued | None = None
         self.skipped_without_model = 0
@@ -86,11 +89,14 @@ class StreamForecaster:
         if newest is not None and flare.peak_time <= newest:
             self.state.update_flare(flare)
         else:
-            heapq.heappush(self._held_flares, (flare.peak_time, flare.message_id, flare))
+            if flare.message_id not in self._held_flares:
+                heapq.heappush(self._held_order, (flare.peak_time, flare.message_id))
+            self._held_flares[flare.message_id] = flare
 
     def _release_flares(self, until: datetime) -> None:
-        while self._held_flares and self._held_flares[0][0] <= until:
-            self.state.update_flare(heapq.heappop(self._held_flares)[2])
+        while self._held_order and self._held_order[0][0] <= until:
+            _, message_id = heapq.heappop(self._held_order)
+            self.state.update_flare(self._held_flares.pop(message_id))
 
     async def _reposition(self, time: datetime) -> None:
         rewound = self.clock.newest is not None

@@ -127,6 +127,7 @@ async def test_a_flare_that_arrives_before_the_flux_reaches_it_counts_only_from_
                             goes_class="M2.0", class_letter="M", peak_flux=2e-5, source="catalogue")
     await feed(stream, readings[:60])  # the flux has reached 01:00 on the first day
     stream.on_flare(flare)
+    stream.on_flare(flare.model_copy(update={"correlation_id": "a-second-ingestion-run"}))  # replayed: held once
     issued = {f.event_time: f for f in await feed(stream, readings[60:])}
 
     before, after = issued[peak - HOUR / 2], issued[peak + HOUR / 2]
