@@ -23,7 +23,9 @@ from services.trainer.artifacts import save_version
 from services.trainer.backtest import BacktestResult, run_backtest
 from services.trainer.data import History, load_history
 from services.trainer.training import Progress, TrainingResult, progress_step, train, training_steps
-from services.trainer.validation import Check, ValidationReport, champion_comparison, forecast_checks, validate
+from services.trainer.validation import (
+    Check, ValidationReport, assessed_c_index, champion_comparison, forecast_checks, validate,
+)
 from shared import registry
 from shared.features import TARGET_CLASSES
 from shared.forecast_model import DigestMismatch, ForecastModel, ModelFileError
@@ -72,7 +74,7 @@ def training_evidence(
     comparison_check, comparison = champion_comparison(out_of_sample, champion_result, champion.version if champion else None)
     report = ValidationReport(
         model.version, loaded + sanity + c_index + [comparison_check],
-        {t: s["c_index"] for t, s in out_of_sample.scores.items() if s["c_index"] is not None},
+        assessed_c_index(out_of_sample),
         comparison, (out_of_sample.start, out_of_sample.end),
     )
     return report, out_of_sample
