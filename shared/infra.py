@@ -338,3 +338,15 @@ def recorded_endpoints(kafka_bootstrap_servers: str | None, database_url: str | 
     if not broker or not database:
         return None
     return Endpoints(broker, database, kafka_bootstrap_servers is None, database_url is None)
+
+
+async def prepare_service(settings) -> Endpoints:
+    """What every service does at start: find (or start) the broker and database, migrate, create the topics."""
+    from shared.db import migrate_dsn
+    from shared.kafka import ensure_topics
+    from shared.topics import topic_registry
+
+    endpoints = resolve_endpoints(settings.kafka_bootstrap_servers, settings.database_dsn, settings.state_dir)
+    await migrate_dsn(endpoints.database_url)
+    await ensure_topics(endpoints.kafka_bootstrap_servers, topic_registry(settings).values())
+    return endpoints

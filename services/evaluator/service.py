@@ -25,8 +25,8 @@ from aiokafka.errors import KafkaError
 
 from shared import infra
 from shared import messages as m
-from shared.db import create_pool, migrate_dsn
-from shared.kafka import dead_letter_for, ensure_topics
+from shared.db import create_pool
+from shared.kafka import dead_letter_for
 from shared.logging import bind_correlation, configure_logging, get_logger
 from shared.settings import Settings, get_settings
 from shared.streaming import Acceptor, make_app, raw_topic, send
@@ -199,16 +199,10 @@ def build_app(settings: Settings, endpoints: infra.Endpoints) -> faust.App:
     return app
 
 
-async def _prepare(settings: Settings, endpoints: infra.Endpoints) -> None:
-    await migrate_dsn(endpoints.database_url)
-    await ensure_topics(endpoints.kafka_bootstrap_servers, topic_registry(settings).values())
-
-
 def main() -> None:
     settings = get_settings()
     configure_logging(SERVICE, level=settings.log_level)
-    endpoints = infra.resolve_endpoints(settings.kafka_bootstrap_servers, settings.database_dsn, settings.state_dir)
-    asyncio.run(_prepare(settings, endpoints))
+    endpoints = asyncio.run(infra.prepare_service(settings))
     app = build_app(settings, endpoints)
     sys.argv = [sys.argv[0], "worker", "--loglevel", "warn", "--without-web"]
     app.main()

@@ -12,23 +12,14 @@ import sys  # noqa: E402
 
 from services.predictor.worker import SERVICE, build_app  # noqa: E402
 from shared import infra  # noqa: E402
-from shared.db import migrate_dsn  # noqa: E402
-from shared.kafka import ensure_topics  # noqa: E402
 from shared.logging import configure_logging  # noqa: E402
 from shared.settings import get_settings  # noqa: E402
-from shared.topics import topic_registry  # noqa: E402
-
-
-async def _prepare(settings, endpoints: infra.Endpoints) -> None:
-    await migrate_dsn(endpoints.database_url)
-    await ensure_topics(endpoints.kafka_bootstrap_servers, topic_registry(settings).values())
 
 
 def main() -> None:
     settings = get_settings()
     configure_logging(SERVICE, level=settings.log_level)
-    endpoints = infra.resolve_endpoints(settings.kafka_bootstrap_servers, settings.database_dsn, settings.state_dir)
-    asyncio.run(_prepare(settings, endpoints))
+    endpoints = asyncio.run(infra.prepare_service(settings))
     app = build_app(settings, endpoints)
     sys.argv = [sys.argv[0], "worker", "--loglevel", "warn", "--without-web"]
     app.main()
