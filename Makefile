@@ -23,6 +23,10 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/pytest -m slow -s tests/bench
 
+# Every reliability check at full size; `make test` runs the short versions of the same checks.
+reliability: $(STAMP)
+	$(BIN)/pytest -o addopts=-ra --full tests/reliability
+
 up: $(STAMP)
 	$(BIN)/flare up
 

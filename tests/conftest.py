@@ -25,6 +25,17 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DATA_DIR = (PROJECT_ROOT / ".." / "shared" / "data").resolve()
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--full", action="store_true",
+                     help="run the reliability checks at full size (what `make reliability` does)")
+
+
+@pytest.fixture(scope="session")
+def full_run(request: pytest.FixtureRequest) -> bool:
+    """True under `make reliability`: longer replays, more examples, every service instead of a sample."""
+    return bool(request.config.getoption("--full"))
+
+
 def _containers() -> tuple[str, str, list] | None:
     if os.environ.get("FLARE_TEST_CONTAINERS") != "1":
         return None
