@@ -28,6 +28,8 @@ class Trigger:
     event_time: datetime
     evidence: dict[str, Any] = field(default_factory=dict)
     train_until: datetime | None = None
+    # The alert's own correlation id, so the logs follow one story from the evaluator to the trainer.
+    correlation_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -87,7 +89,7 @@ def retrain_message(trigger: Trigger, request_id: str) -> m.RetrainRequested:
     return m.RetrainRequested(
         message_id=request_id,
         event_time=trigger.event_time,
-        correlation_id=request_id,
+        correlation_id=trigger.correlation_id or request_id,
         target_class=trigger.target_class,
         reason=trigger.reason,
         requested_by=trigger.requested_by,
@@ -106,6 +108,7 @@ def drift_trigger(alert: m.MetricDrift) -> Trigger:
         reason=f"{alert.metric} drifted to {alert.value:.4g}{baseline} beyond {alert.threshold:.4g} over {alert.window} "
                f"for {alert.model_version}",
         requested_by="gatekeeper", event_time=alert.event_time, train_until=alert.event_time,
+        correlation_id=alert.correlation_id,
         evidence={"alert_id": alert.message_id, "model_version": alert.model_version, "metric": alert.metric,
                   "value": alert.value, "baseline": alert.baseline, "threshold": alert.threshold, "window": alert.window},
     )
@@ -116,6 +119,7 @@ def x_flare_trigger(alert: m.XClassFlareObserved) -> Trigger:
         trigger_id=alert.message_id, source="x_flare", target_class="all",
         reason=f"X-class flare {alert.goes_class} peaked at {alert.peak_time.isoformat()}",
         requested_by="gatekeeper", event_time=alert.event_time, train_until=alert.event_time,
+        correlation_id=alert.correlation_id,
         evidence={"alert_id": alert.message_id, "flare_id": alert.flare_id, "goes_class": alert.goes_class,
                   "peak_time": alert.peak_time.isoformat()},
     )

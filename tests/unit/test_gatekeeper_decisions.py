@@ -58,9 +58,9 @@ def test_missing_or_unknown_tokens_are_not_authenticated(tokens, token):
 # ---- retraining: folding and cooldown -----------------------------------------------------------------------
 
 
-def drift(i: int, at: datetime) -> m.MetricDrift:
+def drift(i: int, at: datetime, correlation_id: str | None = None) -> m.MetricDrift:
     return m.MetricDrift(message_id=f"drift-{i}", event_time=at, model_version="v1", metric="brier", value=0.2,
-                         baseline=0.1, threshold=0.11, window="7d")
+                         baseline=0.1, threshold=0.11, window="7d", correlation_id=correlation_id)
 
 
 def request(request_id: str, target: str, status: str, at: datetime, created: datetime | None = None):
@@ -79,6 +79,16 @@ def test_a_first_drift_alert_opens_a_request_for_all_classes():
     message = retraining.retrain_message(trigger, decision.request_id)
     assert message.target_class == "all" and message.train_until == T0
     assert "brier" in message.reason and message.evidence["alert_id"] == "drift-1"
+
+
+def test_a_retrain_request_carries_the_correlation_id_of_the_alert_behind_it():
+    trigger = retraining.drift_trigger(drift(1, T0, correlation_id="scoring-run-7"))
+    message = retraining.retrain_message(trigger, decide(trigger, []).request_id)
+    assert message.correlation_id == "scoring-run-7"
+
+    operator = retraining.operator_trigger("alice", "all", "new data", T0, "key-1")
+    request_id = decide(operator, []).request_id
+    assert retraining.retrain_message(operator, request_id).correlation_id == request_id
 
 
 def test_the_same_alert_redelivered_maps_to_the_same_request_id():
