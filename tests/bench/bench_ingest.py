@@ -43,9 +43,8 @@ async def plain_producer_seconds(bootstrap: str, records: list[tuple[bytes, byte
 
 
 @pytest.mark.slow
-async def test_ingest_throughput_against_a_plain_producer(settings, clean_db):
+async def test_ingest_throughput_against_a_plain_producer(settings, clean_db, bench_figures):
     await ensure_topics(settings.kafka_bootstrap_servers, topic_registry(settings).values())
-    rows = []
     async with Publisher(settings.kafka_bootstrap_servers) as publisher:
         ingestor = Ingestor(settings, clean_db, publisher)
         for name, path in FILES.items():
@@ -64,12 +63,10 @@ async def test_ingest_throughput_against_a_plain_producer(settings, clean_db):
             flux = [r for r in read_path(path).flux if r.usable]
             records = [encode(flux_message(p)) for p in plan_flux(flux, {})]
             plain_seconds = await plain_producer_seconds(settings.kafka_bootstrap_servers, records)
-            plain_rate = len(records) / plain_seconds
-            for label, seconds in (("first ingest", first_seconds), ("re-ingest", again_seconds)):
-                rate = first.records_read / seconds
-                rows.append((name, label, first.records_read, seconds, rate, plain_rate, rate / plain_rate))
-            rows.append((name, "plain producer", len(records), plain_seconds, plain_rate, plain_rate, 1.0))
-
-    print(f"\n{'file':<18} {'run':<15} {'records':>8} {'seconds':>8} {'obs/s':>9} {'plain/s':>9} {'ratio':>6}")
-    for name, label, count, seconds, rate, plain_rate, ratio in rows:
-        print(f"{name:<18} {label:<15} {count:>8} {seconds:>8.2f} {rate:>9.0f} {plain_rate:>9.0f} {ratio:>6.2f}")
+            plain = ("plain aiokafka producer, same records", len(records) / plain_seconds)
+            note = (f"{first.records_read:,} records read, {len(records):,} usable sent by the plain producer "
+                    f"({plain_seconds:.1f} s)")
+            bench_figures("ingestor", f"{name}: first ingest", first.records_read / first_seconds, "records/s",
+                          baseline=plain, note=f"read, validate, store, detect flares, publish; {note}")
+            bench_figures("ingestor", f"{name}: re-ingest (nothing new)", first.records_read / again_seconds,
+                          "records/s", baseline=plain, note="compared with the stored records, republished")
