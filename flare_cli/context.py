@@ -6,7 +6,7 @@ import os
 import secrets
 import sys
 
-from shared import infra
+from shared import credentials, infra
 from shared.settings import Settings, get_settings
 
 
@@ -27,14 +27,14 @@ def endpoints(start: bool) -> infra.Endpoints:
 
 
 def operator_token(s: Settings | None = None) -> str:
-    """The token operator commands present: FLARE_TOKEN, else the first configured operator token, else one
-    generated for this installation and kept (owner-only) in the state folder, which `flare up` hands to the
-    services it starts."""
+    """The token operator commands present: FLARE_TOKEN, else the first configured operator token that has not
+    expired (without its `@expiry`, which only the server reads), else one generated for this installation and
+    kept (owner-only) in the state folder, which `flare up` hands to the services it starts."""
     s = s or settings()
     if os.environ.get("FLARE_TOKEN"):
         return os.environ["FLARE_TOKEN"]
     if s.operator_tokens:
-        return s.operator_tokens[0].get_secret_value()
+        return credentials.first_presentable(t.get_secret_value() for t in s.operator_tokens)
     path = s.state_dir / "operator.token"
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)

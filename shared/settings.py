@@ -9,12 +9,13 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
 
+from shared import credentials
 from shared.paths import project_root
 
 
@@ -176,6 +177,17 @@ class Settings(BaseSettings):
     gatekeeper: GatekeeperSettings = GatekeeperSettings()
     evaluator: EvaluatorSettings = EvaluatorSettings()
 
+    @field_validator("api_keys", "operator_tokens", "viewer_tokens")
+    @classmethod
+    def _credentials_well_formed(cls, values: list[SecretStr]) -> list[SecretStr]:
+        """`[name:]secret[@expiry]` (see shared.credentials); a bad expiry is named here, at start-up."""
+        for position, value in enumerate(values, start=1):
+            try:
+                credentials.parse(value.get_secret_value())
+            except ValueError as exc:
+                raise ValueError(f"item {position}: {exc}") from None
+        return values
+
     @model_validator(mode="after")
     def _anchor_relative_paths(self) -> "Settings":
         root = project_root()
@@ -227,6 +239,10 @@ class _YamlSource(PydanticBaseSettingsSource):
         return self._data
 
 
+def _holds_secret(annotation: Any) -> bool:
+    return annotation is SecretStr or any(_holds_secret(arg) for arg in get_args(annotation))
+
+
 def _describe(error: dict[str, Any], yaml_data: dict[str, Any], config: Path, env: Path) -> str:
     location = ".".join(str(part) for part in error["loc"])
     top = str(error["loc"][0]) if error["loc"] else ""
@@ -236,7 +252,9 @@ def _describe(error: dict[str, Any], yaml_data: dict[str, Any], config: Path, en
     else:
         origin = f"{env.name} or environment variable {env_name}"
     got = error.get("input")
-    got_text = "" if isinstance(got, dict) else f" (got {got!r})"
+    field = Settings.model_fields.get(top)
+    secret = field is not None and _holds_secret(field.annotation)  # a wrong secret is not repeated in a message
+    got_text = "" if isinstance(got, dict) or secret else f" (got {got!r})"
     return f"{origin}: field '{location}': {error['msg']}{got_text}"
 
 
@@ -255,6 +273,8 @@ def load_settings(**overrides: Any) -> Settings:
     except ValidationError as exc:
         details = "\n".join(_describe(err, yaml_data, config, env) for err in exc.errors())
         raise ConfigError(f"invalid configuration:\n{details}") from exc
+    except SettingsError as exc:  # says which field without repeating its value, which may be a secret
+        raise ConfigError(f"invalid configuration: {exc}; a list is written as JSON, e.g. [\"a\", \"b\"]") from exc
     return Settings.model_construct(**{name: getattr(settings, name) for name in Settings.model_fields})
 
 

@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 
 from flare_cli import context
+from shared import credentials
 from shared.settings import Settings
 
 EXIT_REFUSED = 1
@@ -38,7 +39,8 @@ def default_url(settings: Settings) -> str:
 
 def default_token(settings: Settings) -> str | None:
     if settings.viewer_tokens and not settings.operator_tokens and not os.environ.get("FLARE_TOKEN"):
-        return settings.viewer_tokens[0].get_secret_value()  # a read-only installation: enough to look
+        # a read-only installation: enough to look
+        return credentials.first_presentable(t.get_secret_value() for t in settings.viewer_tokens)
     return context.operator_token(settings)
 
 

@@ -1,18 +1,20 @@
 """Who is calling and what they may do: bearer tokens mapped to the operator or viewer role.
 
 Tokens come from the settings (`OPERATOR_TOKENS` / `VIEWER_TOKENS` in `.env` or the environment), never from
-the repository. A token written `name:secret` names its holder, so the history says "alice" rather than a
-fingerprint; a token without a name is recorded as `operator-<8 hex of its sha256>` (or `viewer-...`), which
-identifies the holder without revealing the token.
+the repository, in the form of `shared.credentials`: `[name:]secret[@expiry]`. A token written `name:secret`
+names its holder, so the history says "alice" rather than a fingerprint; a token without a name is recorded as
+`operator-<8 hex of its sha256>` (or `viewer-...`), which identifies the holder without revealing the token.
+A token past its expiry is refused like an unknown one (401), with a message saying it expired.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from enum import IntEnum
 
+from shared import credentials
+from shared.credentials import Credential
 from shared.settings import Settings
 
 
@@ -30,37 +32,29 @@ class Caller:
 
 
 class NotAuthenticated(Exception):
-    """No token, or a token nobody configured: HTTP 401."""
+    """No token, a token nobody configured, or an expired one: HTTP 401."""
 
 
 class Forbidden(Exception):
     """A known caller whose role does not allow the call: HTTP 403."""
 
 
-def holder_name(token: str, role: Role) -> str:
-    name, separator, secret = token.partition(":")
-    if separator and name and secret:
-        return name
-    return f"{role.name.lower()}-{hashlib.sha256(token.encode()).hexdigest()[:8]}"
-
-
-def configured_tokens(settings: Settings) -> list[tuple[str, Role]]:
-    return [(t.get_secret_value(), Role.OPERATOR) for t in settings.operator_tokens] + [
-        (t.get_secret_value(), Role.VIEWER) for t in settings.viewer_tokens
+def configured_tokens(settings: Settings) -> list[tuple[Credential, Role]]:
+    return [(credentials.parse(t.get_secret_value()), Role.OPERATOR) for t in settings.operator_tokens] + [
+        (credentials.parse(t.get_secret_value()), Role.VIEWER) for t in settings.viewer_tokens
     ]
 
 
-def identify(token: str | None, tokens: list[tuple[str, Role]]) -> Caller:
-    """The caller holding `token`; compared in constant time so a wrong guess learns nothing from timing."""
+def identify(token: str | None, tokens: list[tuple[Credential, Role]], now: datetime | None = None) -> Caller:
+    """The caller holding `token` (the highest role when configured for several), if it has not expired."""
     if not token:
         raise NotAuthenticated("a bearer token is required (Authorization: Bearer <token>)")
-    found: Caller | None = None
-    for known, role in tokens:
-        if hmac.compare_digest(token.encode(), known.encode()) and (found is None or role > found.role):
-            found = Caller(holder_name(known, role), role)
-    if found is None:
-        raise NotAuthenticated("unknown token")
-    return found
+    try:
+        valid = credentials.matching(token, [known for known, _ in tokens], now or datetime.now(timezone.utc), "token")
+    except credentials.CredentialRejected as exc:
+        raise NotAuthenticated(str(exc)) from None
+    credential, role = max(((known, role) for known, role in tokens if known in valid), key=lambda pair: pair[1])
+    return Caller(credential.holder(role.name.lower()), role)
 
 
 def authorize(caller: Caller, needed: Role) -> Caller:

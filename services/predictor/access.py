@@ -2,20 +2,22 @@
 
 With no keys configured (`API_KEYS` empty) the prediction routes are open, as on a single operator's machine;
 with keys, each request needs `X-API-Key` and each key gets `rate_limit_per_minute` requests a minute (bursts
-up to that many), after which it gets 429 with the seconds to wait.
+up to that many), after which it gets 429 with the seconds to wait. Keys have the form of `shared.credentials`
+(`[name:]secret[@expiry]`): a key past its expiry is refused (401, "expired").
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import time
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Callable
+
+from shared import credentials
 
 
 class KeyRejected(Exception):
-    """Missing or unknown API key: HTTP 401."""
+    """Missing, unknown or expired API key: HTTP 401."""
 
 
 class RateLimited(Exception):
@@ -26,11 +28,6 @@ class RateLimited(Exception):
         self.retry_after_seconds = retry_after_seconds
 
 
-def key_holder(key: str) -> str:
-    """How logs name a key without revealing it."""
-    return "key-" + hashlib.sha256(key.encode()).hexdigest()[:8]
-
-
 @dataclass
 class _Bucket:
     tokens: float
@@ -39,10 +36,14 @@ class _Bucket:
 
 @dataclass
 class ApiKeyGuard:
-    keys: list[str]
+    keys: list[str]    # as configured: `[name:]secret[@expiry]`
     per_minute: int
     clock: Callable[[], float] = time.monotonic
+    wall_clock: Callable[[], datetime] = lambda: datetime.now(timezone.utc)
     _buckets: dict[str, _Bucket] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self._credentials = [credentials.parse(key) for key in self.keys]
 
     @property
     def enabled(self) -> bool:
@@ -54,12 +55,12 @@ class ApiKeyGuard:
             return None
         if not presented:
             raise KeyRejected("an API key is required in the X-API-Key header")
-        # every key is compared, in constant time, so timing does not tell how close a guess was
-        matched = [known for known in self.keys if hmac.compare_digest(presented.encode(), known.encode())]
-        if not matched:
-            raise KeyRejected("unknown API key")
-        self._spend(matched[0])
-        return key_holder(matched[0])
+        try:
+            key = credentials.matching(presented, self._credentials, self.wall_clock(), "API key")[0]
+        except credentials.CredentialRejected as exc:
+            raise KeyRejected(str(exc)) from None
+        self._spend(key.presented)
+        return key.holder("key")
 
     def _spend(self, key: str) -> None:
         now = self.clock()
