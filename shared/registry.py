@@ -18,7 +18,7 @@ from typing import Any
 import asyncpg
 
 from shared import messages as m
-from shared.forecast_model import ForecastModel, ModelFileError
+from shared.forecast_model import DigestMismatch, ForecastModel, ModelFileError, read_verified
 from shared.logging import get_logger
 
 log = get_logger(__name__)
@@ -136,6 +136,15 @@ def load_model(row: dict[str, Any]) -> ForecastModel:
     if row["status"] == "deleted":
         raise ModelFileError(f"version {row['version']} was deleted by the retention policy")
     return ForecastModel.load(row["version"], row["artifacts"], row["digests"])
+
+
+def verify_files(row: dict[str, Any]) -> None:
+    """Every artifact of a registered version is there with its registered sha256; nothing is unpickled.
+    DigestMismatch or ModelFileError (naming the file) otherwise."""
+    for name, path in row["artifacts"].items():
+        if name not in row["digests"]:
+            raise DigestMismatch(f"version {row['version']}: no registered digest for {name}; refused")
+        read_verified(path, row["digests"][name])
 
 
 # ---- retention ------------------------------------------------------------------------------------------

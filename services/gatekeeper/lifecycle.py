@@ -20,6 +20,7 @@ from services.gatekeeper import gates, monitoring, retraining, store
 from services.gatekeeper.evidence import candidate_evidence
 from shared import messages as m
 from shared import registry
+from shared.forecast_model import DigestMismatch, ModelFileError
 from shared.kafka import Publisher
 from shared.logging import get_logger
 from shared.settings import Settings
@@ -50,6 +51,11 @@ class Conflict(GatekeeperError):
 
 class NotAllowed(GatekeeperError):
     status_code = 403
+
+
+class Unusable(GatekeeperError):
+    """The version's files are missing or not what was registered: it cannot become champion."""
+    status_code = 422
 
 
 @dataclass(frozen=True)
@@ -461,7 +467,12 @@ class Gatekeeper:
         self, conn: asyncpg.Connection, target: dict[str, Any], champion: dict[str, Any] | None,
         rows: list[dict[str, Any]], actor: str, reason: str, action: str, event_id: str, evidence: dict[str, Any],
     ) -> list[tuple[str, m.Message]]:
-        """Make `target` the champion of its kind; the champion it replaces retires. Returns the queued messages."""
+        """Make `target` the champion of its kind; the champion it replaces retires. Returns the queued messages.
+        Its files are verified against their registered digests first: a tampered model is never crowned."""
+        try:
+            await asyncio.to_thread(registry.verify_files, target)
+        except (DigestMismatch, ModelFileError) as exc:
+            raise Unusable(f"{target['version']} cannot become champion: {exc}; nothing changed") from exc
         now = await self.event_now(conn)
         previous = champion["version"] if champion else None
         queued = []

@@ -68,13 +68,13 @@ def kind() -> str:
 
 
 async def register(pool, kind: str, name: str, *, validation=GOOD_VALIDATION, backtest=GOOD_BACKTEST) -> str:
-    """A candidate in the registry as the trainer leaves it (the files themselves play no part in the gates)."""
+    """A candidate in the registry as the trainer leaves it, without files: the gates judge its evidence (a
+    tampered file refused at promotion is in tests/reliability/test_security.py)."""
     version = f"{kind}-{name}"
     window = (datetime(2014, 1, 1, tzinfo=timezone.utc), datetime(2015, 1, 1, tzinfo=timezone.utc))
     async with pool.acquire() as conn:
         await registry.register(
-            conn, version=version, kind=kind, artifacts={"classifier": f"{version}.joblib"},
-            digests={"classifier": "0" * 64}, data_window=window, hyperparameters={}, validation=validation,
+            conn, version=version, kind=kind, artifacts={}, digests={}, data_window=window, hyperparameters={}, validation=validation,
             backtest=backtest, actor="trainer", reason="test candidate",
         )
     return version
