@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, AsyncIterator, Iterable, Sequence
@@ -24,6 +25,9 @@ from shared.logging import get_logger
 from shared.topics import TopicSpec
 
 CORRELATION_HEADER = "correlation_id"
+# a rejection's reason quotes what pydantic says, which may quote the input; a dead letter stays readable
+MAX_REASON_CHARS = 2000
+_UNSTORABLE_TEXT = re.compile("[\x00\ud800-\udfff]")
 TYPE_HEADER = "message_type"
 log = get_logger(__name__)
 
@@ -45,21 +49,45 @@ def decode(spec: TopicSpec, raw: bytes | None, headers: Sequence[tuple[str, byte
     if raw is None:
         raise Rejected("empty value (tombstone) where a message was expected")
     try:
-        payload = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        payload = json.loads(raw, parse_constant=_not_a_json_number)
+    except RecursionError:
+        raise Rejected("not JSON we can read: nested too deeply") from None
+    except ValueError as exc:  # also bad UTF-8, NaN/Infinity and integers of more than 4300 digits
         raise Rejected(f"not JSON: {exc}") from exc
     if not isinstance(payload, dict):
         raise Rejected(f"expected a JSON object, got {type(payload).__name__}")
     header_cid = dict(headers).get(CORRELATION_HEADER)
     if header_cid and not payload.get("correlation_id"):
         payload["correlation_id"] = header_cid.decode(errors="replace")
+    if b"\\u" in raw or header_cid:  # only an escape or a header can bring NUL or a lone surrogate
+        _refuse_unstorable_text(payload)
     try:
         return spec.adapter.validate_python(payload)
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in err['loc']) or '<message>'}: {err['msg']}" for err in exc.errors()[:5]
         )
-        raise Rejected(f"does not match {'/'.join(t.__name__ for t in spec.value_types)}: {problems}") from exc
+        raise Rejected(
+            f"does not match {'/'.join(t.__name__ for t in spec.value_types)}: {problems[:MAX_REASON_CHARS]}") from exc
+
+
+def _not_a_json_number(constant: str) -> float:
+    raise ValueError(f"{constant} is not a JSON number")
+
+
+def _refuse_unstorable_text(payload: dict) -> None:
+    """PostgreSQL text cannot hold NUL and UTF-8 cannot encode a lone surrogate: such a message could be
+    accepted here and then fail in every sink (and in its own dead-lettering), so it is refused at the door."""
+    pending: list = [payload]
+    while pending:
+        value = pending.pop()
+        if isinstance(value, dict):
+            pending.extend(value.keys())
+            pending.extend(value.values())
+        elif isinstance(value, list):
+            pending.extend(value)
+        elif isinstance(value, str) and (found := _UNSTORABLE_TEXT.search(value)):
+            raise Rejected(f"text holds {found.group()!r} (NUL or a lone surrogate), which cannot be stored")
 
 
 def dead_letter_for(
@@ -76,7 +104,7 @@ def dead_letter_for(
         partition=partition,
         offset=offset,
         reason=reason,
-        raw_value=text[:100_000],
+        raw_value=text[:m.MAX_TEXT_CHARS],
     )
 
 

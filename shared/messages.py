@@ -19,6 +19,7 @@ OutcomeClass = Literal["none", "C", "M", "X"]
 # SWPC-scaled GOES-13/15 flux and true-flux GOES-16+ are never compared under one threshold silently.
 ScalingEra = Literal["swpc_scaled", "true_flux"]
 
+MAX_TEXT_CHARS = 100_000  # the longest text a message holds, and what a dead letter keeps of a rejected record
 _ID_NAMESPACE = uuid.UUID("6f1c2b1e-6b0a-4d0f-9a51-4a1e0f1a2e00")
 
 
@@ -30,16 +31,20 @@ def stable_id(*parts: Any) -> str:
 def utc(value: datetime) -> datetime:
     if value.tzinfo is None:
         return value.replace(tzinfo=timezone.utc)
-    return value.astimezone(timezone.utc)
+    try:
+        return value.astimezone(timezone.utc)
+    except OverflowError:  # e.g. 9999-12-31T23:00-05:00; a ValueError makes it a validation error, not a crash
+        raise ValueError(f"{value.isoformat()} is out of range once converted to UTC") from None
 
 
 class Message(BaseModel):
     """Common envelope. `event_time` is the observation time the message speaks about, never wall-clock."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # Infinity and NaN (or 1e999, which JSON parsing turns into infinity) are never a measurement.
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False, str_max_length=MAX_TEXT_CHARS)
 
     type: str
-    schema_version: int = 1
+    schema_version: Literal[1] = 1  # a consumer of this code cannot read another version: it is refused, not guessed
     message_id: str
     event_time: AwareDatetime
     correlation_id: str | None = None
@@ -90,7 +95,7 @@ class FlareObserved(Message):
 
 
 class SurvivalForecast(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     target_class: TargetClass
     probability_distribution: dict[str, float]
