@@ -77,11 +77,16 @@ def stack(state_dir: Path) -> Iterator[infra.Endpoints]:
         container.stop()
 
 
-@pytest.fixture
-def test_topics() -> TopicSettings:
-    """Topic names of this test alone, so tests sharing the broker never read each other's messages."""
+def unique_topics() -> TopicSettings:
+    """Topic names no other test or run uses, so runs sharing the broker never read each other's messages."""
     suffix = uuid.uuid4().hex[:8]
     return TopicSettings(**{name: f"{value}.{suffix}" for name, value in TopicSettings().model_dump().items()})
+
+
+@pytest.fixture
+def test_topics() -> TopicSettings:
+    """Topic names of this test alone."""
+    return unique_topics()
 
 
 @pytest.fixture

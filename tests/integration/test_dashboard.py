@@ -9,9 +9,6 @@ from __future__ import annotations
 import asyncio
 import json
 import math
-import subprocess
-import sys
-import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Iterator
@@ -20,11 +17,11 @@ import httpx
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from shared import infra
 from shared import messages as m
 from shared.kafka import Publisher, ensure_topics
 from shared.topics import topic_registry
-from tests.conftest import PROJECT_ROOT, service_env
+from tests.conftest import PROJECT_ROOT
+from tests.support.service_process import ServiceProcess
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -131,34 +128,14 @@ async def publish(settings, *messages_by_topic: tuple[str, list[m.Message]]) -> 
 def dashboard(settings, tmp_path: Path) -> Iterator[str]:
     """`python -m services.dashboard` on a free port, against this test's topics; yields its URL."""
     asyncio.run(ensure_topics(settings.kafka_bootstrap_servers, topic_registry(settings).values()))
-    port = infra.free_port()
-    log_file = tmp_path / "dashboard.log"
-    with log_file.open("wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "services.dashboard"], cwd=PROJECT_ROOT, stdout=log, stderr=subprocess.STDOUT,
-            env={**service_env(settings), "UI_PORT": str(port)},
-        )
-    url = f"http://127.0.0.1:{port}"
+    service = ServiceProcess("dashboard", settings, tmp_path / "dashboard.log")
+    service.start()
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert process.poll() is None, f"the dashboard exited:\n{log_file.read_text()}"
-            try:
-                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, f"the dashboard did not answer:\n{log_file.read_text()}"
-            time.sleep(0.2)
-        yield url
+        asyncio.run(service.ready(timeout=60))
+        yield service.url
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-    assert process.returncode == 0, f"the dashboard did not stop cleanly:\n{log_file.read_text()}"
+        exit_code = service.stop(timeout=15)
+    assert exit_code == 0, f"the dashboard did not stop cleanly:\n{service.log_tail()}"
 
 
 async def read_events(response: httpx.Response) -> asyncio.Queue:

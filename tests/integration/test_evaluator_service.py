@@ -5,15 +5,12 @@ the REST API, and the batch command agreeing with the stream."""
 from __future__ import annotations
 
 import asyncio
-import signal
 import subprocess
 import sys
 import uuid
-from contextlib import contextmanager
 from datetime import datetime, timedelta
-from pathlib import Path
+from typing import AsyncIterator
 
-import httpx
 import numpy as np
 import pandas as pd
 import pytest
@@ -21,12 +18,13 @@ from aiokafka import AIOKafkaConsumer
 
 from services.evaluator.resolution import FlareMark
 from services.trainer import targets
-from shared import infra, scoring
+from shared import scoring
 from shared import messages as m
 from shared.features import flare_timeline
-from shared.kafka import Publisher, decode, ensure_topics
+from shared.kafka import Publisher, decode
 from shared.topics import topic_registry
 from tests.conftest import PROJECT_ROOT, service_env
+from tests.support.service_process import ServiceProcess, running
 from tests.support.evaluator_data import at, forecast, reference_flares, reference_flux
 
 GAP_HOURS = 3
@@ -36,53 +34,21 @@ GAP_HOURS = 3
 
 
 @pytest.fixture
-async def worker_env(settings):
-    await ensure_topics(settings.kafka_bootstrap_servers, topic_registry(settings).values())
-    env = service_env(settings)
-    env.update(
-        EVALUATOR__APP_NAME=f"evaluator-{uuid.uuid4().hex[:8]}", EVALUATOR_PORT=str(infra.free_port()),
-        THRESHOLDS__MIN_SCORED_BEFORE_ALERT="24", EVALUATOR__DRIFT_WINDOW_DAYS="7", LOG_LEVEL="info",
+def worker_env() -> dict[str, str]:
+    """The evaluator's settings in these tests: drift judged after 24 scored forecasts on a 7-day window."""
+    return {
+        "EVALUATOR__APP_NAME": f"evaluator-{uuid.uuid4().hex[:8]}", "THRESHOLDS__MIN_SCORED_BEFORE_ALERT": "24",
+        "EVALUATOR__DRIFT_WINDOW_DAYS": "7",
         # faust's own settings: a crashed worker's place in the consumer group is given up after 10 s, not 60
-        BROKER_SESSION_TIMEOUT="10", BROKER_REBALANCE_TIMEOUT="10",
-    )
-    return env
+        "BROKER_SESSION_TIMEOUT": "10", "BROKER_REBALANCE_TIMEOUT": "10",
+    }
 
 
-class Worker:
-    """One run of `python -m services.evaluator`, its output in `log`."""
-
-    def __init__(self, env: dict[str, str], log: Path):
-        self.log = log
-        with log.open("ab") as out:
-            self.process = subprocess.Popen([sys.executable, "-m", "services.evaluator"], cwd=PROJECT_ROOT, env=env,
-                                            stdout=out, stderr=subprocess.STDOUT)
-
-    async def until(self, condition, what: str, timeout: float = 120.0):
-        """Poll `condition` (an async callable) until it returns something truthy."""
-        deadline = asyncio.get_running_loop().time() + timeout
-        while True:
-            value = await condition()
-            if value:
-                return value
-            if self.process.poll() is not None or asyncio.get_running_loop().time() > deadline:
-                raise AssertionError(f"no {what} (evaluator exit code {self.process.poll()}); its log:\n"
-                                     f"{self.log.read_text()[-3000:]}")
-            await asyncio.sleep(0.5)
-
-
-@contextmanager
-def evaluator_running(env: dict[str, str], log: Path):
-    worker = Worker(env, log)
-    try:
+@pytest.fixture
+async def evaluator_service(settings, clean_db, worker_env, tmp_path) -> AsyncIterator[ServiceProcess]:
+    """`python -m services.evaluator` on this test's topics and emptied tables."""
+    async with running(ServiceProcess("evaluator", settings, tmp_path / "evaluator.log", **worker_env)) as worker:
         yield worker
-    finally:
-        if worker.process.poll() is None:
-            worker.process.terminate()
-            try:
-                worker.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                worker.process.kill()
-                worker.process.wait()
 
 
 async def publish(settings, role: str, messages) -> None:
@@ -163,29 +129,26 @@ def offline_scores(forecasts, flux_readings, flares, target: str) -> tuple[int, 
 
 
 async def test_a_replayed_month_is_scored_as_the_backtest_scores_it_and_the_batch_command_agrees(
-    settings, worker_env, clean_db, tmp_path,
+    settings, clean_db, evaluator_service,
 ):
     version = f"replay-{uuid.uuid4().hex[:6]}"
     start, end = at(1, month=10, year=2011), at(1, month=11, year=2011)
     flux_readings = reference_flux(start - timedelta(days=1), end + timedelta(days=2))
     flares = reference_flares(start - timedelta(days=2), end + timedelta(days=2))
     forecasts = persistence_forecasts(start, end, flares, version)
-    log = tmp_path / "evaluator.log"
 
-    with evaluator_running(worker_env, log) as worker:
-        await publish(settings, "flares", flares)
-        await publish(settings, "forecasts", forecasts)
-        await publish(settings, "flux", flux_readings)
-        expected_count, expected = offline_scores(forecasts, flux_readings, flares, "C")
-        row = await worker.until(
-            lambda: _cumulative_with(clean_db, version, expected_count), "cumulative metrics of the month")
+    await publish(settings, "flares", flares)
+    await publish(settings, "forecasts", forecasts)
+    await publish(settings, "flux", flux_readings)
+    expected_count, expected = offline_scores(forecasts, flux_readings, flares, "C")
+    row = await evaluator_service.until(
+        lambda: _cumulative_with(clean_db, version, expected_count), "cumulative metrics of the month")
 
-        # the REST API serves the same figures, per window, with the reliability table
-        port = worker_env["EVALUATOR_PORT"]
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
-            served = (await client.get("/metrics/performance", params={"model_version": version})).json()
-            bad_window = await client.get("/metrics/performance", params={"window": "fortnight"})
-            unknown = await client.get("/metrics/performance", params={"model_version": "no-such-model"})
+    # the REST API serves the same figures, per window, with the reliability table
+    served = (await evaluator_service.get("/metrics/performance", params={"model_version": version})).json()
+    bad_window = await evaluator_service.get("/metrics/performance", params={"window": "fortnight"})
+    unknown = await evaluator_service.get("/metrics/performance", params={"model_version": "no-such-model"})
+    evaluator_service.stop()
 
     assert 600 < expected_count < len(forecasts)  # the month has flux gaps: unscorable windows are left out
     metrics = row["metrics"]
@@ -231,30 +194,28 @@ async def _outcomes(pool) -> dict:
 
 
 async def test_each_forecast_is_scored_once_through_redelivery_and_a_crash_mid_window(
-    settings, worker_env, clean_db, tmp_path,
+    settings, clean_db, evaluator_service,
 ):
     version = f"once-{uuid.uuid4().hex[:6]}"
     start = at(1, month=7, year=2015)
     flux_readings = reference_flux(start, start + timedelta(days=9))
     flares = reference_flares(start, start + timedelta(days=9))
     forecasts = persistence_forecasts(start, start + timedelta(days=6), flares, version)
-    log = tmp_path / "evaluator.log"
 
-    with evaluator_running(worker_env, log) as worker:
-        await publish(settings, "flares", flares)
-        await publish(settings, "forecasts", forecasts + forecasts[:48])  # the first two days delivered twice
-        await publish(settings, "flux", [r for r in flux_readings if r.event_time < start + timedelta(days=4)])
-        await worker.until(lambda: _resolved_count(clean_db, 24), "the first outcomes")
-        worker.process.send_signal(signal.SIGKILL)  # a crash, with forecasts still waiting for their windows
-        worker.process.wait()
+    await publish(settings, "flares", flares)
+    await publish(settings, "forecasts", forecasts + forecasts[:48])  # the first two days delivered twice
+    await publish(settings, "flux", [r for r in flux_readings if r.event_time < start + timedelta(days=4)])
+    await evaluator_service.until(lambda: _resolved_count(clean_db, 24), "the first outcomes")
+    evaluator_service.kill()  # a crash, with forecasts still waiting for their windows
     resolved_before = await _resolved_count(clean_db, 0)
     assert 0 < resolved_before < len(forecasts)
 
-    with evaluator_running(worker_env, log) as worker:
-        await publish(settings, "forecasts", forecasts[72:])  # redelivered after the restart
-        await publish(settings, "flux", [r for r in flux_readings if r.event_time >= start + timedelta(days=4)])
-        expected_count, expected = offline_scores(forecasts, flux_readings, flares, "C")
-        row = await worker.until(lambda: _cumulative_with(clean_db, version, expected_count), "all forecasts scored")
+    evaluator_service.restart()
+    await publish(settings, "forecasts", forecasts[72:])  # redelivered after the restart
+    await publish(settings, "flux", [r for r in flux_readings if r.event_time >= start + timedelta(days=4)])
+    expected_count, expected = offline_scores(forecasts, flux_readings, flares, "C")
+    row = await evaluator_service.until(lambda: _cumulative_with(clean_db, version, expected_count), "all forecasts scored")
+    evaluator_service.stop()
 
     assert await _resolved_count(clean_db, 0) == len(forecasts)
     assert row["metrics"]["C.brier"] == pytest.approx(expected["brier"])
@@ -274,28 +235,27 @@ async def _resolved_count(pool, at_least: int):
 
 
 async def test_a_collapse_of_skill_raises_one_drift_alert_and_x_flares_raise_theirs(
-    settings, worker_env, clean_db, tmp_path,
+    settings, clean_db, evaluator_service,
 ):
     """A model that learned quiet years (1 chance in 20 of a C flare) is right for a quiet week of October 2010,
     then replayed over October 2014 with its six X-class flares: one MetricDrift, six XClassFlareObserved."""
     version = f"quiet-{uuid.uuid4().hex[:6]}"
     quiet_start, active_start = at(5, month=10, year=2010), at(1, month=10, year=2014)
     periods = [(quiet_start, quiet_start + timedelta(days=7)), (active_start, active_start + timedelta(days=31))]
-    log = tmp_path / "evaluator.log"
 
-    with evaluator_running(worker_env, log) as worker:
-        for period_start, period_end in periods:
-            flares = reference_flares(period_start - timedelta(days=1), period_end + timedelta(days=2))
-            detected_copies = [f.model_copy(update={"message_id": m.stable_id("detector", f.message_id), "source": "detector"})
-                              for f in flares if f.class_letter == "X"]  # the same X flares, detected too
-            await publish(settings, "flares", flares + detected_copies)
-            await publish(settings, "forecasts", [
-                forecast(t.to_pydatetime(), 0.05, 0.005, 0.0005, version=version)
-                for t in pd.date_range(period_start, period_end, freq="h", inclusive="left")])
-            await publish(settings, "flux", reference_flux(period_start - timedelta(days=1), period_end + timedelta(days=2)))
-        await worker.until(lambda: _resolved_count(clean_db, (7 + 31) * 24), "the replay resolved", timeout=180)
-        await asyncio.sleep(3)  # metrics and alerts of the last outcomes
-        alerts = await read_all(settings, "alerts")
+    for period_start, period_end in periods:
+        flares = reference_flares(period_start - timedelta(days=1), period_end + timedelta(days=2))
+        detected_copies = [f.model_copy(update={"message_id": m.stable_id("detector", f.message_id), "source": "detector"})
+                          for f in flares if f.class_letter == "X"]  # the same X flares, detected too
+        await publish(settings, "flares", flares + detected_copies)
+        await publish(settings, "forecasts", [
+            forecast(t.to_pydatetime(), 0.05, 0.005, 0.0005, version=version)
+            for t in pd.date_range(period_start, period_end, freq="h", inclusive="left")])
+        await publish(settings, "flux", reference_flux(period_start - timedelta(days=1), period_end + timedelta(days=2)))
+    await evaluator_service.until(lambda: _resolved_count(clean_db, (7 + 31) * 24), "the replay resolved", timeout=180)
+    await asyncio.sleep(3)  # metrics and alerts of the last outcomes
+    alerts = await read_all(settings, "alerts")
+    evaluator_service.stop()
 
     drift = [a for a in alerts if isinstance(a, m.MetricDrift)]
     assert len(drift) == 1, drift

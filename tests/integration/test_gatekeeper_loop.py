@@ -7,8 +7,6 @@ story."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 import uuid
 from datetime import datetime, timedelta, timezone
@@ -19,12 +17,12 @@ from services.ingestor.readers import read_path
 from shared import messages as m
 from shared import registry
 from shared.kafka import Publisher
-from tests.conftest import PROJECT_ROOT, service_env
 from tests.integration.test_gatekeeper_service import OPERATORS, VIEWERS, gatekeeper_running, read_topic
 from services.trainer.artifacts import save_version
 from services.trainer.training import train
 from tests.support.predictor_models import JULY_2015
 from tests.support.predictor_service import predictor_running
+from tests.support.service_process import ServiceProcess, running
 from tests.support.trainer_data import history, insert_history
 
 DRIFT_AT = datetime(2015, 7, 1, tzinfo=timezone.utc)
@@ -67,62 +65,53 @@ async def register_old_champion(conn, settings) -> str:
     return saved.version
 
 
-def trainer_process(settings, log):
-    env = {**service_env(settings), **{f"MODEL__{k.upper()}": str(v) for k, v in SMALL_MODELS.items()}, "LOG_LEVEL": "info"}
-    with log.open("ab") as out:
-        return subprocess.Popen([sys.executable, "-m", "services.trainer"], cwd=PROJECT_ROOT, env=env,
-                                stdout=out, stderr=subprocess.STDOUT)
-
-
 async def test_drift_to_retrain_to_approval_to_new_forecasts_and_back_with_one_rollback(settings, clean_db, tmp_path):
     async with clean_db.acquire() as conn:
         await insert_history(conn, "2014-10-01", "2015-07-01")
         old = await register_old_champion(conn, settings)
-    trainer = trainer_process(settings, tmp_path / "trainer.log")
-    try:
-        async with gatekeeper_running(settings, clean_db, tmp_path / "gatekeeper.log",
-                                      GATEKEEPER__PROMOTION_POLICY="approval", **LENIENT) as gatekeeper, \
-                predictor_running(settings, tmp_path / "predictor.log",
-                                  PREDICTOR__APP_NAME=f"predictor-{uuid.uuid4().hex[:8]}") as predictor, \
-                Publisher(settings.kafka_bootstrap_servers) as publisher:
-            await publisher.publish_many(settings.topics.flux, july_day(1))
-            await predictor.until(lambda: _full_day(clean_db, 1), "forecasts for July 1")
+    trainer = ServiceProcess("trainer", settings, tmp_path / "trainer.log",
+                             **{f"MODEL__{k.upper()}": str(v) for k, v in SMALL_MODELS.items()})
+    async with running(trainer), \
+            gatekeeper_running(settings, clean_db, tmp_path / "gatekeeper.log",
+                               GATEKEEPER__PROMOTION_POLICY="approval", **LENIENT) as gatekeeper, \
+            predictor_running(settings, tmp_path / "predictor.log",
+                              PREDICTOR__APP_NAME=f"predictor-{uuid.uuid4().hex[:8]}") as predictor, \
+            Publisher(settings.kafka_bootstrap_servers) as publisher:
+        await publisher.publish_many(settings.topics.flux, july_day(1))
+        await predictor.until(lambda: _full_day(clean_db, 1), "forecasts for July 1")
 
-            # the evaluator says skill drifted: the gatekeeper asks, the trainer trains, the gates hold it
-            await publisher.publish(settings.topics.alerts, m.MetricDrift(
-                message_id=m.stable_id("loop-drift", uuid.uuid4().hex), event_time=DRIFT_AT, model_version=old,
-                metric="C.brier", value=0.21, baseline=0.12, threshold=0.132, window="30d"))
-            judged = await gatekeeper.until(lambda: _judged(gatekeeper, old), "verdict on a candidate", timeout=240)
-            new = judged["model"]["version"]
-            assert judged["verdict"]["evidence"]["decision"] == "HOLD", judged["verdict"]["reason"]
-            assert "approval" in judged["verdict"]["reason"]
-            request = (await read_topic(settings, "retrain_requests", 1))[0]
-            assert request.requested_by == "gatekeeper" and "C.brier" in request.reason
+        # the evaluator says skill drifted: the gatekeeper asks, the trainer trains, the gates hold it
+        await publisher.publish(settings.topics.alerts, m.MetricDrift(
+            message_id=m.stable_id("loop-drift", uuid.uuid4().hex), event_time=DRIFT_AT, model_version=old,
+            metric="C.brier", value=0.21, baseline=0.12, threshold=0.132, window="30d"))
+        judged = await gatekeeper.until(lambda: _judged(gatekeeper, old), "verdict on a candidate", timeout=240)
+        new = judged["model"]["version"]
+        assert judged["verdict"]["evidence"]["decision"] == "HOLD", judged["verdict"]["reason"]
+        assert "approval" in judged["verdict"]["reason"]
+        request = (await read_topic(settings, "retrain_requests", 1))[0]
+        assert request.requested_by == "gatekeeper" and "C.brier" in request.reason
 
-            approved = gatekeeper.flare("approve", new, "--reason", "backtest and comparison checked",
-                                        token=OPERATORS[1])
-            assert approved.returncode == 0, approved.stderr
-            await predictor.until(lambda: _champion_is(predictor, new), "the predictor to load the new champion")
-            await publisher.publish_many(settings.topics.flux, july_day(2))
-            await predictor.until(lambda: _full_day(clean_db, 2), "forecasts for July 2")
-            assert set(await forecast_versions(clean_db, 1)) == {old}
-            assert set(await forecast_versions(clean_db, 2)) == {new}
+        approved = gatekeeper.flare("approve", new, "--reason", "backtest and comparison checked",
+                                    token=OPERATORS[1])
+        assert approved.returncode == 0, approved.stderr
+        await predictor.until(lambda: _champion_is(predictor, new), "the predictor to load the new champion")
+        await publisher.publish_many(settings.topics.flux, july_day(2))
+        await predictor.until(lambda: _full_day(clean_db, 2), "forecasts for July 2")
+        assert set(await forecast_versions(clean_db, 1)) == {old}
+        assert set(await forecast_versions(clean_db, 2)) == {new}
 
-            # the new version disappoints: one command, and the predictor is back on the old one in seconds
-            started = time.perf_counter()
-            rolled = gatekeeper.flare("rollback", "--kind", registry.FORECAST_KIND, "--reason", "July 2 looks off")
-            assert rolled.returncode == 0, rolled.stderr
-            await predictor.until(lambda: _champion_is(predictor, old), "the predictor to load the old champion",
-                                  timeout=30)
-            restored_in = time.perf_counter() - started
-            await publisher.publish_many(settings.topics.flux, july_day(3))
-            await predictor.until(lambda: _full_day(clean_db, 3), "forecasts for July 3")
-            assert set(await forecast_versions(clean_db, 3)) == {old}
+        # the new version disappoints: one command, and the predictor is back on the old one in seconds
+        started = time.perf_counter()
+        rolled = gatekeeper.flare("rollback", "--kind", registry.FORECAST_KIND, "--reason", "July 2 looks off")
+        assert rolled.returncode == 0, rolled.stderr
+        await predictor.until(lambda: _champion_is(predictor, old), "the predictor to load the old champion",
+                              timeout=30)
+        restored_in = time.perf_counter() - started
+        await publisher.publish_many(settings.topics.flux, july_day(3))
+        await predictor.until(lambda: _full_day(clean_db, 3), "forecasts for July 3")
+        assert set(await forecast_versions(clean_db, 3)) == {old}
 
-            history = json.loads(gatekeeper.flare("history", "--limit", "1000", "--json").stdout)
-    finally:
-        trainer.terminate()
-        trainer.wait(timeout=30)
+        history = json.loads(gatekeeper.flare("history", "--limit", "1000", "--json").stdout)
 
     story = [(h["action"], h["version"], h["actor"]) for h in reversed(history)
              if h["version"] in (old, new) or h["evidence"].get("request_id") == request.message_id]

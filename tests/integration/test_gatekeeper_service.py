@@ -14,48 +14,28 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import AsyncIterator
 
-import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from shared import infra
 from shared import messages as m
 from shared import registry
-from shared.kafka import Publisher, decode, ensure_topics
+from shared.kafka import Publisher, decode
 from shared.settings import Settings
 from shared.topics import topic_registry
-from tests.conftest import PROJECT_ROOT, service_env
+from tests.conftest import PROJECT_ROOT
+from tests.support.service_process import ServiceProcess, running
 
 OPERATORS = ["alice:alice-secret", "bob:bob-secret"]
 VIEWERS = ["carol:carol-secret"]
 GATEKEEPER_TABLES = "retrain_triggers, gatekeeper_outbox, gatekeeper_clock"
 
 
-class GatekeeperProcess:
-    def __init__(self, env: dict[str, str], log: Path, port: int):
-        self.env = env
-        self.log = log
-        self.url = f"http://127.0.0.1:{port}"
-        with log.open("ab") as out:
-            self.process = subprocess.Popen([sys.executable, "-m", "services.gatekeeper"], cwd=PROJECT_ROOT, env=env,
-                                            stdout=out, stderr=subprocess.STDOUT)
+class GatekeeperProcess(ServiceProcess):
+    """`python -m services.gatekeeper` with known operators and viewers, and the `flare` commands that drive it."""
 
-    async def until(self, condition, what: str, timeout: float = 120.0):
-        deadline = asyncio.get_running_loop().time() + timeout
-        while True:
-            value = await condition()
-            if value:
-                return value
-            if self.process.poll() is not None or asyncio.get_running_loop().time() > deadline:
-                raise AssertionError(f"no {what} (gatekeeper exit code {self.process.poll()}); its log:\n"
-                                     f"{self.log.read_text()[-4000:]}")
-            await asyncio.sleep(0.3)
-
-    async def healthy(self) -> bool:
-        try:
-            async with httpx.AsyncClient(base_url=self.url) as client:
-                return (await client.get("/health")).status_code == 200
-        except httpx.TransportError:
-            return False
+    def __init__(self, settings: Settings, log: Path, **overrides: str):
+        super().__init__("gatekeeper", settings, log, OPERATOR_TOKENS=json.dumps(OPERATORS),
+                         VIEWER_TOKENS=json.dumps(VIEWERS),
+                         GATEKEEPER__CONSUMER_GROUP=f"gatekeeper-{uuid.uuid4().hex[:8]}", **overrides)
 
     def flare(self, *args: str, token: str | None = OPERATORS[0]) -> subprocess.CompletedProcess:
         """A `flare` command as an operator runs it, finding the API from the same settings; with no token,
@@ -66,36 +46,13 @@ class GatekeeperProcess:
         return subprocess.run([sys.executable, "-m", "flare_cli.main", *args], cwd=PROJECT_ROOT, env=env,
                               capture_output=True, text=True, timeout=60)
 
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
-
-def gatekeeper_env(settings: Settings, port: int, **overrides: str) -> dict[str, str]:
-    env = service_env(settings)
-    env.update(GATEKEEPER_PORT=str(port), OPERATOR_TOKENS=json.dumps(OPERATORS), VIEWER_TOKENS=json.dumps(VIEWERS),
-               GATEKEEPER__CONSUMER_GROUP=f"gatekeeper-{uuid.uuid4().hex[:8]}", LOG_LEVEL="info")
-    env.update(overrides)
-    return env
-
 
 @asynccontextmanager
 async def gatekeeper_running(settings: Settings, pool, log: Path, **overrides: str) -> AsyncIterator[GatekeeperProcess]:
     async with pool.acquire() as conn:
         await conn.execute(f"TRUNCATE {GATEKEEPER_TABLES}")
-    await ensure_topics(settings.kafka_bootstrap_servers, topic_registry(settings).values())
-    port = infra.free_port()
-    gatekeeper = GatekeeperProcess(gatekeeper_env(settings, port, **overrides), log, port)
-    try:
-        await gatekeeper.until(gatekeeper.healthy, "answer on /health")
+    async with running(GatekeeperProcess(settings, log, **overrides)) as gatekeeper:
         yield gatekeeper
-    finally:
-        gatekeeper.stop()
 
 
 async def read_topic(settings: Settings, role: str, at_least: int, quiet_seconds: float = 2.0, timeout: float = 60.0) -> list:

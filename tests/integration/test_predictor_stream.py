@@ -52,7 +52,7 @@ async def test_a_month_of_flux_gives_one_logged_and_published_forecast_per_hour_
         await ingest(settings, clean_db, JULY_2015)
         busy = [await _timed_post(predictor, {"timestamp": t.isoformat(), "target_class": "M"}) for t in JULY[100::60]]
         assert all(status == 200 and seconds < 10 for status, seconds in busy), busy
-        assert (await predictor.client.post("/predict/survival", json={"timestamp": "soon"})).status_code == 422
+        assert (await predictor.post("/predict/survival", json={"timestamp": "soon"})).status_code == 422
         assert (await predictor.health())["since_start"]["flux_seen"] < 2 * readings, "the stream was not busy"
         await predictor.until(lambda: _seen(predictor, 2 * readings), "the replayed month to pass the predictor")
         assert [r["forecast_id"] for r in await logged(clean_db)] == [r["forecast_id"] for r in rows]
@@ -65,7 +65,7 @@ async def test_a_month_of_flux_gives_one_logged_and_published_forecast_per_hour_
         by_time = {f.event_time: f for f in published}
         for issued_at in JULY[30::97]:
             stream = by_time[issued_at]
-            answer = (await predictor.client.post("/predict/all", json={"timestamp": issued_at.isoformat()})).json()
+            answer = (await predictor.post("/predict/all", json={"timestamp": issued_at.isoformat()})).json()
             for target, survival in stream.survival.items():
                 assert answer["survival"][target]["survival_function"]["probabilities"] == survival.survival_probabilities
                 assert answer["survival"][target]["probability_distribution"] == survival.probability_distribution
@@ -75,7 +75,7 @@ async def test_a_month_of_flux_gives_one_logged_and_published_forecast_per_hour_
 
 async def _timed_post(predictor, body: dict) -> tuple[int, float]:
     started = asyncio.get_running_loop().time()
-    answer = await predictor.client.post("/predict/survival", json=body)
+    answer = await predictor.post("/predict/survival", json=body)
     return answer.status_code, asyncio.get_running_loop().time() - started
 
 
