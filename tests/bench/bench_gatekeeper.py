@@ -4,14 +4,16 @@
   topic, timed until the gatekeeper's event-time clock reaches the last reading; the monthly ticks it crossed
   and the requests they opened are counted (no trainer runs, so a request stays in flight and later ticks fold);
 - alerts: 1,000 drift alerts, timed until every one is recorded as a trigger;
-- writes: promote and rollback through the REST API, alternating, 100 of each: p50 and p99 latency.
+- writes: promote and rollback through the REST API, alternating, 100 of each: p50 and p99 latency, beside an
+  authenticated read (`GET /champion?kind=`) interleaved with them.
+
+The throughput figures stand beside a bare aiokafka loop reading and parsing the same topic on the same broker.
 
 Run with `make bench` (or `.venv/bin/pytest -m slow -s tests/bench/bench_gatekeeper.py`).
 """
 
 from __future__ import annotations
 
-import statistics
 import time
 import uuid
 from datetime import datetime, timedelta, timezone
@@ -23,6 +25,7 @@ from services.ingestor.readers import read_path
 from shared import messages as m
 from shared import registry
 from shared.kafka import Publisher
+from tests.bench.baselines import bare_consume_seconds, record_latencies
 from tests.conftest import DATA_DIR
 from tests.integration.test_gatekeeper_service import OPERATORS, count, gatekeeper_running
 
@@ -40,7 +43,7 @@ def flux_messages(path) -> list[m.FluxObserved]:
 
 
 @pytest.mark.slow
-async def test_gatekeeper_throughput_and_write_latency(settings, clean_db, tmp_path):
+async def test_gatekeeper_throughput_and_write_latency(settings, clean_db, tmp_path, bench_figures):
     readings = sorted(flux_messages(HOURLY), key=lambda x: x.event_time)
     readings = [r for r in readings if r.event_time < datetime(2015, 7, 1, tzinfo=timezone.utc)] + flux_messages(JULY_2015)
     last = readings[-1].event_time
@@ -77,25 +80,38 @@ async def test_gatekeeper_throughput_and_write_latency(settings, clean_db, tmp_p
                     conn, version=f"{kind}-{name}", kind=kind, artifacts={}, digests={},
                     data_window=(last - timedelta(days=365), last), hyperparameters={}, validation={}, backtest={},
                     actor="bench", reason="bench")
-        latencies: dict[str, list[float]] = {"promote": [], "rollback": []}
+        latencies: dict[str, list[float]] = {"promote": [], "rollback": [], "read": []}
         headers = {"Authorization": f"Bearer {OPERATORS[0]}"}
         async with httpx.AsyncClient(base_url=gatekeeper.url, headers=headers, timeout=30) as api:
+            async def timed(what: str, call) -> httpx.Response:
+                started = time.perf_counter()
+                answer = await call
+                latencies[what].append(time.perf_counter() - started)
+                return answer
+
             await api.post(f"/models/{kind}-a/promote", json={"expected_current": None, "reason": "bench"})
             for _ in range(100):
-                started = time.perf_counter()
-                answer = await api.post(f"/models/{kind}-b/promote", json={"expected_current": f"{kind}-a", "reason": "bench"})
-                latencies["promote"].append(time.perf_counter() - started)
+                answer = await timed("promote", api.post(f"/models/{kind}-b/promote",
+                                                         json={"expected_current": f"{kind}-a", "reason": "bench"}))
                 assert answer.status_code == 200
-                started = time.perf_counter()
-                answer = await api.post("/rollback", json={"from_version": f"{kind}-b", "reason": "bench"})
-                latencies["rollback"].append(time.perf_counter() - started)
+                answer = await timed("read", api.get("/champion", params={"kind": kind}))
+                assert answer.status_code == 200 and answer.json()[0]["champion"]["version"] == f"{kind}-b"
+                answer = await timed("rollback", api.post("/rollback", json={"from_version": f"{kind}-b", "reason": "bench"}))
                 assert answer.status_code == 200 and answer.json()["champion"] == f"{kind}-a"
+                answer = await timed("read", api.get("/champion", params={"kind": kind}))
+                assert answer.status_code == 200 and answer.json()[0]["champion"]["version"] == f"{kind}-a"
 
-    print(f"\nflux to the gatekeeper's clock: {len(readings):,} readings published in {published:.1f} s; clock at the "
-          f"end after {clock_seconds:.1f} s ({len(readings) / clock_seconds:,.0f} readings/s); {monthly} monthly "
-          f"ticks crossed with enough history, {opened} request(s) opened (the rest folded: no trainer answers)")
-    print(f"drift alerts: {len(storm):,} recorded in {storm_seconds:.1f} s ({len(storm) / storm_seconds:,.0f} alerts/s)")
-    for name, values in latencies.items():
-        ordered = sorted(values)
-        print(f"{name} via REST: p50 {statistics.median(ordered) * 1000:.1f} ms, "
-              f"p99 {ordered[int(0.99 * (len(ordered) - 1))] * 1000:.1f} ms over {len(ordered)} calls")
+    bare_flux = await bare_consume_seconds(settings.kafka_bootstrap_servers, settings.topics.flux, len(readings))
+    bare_alerts = await bare_consume_seconds(settings.kafka_bootstrap_servers, settings.topics.alerts, len(storm))
+    bench_figures("gatekeeper", "flux to the event-time clock", len(readings) / clock_seconds, "readings/s",
+                  baseline=("bare aiokafka read + parse, same topic", len(readings) / bare_flux),
+                  note=f"{len(readings):,} readings published in {published:.1f} s, clock at the end after "
+                       f"{clock_seconds:.1f} s; {monthly} monthly ticks crossed with enough history, {opened} request(s) "
+                       "opened (the rest folded: no trainer answers)")
+    bench_figures("gatekeeper", "drift alerts recorded as triggers", len(storm) / storm_seconds, "alerts/s",
+                  baseline=("bare aiokafka read + parse, same topic", len(storm) / bare_alerts),
+                  note=f"{len(storm):,} alerts in {storm_seconds:.1f} s")
+    for write in ("promote", "rollback"):
+        record_latencies(bench_figures, "gatekeeper", f"{write} via REST", latencies[write],
+                         "GET /champion, same token", latencies["read"],
+                         note=f"{len(latencies[write])} calls, {len(latencies['read'])} reads interleaved")

@@ -1,0 +1,45 @@
+"""The bare minimum the benchmarks measure their figures against, on the same broker in the same run, and the
+one way latencies are recorded (p50 and p99, each beside the baseline's)."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+
+def p50_p99_ms(seconds: list[float]) -> tuple[float, float]:
+    p50, p99 = np.percentile(np.asarray(seconds) * 1000, [50, 99])
+    return float(p50), float(p99)
+
+
+def record_latencies(bench_figures, area: str, name: str, latencies: list[float], baseline_name: str,
+                     baseline_latencies: list[float], note: str = "") -> None:
+    """Two figures, p50 and p99 of `latencies` in ms, each beside the same percentile of the baseline."""
+    for label, value, base in zip(("p50", "p99"), p50_p99_ms(latencies), p50_p99_ms(baseline_latencies)):
+        bench_figures(area, f"{name} {label}", value, "ms", baseline=(f"{baseline_name} {label}", base), note=note)
+
+
+async def bare_consume_seconds(bootstrap: str, topic: str, count: int, echo_to: str | None = None) -> float:
+    """Seconds a bare aiokafka loop takes to read `count` records of `topic` from the start and parse their
+    JSON (and, with `echo_to`, produce each one again to that topic)."""
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
+    await consumer.start()
+    await producer.start()
+    try:
+        began, seen = time.perf_counter(), 0
+        while seen < count:
+            for records in (await consumer.getmany(timeout_ms=500, max_records=2000)).values():
+                for record in records:
+                    parsed = json.loads(record.value)
+                    if echo_to is not None:
+                        await producer.send(echo_to, json.dumps(parsed).encode())
+                    seen += 1
+        await producer.flush()
+        return time.perf_counter() - began
+    finally:
+        await consumer.stop()
+        await producer.stop()
