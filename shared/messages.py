@@ -8,7 +8,7 @@ redelivery of the same fact carries the same id and every sink can upsert on it.
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, field_validator
@@ -19,6 +19,8 @@ OutcomeClass = Literal["none", "C", "M", "X"]
 # SWPC-scaled GOES-13/15 flux and true-flux GOES-16+ are never compared under one threshold silently.
 ScalingEra = Literal["swpc_scaled", "true_flux"]
 
+EARLIEST_EVENT_TIME = datetime(1970, 1, 1, tzinfo=timezone.utc)
+EVENT_TIME_CLOCK_SKEW = timedelta(days=1)  # how far ahead of this host's clock a producer's clock may run
 MAX_TEXT_CHARS = 100_000  # the longest text a message holds, and what a dead letter keeps of a rejected record
 _ID_NAMESPACE = uuid.UUID("6f1c2b1e-6b0a-4d0f-9a51-4a1e0f1a2e00")
 
@@ -52,7 +54,11 @@ class Message(BaseModel):
     @field_validator("event_time")
     @classmethod
     def _as_utc(cls, value: datetime) -> datetime:
-        return utc(value)
+        value = utc(value)
+        if not EARLIEST_EVENT_TIME <= value <= datetime.now(timezone.utc) + EVENT_TIME_CLOCK_SKEW:
+            # event time drives every clock (schedules, windows): one reading from year 9999 would move them all
+            raise ValueError(f"{value.isoformat()} is not a plausible event time (1970 to a day from now)")
+        return value
 
     @property
     def key(self) -> str:
