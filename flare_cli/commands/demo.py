@@ -1,8 +1,8 @@
 """`flare demo`: the whole system on the reference data, end to end, on embedded infrastructure.
 
-It starts the broker, the database and the services, replays the GOES-15 hourly history (2010-2015) and
-the NOAA flare catalogue into the system, asks the gatekeeper for the first models when the registry is
-empty, then replays the July 2015 1-minute month at a multiple of real time. From there the system runs its
+It starts the broker, the database and the services, loads the GOES-15 hourly history (2010-2015) and the
+NOAA flare catalogue as a backfill (stored for training, not streamed: history is not news the system should
+react to), asks the gatekeeper for the first models when the registry is empty, then replays the July 2015 1-minute month at a multiple of real time. From there the system runs its
 own loop: forecasts, scoring, drift and scheduled retraining, gating, promotion. It prints where to look and a
 summary when the replay has been scored.
 """
@@ -36,8 +36,7 @@ SUMMARY_SCORES = ("brier", "bss_climatology", "precision", "recall", "tss")
 
 @dataclass(frozen=True)
 class Plan:
-    """What the demo replays. The history stops two days before the month so that the scheduled retraining of
-    1 July 02:00 falls outside the cooldown that follows the first training."""
+    """What the demo loads: the history as a backfill, then the month through the streams at `speed`."""
 
     history_from: datetime
     history_until: datetime
@@ -238,8 +237,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         return _wait_for_interrupt(args, settings)
 
     data = settings.data_dir
-    say("replaying the flare catalogue and the hourly GOES-15 history")
-    flare_command("ingest", str(data / CATALOGUE), str(data / HISTORY),
+    say("loading the flare catalogue and the hourly GOES-15 history (a backfill: stored for training, not streamed)")
+    flare_command("ingest", "--backfill", str(data / CATALOGUE), str(data / HISTORY),
                   "--from", plan.history_from.isoformat(), "--until", plan.history_until.isoformat())
     if not champion_state(dsn)[0]:
         request_first_models(settings)

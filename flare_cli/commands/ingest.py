@@ -35,6 +35,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     ingest.add_argument("--once", action="store_true", help="live: poll once and stop")
     ingest.add_argument("--speed", type=parse_speed, default=None, metavar="X|max",
                         help="replay at X times real time (event time), or 'max' (default) as fast as possible")
+    ingest.add_argument("--backfill", action="store_true",
+                        help="files: store new and changed records for training without publishing them, so the "
+                             "running system does not react to history (retraining triggers, forecasts)")
     ingest.add_argument("--satellite", help="for files whose content and name do not say it, e.g. GOES-15")
     ingest.add_argument("--from", dest="start", type=parse_when, help="files: only readings and flares at or after this (UTC)")
     ingest.add_argument("--until", dest="end", type=parse_when, help="files: only readings and flares before this (UTC)")
@@ -128,7 +131,7 @@ async def _ingest_files(ingestor: Ingestor, files: list[Path], args: argparse.Na
                 bar.update(done)
 
             runs.append(await ingestor.ingest_file(path, speed=args.speed, satellite=args.satellite, progress=progress,
-                                                   start=args.start, end=args.end))
+                                                   start=args.start, end=args.end, backfill=args.backfill))
     print_summary(runs)
     return 1 if any(run.status == "failed" for run in runs) else 0
 

@@ -1,10 +1,13 @@
 """One ingestion run: read -> validate -> compare with what is stored -> publish and store, in event-time order.
 
-Two modes share this path:
+Three modes share this path:
 - replay (files): every valid reading is published, so replaying a file through the running system is a
   backtest; readings whose stored value changed go out as corrections (`is_correction`, next revision id).
 - live (SWPC feed): only readings that are new or changed since the last poll are published; a feed that
   repeats what is stored publishes nothing.
+- backfill (files): new and changed readings and flares are stored, nothing is published. An archive loaded
+  for training is history, not news: published, it would drive the event-time clock through years, and every
+  monthly tick and X-class flare in it would ask for a model trained on data the system already holds.
 Missing readings are stored (NULL flux, the reason in `quality`) and never published as flux; rejected
 records go to the dead-letter topic. Each chunk is published before it is stored, so a crash in between
 republishes the same ids on the next run (at-least-once) instead of losing them.
@@ -26,13 +29,14 @@ from services.ingestor import store
 from services.ingestor.detection import DetectedFlare, detect_flares
 from services.ingestor.live import FeedUnavailable, SwpcFeedClient
 from services.ingestor.readers import FluxRecord, ReadResult, read_bytes, read_path
+from shared.db import outlasting_outages
 from shared.kafka import Publisher, dead_letter_for
 from shared.logging import get_logger
 from shared.messages import FlareObserved, FluxObserved, stable_id
 from shared.settings import Settings
 
 log = get_logger(__name__)
-Mode = Literal["replay", "live"]
+Mode = Literal["replay", "live", "backfill"]
 CHUNK_SIZE = 5000
 DETECTED_SOURCE = "detected"
 Progress = Callable[[int, int], None]  # (items done in this chunk, items in the run)
@@ -99,12 +103,12 @@ def build_timeline(
     (its peak is only certain then); a catalogue flare at its peak."""
     items = []
     for planned in planned_flux:
-        publish = planned.record.usable and (mode == "replay" or planned.change != "unchanged")
+        publish = mode != "backfill" and planned.record.usable and (mode == "replay" or planned.change != "unchanged")
         if publish or planned.change != "unchanged":
             items.append(TimelineItem(planned.record.time_tag, publish, flux=planned))
     for flare, change in planned_flares:
-        publish = mode == "replay" or change != "unchanged"
-        if publish:
+        publish = mode != "backfill" and (mode == "replay" or change != "unchanged")
+        if publish or change != "unchanged":
             known_at = flare.end_time if flare.source == DETECTED_SOURCE and flare.end_time else flare.peak_time
             items.append(TimelineItem(known_at, publish, flare=flare, flare_change=change))
     items.sort(key=lambda item: (item.known_at, item.flux is None))
@@ -150,7 +154,7 @@ class Ingestor:
 
     async def ingest_file(
         self, path: Path, *, speed: float | None = None, satellite: str | None = None, progress: Progress | None = None,
-        start: datetime | None = None, end: datetime | None = None,
+        start: datetime | None = None, end: datetime | None = None, backfill: bool = False,
     ) -> store.RunStats:
         stats = store.RunStats(source=str(path))
         try:
@@ -159,7 +163,7 @@ class Ingestor:
             result = ReadResult(str(path), "unknown", error=f"cannot read: {exc}")
         if start or end:
             result = result.within(start, end)
-        return await self._run(result, stats, "replay", speed, progress)
+        return await self._run(result, stats, "backfill" if backfill else "replay", speed, progress)
 
     async def ingest_feed(self, client: SwpcFeedClient, feed: str) -> store.RunStats:
         stats = store.RunStats(source=f"swpc:{feed}")
@@ -277,7 +281,8 @@ async def run_live(
     stop = stop or asyncio.Event()
     while not stop.is_set():
         began = time.monotonic()
-        polled = [await ingestor.ingest_feed(client, feed) for feed in feeds]
+        # what a poll could not store is published again by the next one (it is new to the database)
+        polled = [await outlasting_outages(lambda: ingestor.ingest_feed(client, feed)) for feed in feeds]
         if on_poll:
             on_poll(polled)
         if once:

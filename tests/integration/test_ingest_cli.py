@@ -9,6 +9,7 @@ import sys
 import time
 
 from tests.conftest import DATA_DIR, PROJECT_ROOT, service_env
+from tests.support.topic_reader import read_all
 
 SC24 = DATA_DIR / "flare_lists" / "swpc_flarelist_sc24_2010_2015.csv"
 GOES18_GAPS = DATA_DIR / "goes16_1m" / "goes18_xrs_1m_2026-02-26_2026-03-09_with_gaps.csv"
@@ -56,3 +57,20 @@ def test_a_replay_at_a_multiple_of_real_time_takes_event_time_over_speed(setting
     assert elapsed >= 29 * 60 / 600
     assert "noaa_new_avg_netcdf" in replay.stdout and " ok " in replay.stdout
     assert flare(settings, "ingest", "--speed", "fast", str(NETCDF)).returncode == 2
+
+
+async def test_a_backfill_stores_the_archive_for_training_and_streams_nothing(settings, clean_db):
+    backfill = flare(settings, "ingest", "--backfill", str(GOES18_GAPS))
+    assert backfill.returncode == 0, backfill.stderr
+    row = next(line.split() for line in backfill.stdout.splitlines() if line.startswith(GOES18_GAPS.name))
+    assert row[2:5] == ["ok", "11500", "0"]  # read 11,500, published none
+    async with clean_db.acquire() as conn:
+        stored = await conn.fetchval("SELECT count(*) FROM flux_observations WHERE xrsb_flux IS NOT NULL")
+        detected = await conn.fetchval("SELECT count(*) FROM flare_events WHERE source = 'detected'")
+    assert stored > 10_000 and detected > 0
+    assert await read_all(settings, "flux", idle_ms=1000) == []
+    assert await read_all(settings, "flares", idle_ms=1000) == []
+
+    replay = flare(settings, "ingest", str(GOES18_GAPS))  # the same file replayed is streamed in full
+    assert replay.returncode == 0, replay.stderr
+    assert len(await read_all(settings, "flux")) == stored

@@ -50,6 +50,18 @@ def test_replay_publishes_every_usable_reading_and_live_only_what_changed():
     assert [(i.known_at.minute, i.publish) for i in live] == [(1, False), (2, True)]  # minute 1 is stored only
 
 
+def test_a_backfill_stores_what_is_new_and_publishes_nothing():
+    values = [4e-7] * 10 + [6e-7, 9e-7, 1.4e-6, 2.1e-6, 1.8e-6, 1.5e-6, 1.2e-6, 1.0e-6] + [4e-7] * 5
+    records = [reading(i, xrsb=v) for i, v in enumerate(values)]
+    (flare,) = detect_in(records)
+    planned = plan_flux(records, stored(records[0]))
+    timeline = build_timeline(planned, [(flare, "new")], "backfill")
+    assert not any(item.publish for item in timeline)
+    assert [i.flux.record.time_tag.minute for i in timeline if i.flux is not None] == list(range(1, len(values)))
+    assert [i.flare for i in timeline if i.flare is not None] == [flare]
+    assert not any(i.flare for i in build_timeline(planned, [(flare, "unchanged")], "backfill"))
+
+
 def test_a_detected_flare_is_released_at_its_end_after_the_flux_of_that_minute():
     values = [4e-7] * 10 + [6e-7, 9e-7, 1.4e-6, 2.1e-6, 1.8e-6, 1.5e-6, 1.2e-6, 1.0e-6] + [4e-7] * 5
     records = [reading(i, xrsb=v) for i, v in enumerate(values)]
