@@ -9,7 +9,7 @@ import subprocess
 import sys
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import AsyncIterator, TypeVar
+from typing import AsyncIterator, Sequence, TypeVar
 
 import httpx
 import psutil
@@ -32,10 +32,12 @@ class ServiceProcess:
     restarts, its API (if any) at `url`.
 
     The environment is the test stack's (`service_env(settings)`) plus `env`; a service with an HTTP API gets a
-    free port unless `env` names one."""
+    free port unless `env` names one. `command` replaces `-m services.<name>` for a one-shot command such as
+    `flare ingest` (`-m flare_cli.main ingest ...`)."""
 
-    def __init__(self, name: str, settings: Settings, log: Path, **env: str):
+    def __init__(self, name: str, settings: Settings, log: Path, *, command: Sequence[str] = (), **env: str):
         self.name = name
+        self.command = list(command) or ["-m", f"services.{name}"]
         self.settings = settings
         self.log = log
         self.env = {**service_env(settings), "LOG_LEVEL": "info", **env}
@@ -47,7 +49,7 @@ class ServiceProcess:
 
     def start(self) -> None:
         with self.log.open("ab") as out:
-            self.process = subprocess.Popen([sys.executable, "-m", f"services.{self.name}"], cwd=PROJECT_ROOT,
+            self.process = subprocess.Popen([sys.executable, *self.command], cwd=PROJECT_ROOT,
                                             env=self.env, stdout=out, stderr=subprocess.STDOUT)
 
     @property
@@ -57,7 +59,7 @@ class ServiceProcess:
     def log_tail(self) -> str:
         return self.log.read_text(errors="replace")[-LOG_TAIL_CHARS:] if self.log.exists() else ""
 
-    async def until(self, condition, what: str, timeout: float = 120.0, interval: float = 0.5):
+    async def until(self, condition, what: str, timeout: float = 180.0, interval: float = 0.5):
         """Poll `condition` (an async callable) until it returns something truthy; fail with the log's tail
         when the time is up or the process has died."""
         deadline = asyncio.get_running_loop().time() + timeout
@@ -94,6 +96,15 @@ class ServiceProcess:
     async def ready(self, timeout: float = 120.0) -> None:
         """Wait until the API answers on /health (for a service with one)."""
         await self.until(self.health, "answer on /health", timeout=timeout)
+
+    async def exited(self, timeout: float = 120.0) -> int:
+        """Wait for the process to end by itself; its exit code."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while self.alive:
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError(f"the {self.name} still runs after {timeout:.0f} s; its log:\n{self.log_tail()}")
+            await asyncio.sleep(0.5)
+        return self.process.wait()
 
     def kill(self) -> None:
         """A crash: SIGKILL, no chance to commit offsets, flush or leave the consumer group."""
