@@ -3,7 +3,8 @@
 - decisions alone (no broker): a year of hourly GOES-15 flux, hourly forecasts and the year's flares through
   `services.evaluator.core`, drift judged after every resolution; then one computation of every window;
 - the running service: the July 2015 1-minute month (44,640 readings), its hourly forecasts and its flares
-  published to the broker, timed until the last outcome is in the prediction log.
+  published to the broker, timed until the last outcome is in the prediction log, beside the same messages
+  through the pure decision loop in this process.
 
 Run with `make bench` (or `.venv/bin/pytest -m slow -s tests/bench/bench_evaluator.py`).
 """
@@ -20,7 +21,8 @@ import pytest
 from services.evaluator.core import Evaluator
 from services.evaluator.metrics import MetricBook
 from tests.conftest import DATA_DIR
-from tests.integration.test_evaluator_service import evaluator_running, persistence_forecasts, publish, worker_env  # noqa: F401
+from tests.integration.test_evaluator_service import persistence_forecasts, publish, worker_env  # noqa: F401
+from tests.support.service_process import ServiceProcess, running
 from tests.support.evaluator_data import at, flux, forecast, reference_flares, reference_flux
 
 JULY_2015_1MIN = DATA_DIR / "goes15_1m" / "g15_xrs_1m_20150701_20150731.csv.gz"
@@ -33,8 +35,24 @@ def minute_flux():
             for t, b, ok in zip(frame["time_tag"], frame["B_AVG"], valid)]
 
 
+def decide(evaluator: Evaluator, readings, flares, forecasts) -> dict:
+    """Every message through the decisions in event-time order, as the stream delivers them; the last
+    as-of time of each (version, shadow) whose figures changed."""
+    pending_flares, upcoming = iter(sorted(flares, key=lambda f: f.peak_time)), iter(forecasts)
+    next_flare, next_forecast, as_of = next(pending_flares, None), next(upcoming, None), {}
+    for reading in readings:
+        while next_flare is not None and next_flare.peak_time <= reading.event_time:
+            evaluator.take_flare(next_flare)
+            next_flare = next(pending_flares, None)
+        while next_forecast is not None and next_forecast.event_time <= reading.event_time:
+            evaluator.settle(evaluator.take_forecast(next_forecast))
+            next_forecast = next(upcoming, None)
+        as_of.update(evaluator.settle(evaluator.take_flux(reading)).dirty)
+    return as_of
+
+
 @pytest.mark.slow
-def test_decision_throughput_over_a_year(settings):
+def test_decision_throughput_over_a_year(settings, bench_figures):
     start, end = at(1, month=1, year=2014), at(1, month=1, year=2015)
     readings = reference_flux(start, end + timedelta(days=2))
     flares = reference_flares(start - timedelta(days=1), end + timedelta(days=2))
@@ -42,37 +60,40 @@ def test_decision_throughput_over_a_year(settings):
     evaluator = Evaluator.for_settings(settings, MetricBook())
 
     began = time.perf_counter()
-    pending_flares, upcoming = iter(sorted(flares, key=lambda f: f.peak_time)), iter(forecasts)
-    next_flare, next_forecast, as_of = next(pending_flares, None), next(upcoming, None), 0
-    for reading in readings:  # in event-time order, as the stream delivers them
-        while next_flare is not None and next_flare.peak_time <= reading.event_time:
-            evaluator.take_flare(next_flare)
-            next_flare = next(pending_flares, None)
-        while next_forecast is not None and next_forecast.event_time <= reading.event_time:
-            evaluator.settle(evaluator.take_forecast(next_forecast))
-            next_forecast = next(upcoming, None)
-        as_of = evaluator.settle(evaluator.take_flux(reading)).dirty.get(("v1", False), as_of)
+    as_of = decide(evaluator, readings, flares, forecasts)
     decisions = time.perf_counter() - began
     began = time.perf_counter()
-    figures = evaluator.metrics(("v1", False), as_of)
+    figures = evaluator.metrics(("v1", False), as_of[("v1", False)])
     metrics_seconds = time.perf_counter() - began
 
-    messages = len(readings) + len(flares) + len(forecasts)
-    print(f"\ndecisions: {messages} messages ({len(evaluator.book)} forecasts resolved) in {decisions:.2f} s "
-          f"= {messages / decisions:,.0f} messages/s")
-    print(f"metrics: every window ({', '.join(f'{u.window}={u.scored_count}' for u in figures)} scored) in {metrics_seconds:.2f} s")
     assert len(evaluator.book) == len(forecasts)
+    messages = len(readings) + len(flares) + len(forecasts)
+    bench_figures("evaluator", "decisions alone, a year of hourly flux", messages / decisions, "msgs/s",
+                  note=f"{messages:,} messages, {len(evaluator.book):,} forecasts resolved, drift judged each time")
+    bench_figures("evaluator", "metrics, every window once", metrics_seconds, "s",
+                  note=", ".join(f"{u.window}: {u.scored_count} scored" for u in figures))
 
 
 @pytest.mark.slow
-async def test_service_throughput_on_a_month_of_one_minute_flux(settings, worker_env, clean_db, tmp_path):
+async def test_service_throughput_on_a_month_of_one_minute_flux(settings, worker_env, clean_db, tmp_path, bench_figures):
     version = f"bench-{uuid.uuid4().hex[:6]}"
     start = at(1, month=7, year=2015)
     readings = minute_flux()
     flares = reference_flares(start - timedelta(days=1), start + timedelta(days=32))
     forecasts = persistence_forecasts(start, start + timedelta(days=29), flares, version)
+    messages = len(readings) + len(flares) + len(forecasts)
 
-    with evaluator_running(worker_env, tmp_path / "evaluator.log") as worker:
+    # the baseline: the same messages through the pure decisions, judged with the worker's thresholds
+    same_rules = settings.model_copy(update={
+        "thresholds": settings.thresholds.model_copy(update={"min_scored_before_alert": int(worker_env["THRESHOLDS__MIN_SCORED_BEFORE_ALERT"])}),
+        "evaluator": settings.evaluator.model_copy(update={"drift_window_days": int(worker_env["EVALUATOR__DRIFT_WINDOW_DAYS"])})})
+    alone = Evaluator.for_settings(same_rules, MetricBook())
+    began = time.perf_counter()
+    decide(alone, readings, flares, forecasts)
+    decisions = time.perf_counter() - began
+    assert len(alone.book) == len(forecasts)
+
+    async with running(ServiceProcess("evaluator", settings, tmp_path / "evaluator.log", **worker_env)) as worker:
         # warm up: the worker has joined its group and resolved a forecast before the clock starts
         warm_up = at(1, month=6, year=2015)
         await publish(settings, "forecasts", [forecast(warm_up, 0.1, version=f"{version}-warm-up")])
@@ -86,10 +107,10 @@ async def test_service_throughput_on_a_month_of_one_minute_flux(settings, worker
         await worker.until(lambda: _resolved(clean_db, 1 + len(forecasts)), "every forecast resolved", timeout=600)
         seconds = time.perf_counter() - began
 
-    messages = len(readings) + len(flares) + len(forecasts)
-    print(f"\nservice: {messages} messages ({len(readings)} 1-min readings, {len(forecasts)} forecasts, {len(flares)} flares) "
-          f"published in {published:.1f} s, all {len(forecasts)} forecasts resolved after {seconds:.1f} s "
-          f"= {messages / seconds:,.0f} messages/s")
+    bench_figures("evaluator", "service, July 2015 1-min month", messages / seconds, "msgs/s",
+                  baseline=("pure decision loop, same messages", messages / decisions),
+                  note=f"{len(readings):,} readings, {len(forecasts)} forecasts, {len(flares)} flares published in "
+                       f"{published:.1f} s, every forecast resolved in the prediction log after {seconds:.1f} s")
 
 
 async def _resolved(pool, count: int) -> bool:
