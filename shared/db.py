@@ -4,15 +4,23 @@ from __future__ import annotations
 
 import json
 from importlib import resources
-from typing import Any
+from typing import Any, Awaitable, Callable, TypeVar
 
 import asyncpg
-from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, stop_never, wait_exponential
 
 from shared.logging import get_logger
 
 log = get_logger(__name__)
 _MIGRATION_LOCK = 0x464C415245  # "FLARE": one migrator at a time across services
+T = TypeVar("T")
+# What a database that is stopping, restarting or away raises: the work in hand is not at fault, so it waits
+# and tries again. A fast shutdown ends open sessions with AdminShutdownError; a starting server refuses
+# with CannotConnectNowError; a closed socket is an OSError or a ConnectionDoesNotExistError.
+DATABASE_OUTAGES = (
+    OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError, asyncpg.CannotConnectNowError,
+    asyncpg.AdminShutdownError, asyncpg.CrashShutdownError,
+)
 
 
 def migrations() -> list[tuple[int, str, str]]:
@@ -30,27 +38,41 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
     await conn.set_type_codec("json", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
 
 
-async def _retrying(open_, timeout_seconds: float):
-    """Open a connection or pool, retrying while the server is starting or restarting."""
+async def outlasting_outages(work: Callable[[], Awaitable[T]], *, timeout_seconds: float | None = None) -> T:
+    """`work()`, run again with backoff (at most 5 s apart) while the database is away, for `timeout_seconds`
+    or, by default, until it is back: a service holds still rather than drop or skip what it has in hand.
+    `work` must be safe to repeat (one transaction, or idempotent writes)."""
     async for attempt in AsyncRetrying(
-        retry=retry_if_exception_type((OSError, asyncpg.CannotConnectNowError, asyncpg.PostgresConnectionError)),
+        retry=retry_if_exception_type(DATABASE_OUTAGES),
         wait=wait_exponential(multiplier=0.2, max=5),
-        stop=stop_after_delay(timeout_seconds),
+        stop=stop_never if timeout_seconds is None else stop_after_delay(timeout_seconds),
         reraise=True,
+        before_sleep=lambda state: log.warning("database.retrying", error=repr(state.outcome.exception()),
+                                               attempt=state.attempt_number),
     ):
         with attempt:
-            return await open_()
+            return await work()
+
+
+async def outlasting_outages_on(pool: asyncpg.Pool, work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+    """`work(conn)` on a connection of `pool`, run again (on a new connection) while the database is away."""
+    async def on_connection() -> T:
+        async with pool.acquire() as conn:
+            return await work(conn)
+
+    return await outlasting_outages(on_connection)
 
 
 async def connect(dsn: str, *, timeout_seconds: float = 60.0) -> asyncpg.Connection:
-    conn = await _retrying(lambda: asyncpg.connect(dsn), timeout_seconds)
+    conn = await outlasting_outages(lambda: asyncpg.connect(dsn), timeout_seconds=timeout_seconds)
     await _init_connection(conn)
     return conn
 
 
 async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 5, timeout_seconds: float = 60.0) -> asyncpg.Pool:
-    return await _retrying(
-        lambda: asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size, init=_init_connection), timeout_seconds
+    return await outlasting_outages(
+        lambda: asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size, init=_init_connection),
+        timeout_seconds=timeout_seconds,
     )
 
 

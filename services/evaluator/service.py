@@ -1,5 +1,6 @@
 """The running evaluator: one faust worker that reads forecasts, flux, flares and the model lifecycle, keeps
-the pending forecasts, flux bins and flares in tables (rebuilt from their changelogs after a restart),
+the pending forecasts, flux bins and flares in tables (rebuilt from their changelogs after a restart, and
+completed from PostgreSQL, which holds the same facts: a broker that lost its changelogs loses nothing),
 publishes outcomes, metrics and alerts, and serves `GET /metrics/performance` from the same process.
 
 One agent reads all four topics, so every message is handled in turn and the decisions in
@@ -9,6 +10,9 @@ after the restart, under the same ids, and the metric book (rebuilt from the pre
 Metrics are computed from a timer for the groups that changed, at most once a second and at most a fifth of
 the time: a replay of years resolves thousands of forecasts a second, and recomputing every window after each
 would cost more than the replay. Drift is still judged after every resolution (on the drift window only).
+
+While the database is away, every read and write waits and tries again (the message in hand is not
+committed meanwhile); the service does not stop.
 """
 
 from __future__ import annotations
@@ -25,7 +29,8 @@ from aiokafka.errors import KafkaError
 
 from shared import infra
 from shared import messages as m
-from shared.db import create_pool
+from shared.db import create_pool, outlasting_outages_on
+from shared.features import CLASS_RANK
 from shared.kafka import dead_letter_for
 from shared.logging import bind_correlation, configure_logging, get_logger
 from shared.settings import Settings, get_settings
@@ -33,15 +38,15 @@ from shared.streaming import Acceptor, make_app, raw_topic, send
 from shared.topics import topic_registry
 from services.evaluator import store
 from services.evaluator.api import create_api
-from services.evaluator.core import Evaluator
+from services.evaluator.core import RETENTION_NS, Evaluator
 from services.evaluator.metrics import GroupKey, MetricBook
-from services.evaluator.resolution import Resolution
+from services.evaluator.resolution import FlareMark, FlareRecord, Resolution, hour_of, to_ns
 
 SERVICE = "evaluator"
 INPUT_ROLES = ("forecasts", "flux", "flares", "lifecycle")
 METRICS_INTERVAL_SECONDS = 1.0
-# Errors that mean "the database or broker is away", not "this message is bad".
-TRANSIENT = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError, asyncpg.CannotConnectNowError, KafkaError)
+# Errors that mean "the broker is away", not "this message is bad" (the database's are waited out).
+TRANSIENT = (KafkaError,)
 log = get_logger(__name__)
 
 
@@ -80,12 +85,15 @@ class EvaluatorWorker:
                 self._pool = await create_pool(self.database_url)
             return self._pool
 
+    async def _with_database(self, work):
+        return await outlasting_outages_on(await self.pool(), work)
+
     async def _load(self) -> Evaluator:
         """Build the decisions' state once the tables are recovered: the book and drift episodes come from
-        PostgreSQL, so what was scored before a restart stays scored."""
-        async with (await self.pool()).acquire() as conn:
-            book = MetricBook(await store.resolved_forecasts(conn))
-            episodes = await store.drift_episodes(conn)
+        PostgreSQL, so what was scored before a restart stays scored; the tables are completed from it too."""
+        book = MetricBook(await self._with_database(store.resolved_forecasts))
+        episodes = await self._with_database(store.drift_episodes)
+        await self._with_database(self._complete_tables)
         core = Evaluator.for_settings(
             self.settings, book, episodes, pending=self.tables["pending-forecasts"],
             flux_hours=self.tables["flux-hours"], flares=self.tables["flares"],
@@ -95,6 +103,30 @@ class EvaluatorWorker:
         log.info("evaluator.loaded", scored=len(book), pending=len(core.pending), flux_hours=len(core.record.store),
                  open_drift_episodes=len(core.drift.open))
         return core
+
+    async def _complete_tables(self, conn: asyncpg.Connection) -> None:
+        """When all three tables come back empty (an in-memory broker restarted and lost the changelogs, or the
+        first start on an existing database), fill them with what PostgreSQL holds: the unresolved forecasts of
+        the prediction log, and the stored flux bins and flares from the oldest of those forecasts or the
+        retention period, whichever is earlier. A forecast then resolves as `flare match-actuals` resolves it."""
+        if any(len(table) for table in self.tables.values()):
+            return
+        pending = [forecast for forecast, _ in await store.prediction_log(conn, unresolved_only=True)]
+        hours, newest = await store.flux_hours(conn)
+        since_ns = to_ns(newest) - RETENTION_NS if newest else 0
+        since_ns = min([since_ns, *(forecast.issued_ns for forecast in pending)])
+        for forecast in pending:
+            self.tables["pending-forecasts"][forecast.forecast_id] = forecast.to_dict()
+        for hour in hours:
+            if hour >= hour_of(since_ns):
+                self.tables["flux-hours"][hour] = True
+        flares = FlareRecord(self.tables["flares"])
+        for row in await store.stored_flares(conn):
+            mark = FlareMark.from_values(row["peak_time"], row["peak_flux"], row["scaling_era"])
+            if mark.peak_ns >= since_ns and mark.rank >= CLASS_RANK["C"]:
+                flares.put(row["event_id"], mark)
+        log.info("evaluator.tables_from_database", pending=len(pending), flux_hours=len(self.tables["flux-hours"]),
+                 flares=len(self.tables["flares"]))
 
     async def run(self, stream) -> None:
         async for event in stream.events():
@@ -108,7 +140,7 @@ class EvaluatorWorker:
                         self.core = await self._load()
                     await self.handle(self.core, message)
                 except TRANSIENT as exc:
-                    # the database or broker is away: stop before this message is committed, so the restarted
+                    # the broker is away: stop before this message is committed, so the restarted
                     # service sees it again
                     log.error("evaluator.stopping", reason=repr(exc), topic=event.message.topic, offset=event.message.offset)
                     await self.app.crash(exc)
@@ -143,23 +175,22 @@ class EvaluatorWorker:
 
     async def _know_version(self, core: Evaluator, version: str, refresh: bool = False) -> None:
         if refresh or version not in core.references:
-            async with (await self.pool()).acquire() as conn:
-                core.references[version] = await store.registry_reference(conn, version)
+            core.references[version] = await self._with_database(lambda conn: store.registry_reference(conn, version))
 
     async def _settle(self, core: Evaluator, resolutions: list[Resolution]) -> None:
         for resolution in resolutions:
             await send(self.outcomes, resolution.message())
-        async with (await self.pool()).acquire() as conn:
-            await store.record_outcomes(conn, resolutions)
-            settled = core.settle(resolutions)
-            for episode in settled.episodes:
-                if episode.cleared_ns is None:
-                    await send(self.alerts, episode.alert())
-                    log.warning("alert.metric_drift", model_version=episode.model_version, metric=episode.breach.metric,
-                                value=episode.breach.value, baseline=episode.breach.baseline, threshold=episode.breach.threshold)
-                else:
-                    log.info("drift.cleared", model_version=episode.model_version, ordinal=episode.ordinal)
-                await store.record_episode(conn, episode)
+        # each write is waited out on its own: settling (in memory) must happen once, after the outcomes are stored
+        await self._with_database(lambda conn: store.record_outcomes(conn, resolutions))
+        settled = core.settle(resolutions)
+        for episode in settled.episodes:
+            if episode.cleared_ns is None:
+                await send(self.alerts, episode.alert())
+                log.warning("alert.metric_drift", model_version=episode.model_version, metric=episode.breach.metric,
+                            value=episode.breach.value, baseline=episode.breach.baseline, threshold=episode.breach.threshold)
+            else:
+                log.info("drift.cleared", model_version=episode.model_version, ordinal=episode.ordinal)
+            await self._with_database(lambda conn, episode=episode: store.record_episode(conn, episode))
         for key, as_of in settled.dirty.items():
             self.dirty[key] = max(self.dirty.get(key, 0), as_of)
 
@@ -173,8 +204,7 @@ class EvaluatorWorker:
         self._metrics_not_before = time.monotonic() + 4 * (time.monotonic() - started)
         for update in updates:
             await send(self.metrics_topic, update)
-        async with (await self.pool()).acquire() as conn:
-            await store.record_metrics(conn, updates)
+        await self._with_database(lambda conn: store.record_metrics(conn, updates))
 
     async def serve_api(self) -> None:
         config = uvicorn.Config(

@@ -4,7 +4,8 @@ retention schedule.
 The consumer reads alerts (drift, X-class flares), the lifecycle topic (trained candidates, failed trainings),
 the metrics topic (live skill, for the automatic rollback) and the flux topic, whose event time is the clock of
 the monthly schedule. Offsets are committed after a batch is handled; every handler is idempotent, so a batch
-redelivered after a crash changes nothing.
+redelivered after a crash changes nothing, and a handler the database's absence interrupted is simply run
+again once it is back (the batch is not committed meanwhile).
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import signal
 
-import asyncpg
 import uvicorn
 
 from services.gatekeeper import retraining
@@ -21,7 +21,7 @@ from services.gatekeeper.lifecycle import Gatekeeper
 from services.gatekeeper.retention import run_retention_schedule
 from shared import infra
 from shared import messages as m
-from shared.db import create_pool, migrate
+from shared.db import create_pool, migrate, outlasting_outages
 from shared.kafka import Publisher, Received, TypedConsumer, dead_letter_for, ensure_topics
 from shared.logging import bind_correlation, configure_logging, get_logger
 from shared.settings import Settings, get_settings
@@ -29,10 +29,6 @@ from shared.topics import topic_registry
 
 log = get_logger(__name__)
 SERVICE = "gatekeeper"
-# Errors that mean "the database is away", not "this message is bad": stop without committing and let the
-# restarted service see the batch again.
-TRANSIENT = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError, asyncpg.CannotConnectNowError)
-
 
 async def handle(gatekeeper: Gatekeeper, message: m.Message) -> None:
     """Route one message to its handler; the gatekeeper's own announcements on the lifecycle topic are skipped."""
@@ -56,9 +52,7 @@ async def handle_batch(gatekeeper: Gatekeeper, batch: list[Received], publisher:
             continue
         with bind_correlation(received.message.correlation_id):
             try:
-                await handle(gatekeeper, received.message)
-            except TRANSIENT:
-                raise
+                await outlasting_outages(lambda: handle(gatekeeper, received.message))
             except Exception as exc:  # a message the handler cannot take is set aside with the reason
                 log.exception("message.handler_failed", topic=received.topic, offset=received.offset)
                 await publisher.publish(gatekeeper.settings.topics.dead_letters, dead_letter_for(
@@ -67,7 +61,7 @@ async def handle_batch(gatekeeper: Gatekeeper, batch: list[Received], publisher:
                     offset=received.offset, correlation_id=received.message.correlation_id,
                 ))
     if flux:
-        await gatekeeper.clock_moved(flux[-1].event_time)
+        await outlasting_outages(lambda: gatekeeper.clock_moved(flux[-1].event_time))
 
 
 async def consume(gatekeeper: Gatekeeper, consumer: TypedConsumer, publisher: Publisher) -> None:

@@ -12,7 +12,6 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Awaitable, Callable, Sequence, TypeVar
 
 import asyncpg
-from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential
 
 from services.predictor import store
 from services.predictor.access import ApiKeyGuard
@@ -20,7 +19,7 @@ from services.predictor.forecasts import ForecastUnavailable, PointForecast
 from services.predictor.models import ModelSlots, registered_roles
 from services.predictor.stream import StreamForecaster, compute_points
 from shared import messages as m
-from shared.db import create_pool
+from shared.db import DATABASE_OUTAGES, create_pool, outlasting_outages_on
 from shared.features import FeatureParams
 from shared.logging import get_logger
 from shared.settings import Settings
@@ -28,7 +27,6 @@ from shared.settings import Settings
 log = get_logger(__name__)
 Publish = Callable[[Sequence[m.ForecastIssued]], Awaitable[None]]
 LAG_WARNING = 10_000  # flux records behind the topic's end before /health says so
-DATABASE_OUTAGES = (OSError, asyncpg.PostgresConnectionError, asyncpg.CannotConnectNowError, asyncpg.InterfaceError)
 T = TypeVar("T")
 
 
@@ -88,13 +86,7 @@ class Predictor:
     async def _waiting_out_outages(self, work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
         """Run `work` on a pooled connection; while the database restarts, wait and retry instead of dropping
         the batch in hand (the stream holds still meanwhile, and nothing is skipped)."""
-        async for attempt in AsyncRetrying(retry=retry_if_exception_type(DATABASE_OUTAGES),
-                                           wait=wait_exponential(multiplier=0.2, max=5), reraise=True,
-                                           before_sleep=lambda state: log.warning(
-                                               "database.retrying", error=str(state.outcome.exception()))):
-            with attempt:
-                async with self.pool.acquire() as conn:
-                    return await work(conn)
+        return await outlasting_outages_on(self.pool, work)
 
     async def reload_models(self, because: str) -> dict[str, str | None]:
         wanted = await self._waiting_out_outages(registered_roles)

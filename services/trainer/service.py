@@ -3,8 +3,9 @@ and publishes `ModelTrained` with its evidence, or `TrainingFailed` with the rea
 
 A request is handled once: a redelivered request (same message id) whose version is already registered gets
 the same `ModelTrained` again instead of a second training. The offset is committed after the answer is
-published, so a crash mid-training retrains after the restart. Training runs in a worker thread so the
-consumer keeps its group membership alive during long fits.
+published, so a crash mid-training retrains after the restart; while the database is away, the request in hand
+waits and is tried again (a version already registered is answered, not trained again). Training runs in a
+worker thread so the consumer keeps its group membership alive during long fits.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from services.trainer.pipeline import train_and_register
 from services.trainer.training import TrainingError
 from shared import infra, registry
 from shared import messages as m
-from shared.db import create_pool, migrate
+from shared.db import DATABASE_OUTAGES, create_pool, migrate, outlasting_outages_on
 from shared.kafka import Publisher, TypedConsumer, ensure_topics
 from shared.logging import bind_correlation, configure_logging, get_logger
 from shared.settings import Settings, get_settings
@@ -70,8 +71,8 @@ async def handle_request(conn: asyncpg.Connection, settings: Settings, request: 
     except TrainingError as exc:
         log.warning("trainer.refused", request_id=request.message_id, reason=str(exc))
         return training_failed(request, str(exc))
-    except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError):
-        raise  # the database or disk is away: not this request's fault; it is retried after the restart
+    except DATABASE_OUTAGES:
+        raise  # the database or disk is away: not this request's fault; it is tried again
     except Exception as exc:
         log.exception("trainer.failed", request_id=request.message_id)
         return training_failed(request, f"training failed: {type(exc).__name__}: {exc}")
@@ -84,8 +85,7 @@ async def consume(settings: Settings, pool: asyncpg.Pool, consumer: TypedConsume
             request = received.message
             with bind_correlation(request.correlation_id or request.message_id):
                 log.info("trainer.request", request_id=request.message_id, until=str(request.train_until))
-                async with pool.acquire() as conn:
-                    answer = await handle_request(conn, settings, request)
+                answer = await outlasting_outages_on(pool, lambda conn: handle_request(conn, settings, request))
                 await publisher.publish(settings.topics.lifecycle, answer)
                 log.info("trainer.answered", type=answer.type, request_id=request.message_id)
         if batch:
