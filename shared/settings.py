@@ -272,9 +272,10 @@ def load_settings(**overrides: Any) -> Settings:
         settings = _FileSettings(_env_file=env if env.exists() else None, **overrides)
     except ValidationError as exc:
         details = "\n".join(_describe(err, yaml_data, config, env) for err in exc.errors())
-        raise ConfigError(f"invalid configuration:\n{details}") from exc
+        # `from None`: pydantic's own error repeats every input, secrets included, in a traceback
+        raise ConfigError(f"invalid configuration:\n{details}") from None
     except SettingsError as exc:  # says which field without repeating its value, which may be a secret
-        raise ConfigError(f"invalid configuration: {exc}; a list is written as JSON, e.g. [\"a\", \"b\"]") from exc
+        raise ConfigError(f"invalid configuration: {exc}; a list is written as JSON, e.g. [\"a\", \"b\"]") from None
     return Settings.model_construct(**{name: getattr(settings, name) for name in Settings.model_fields})
 
 
