@@ -12,6 +12,7 @@ import uuid
 from datetime import datetime
 from typing import Any, Literal
 
+import asyncpg
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -173,6 +174,12 @@ def create_app(gatekeeper: Gatekeeper) -> FastAPI:
     @app.exception_handler(GatekeeperError)
     async def _gatekeeper_error(request: Request, exc: GatekeeperError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=exc.status_code)
+
+    @app.exception_handler(asyncpg.CharacterNotInRepertoireError)
+    async def _unstorable_text(request: Request, exc: asyncpg.CharacterNotInRepertoireError) -> JSONResponse:
+        # PostgreSQL text cannot hold NUL; the statement failed, so nothing changed
+        return JSONResponse({"detail": "text in the request cannot be stored: it contains a NUL (\\u0000) character"},
+                            status_code=422)
 
     @app.get("/health", tags=["service"], summary="liveness: the API answers and the database is reachable")
     async def health() -> dict[str, str]:
