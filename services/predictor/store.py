@@ -79,15 +79,34 @@ def flux_window(until: datetime, params: FeatureParams) -> tuple[datetime, datet
     return until - (params.flux_lookback_hours + 2) * HOUR.to_pytimedelta(), until
 
 
+def flare_window_start(until: datetime, params: FeatureParams) -> datetime:
+    return until - params.flare_lookback.to_pytimedelta() - timedelta(hours=2)
+
+
 async def history_before(conn: asyncpg.Connection, until: datetime, params: FeatureParams, *,
                          flares_after_too: bool = False) -> History:
     """The readings before `until` and the flares known at `until` (with `flares_after_too`, also those that
     peak later: the stream holds them back until its flux reaches them)."""
     start, end = flux_window(until, params)
     flux = await conn.fetch(FLUX_QUERY, start, end)
-    flare_start = until - params.flare_lookback.to_pytimedelta() - timedelta(hours=2)
-    flares = await conn.fetch(FLARE_QUERY, flare_start, None if flares_after_too else until)
+    flares = await conn.fetch(FLARE_QUERY, flare_window_start(until, params), None if flares_after_too else until)
     return History(flux, flares)
+
+
+HISTORY_FINGERPRINT_QUERY = """
+    SELECT flux.rows, flux.written, flares.rows, flares.written
+    FROM (SELECT count(*) AS rows, max(ingested_at) AS written FROM flux_observations
+          WHERE time_tag >= $1 AND time_tag < $2 AND xrsb_flux IS NOT NULL) AS flux,
+         (SELECT count(*) AS rows, max(ingested_at) AS written FROM flare_events
+          WHERE peak_time >= $3 AND peak_time <= $2) AS flares
+"""
+
+
+async def history_fingerprint(conn: asyncpg.Connection, until: datetime, params: FeatureParams) -> tuple:
+    """Changes whenever the history `history_before(until)` reads changes: rows stored, corrected (the ingestor
+    stamps `ingested_at` on every write) or removed in its windows. Far cheaper than reading the history."""
+    start, end = flux_window(until, params)
+    return tuple(await conn.fetchrow(HISTORY_FINGERPRINT_QUERY, start, end, flare_window_start(until, params)))
 
 
 async def has_flux_before(conn: asyncpg.Connection, until: datetime) -> bool:
