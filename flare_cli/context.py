@@ -42,3 +42,12 @@ def operator_token(s: Settings | None = None) -> str:
         with os.fdopen(fd, "w") as handle:
             handle.write(secrets.token_urlsafe(32))
     return path.read_text().strip()
+
+
+def api_key(s: Settings | None = None) -> str | None:
+    """The key commands present to the predictor's API: FLARE_API_KEY, else the first configured key that has
+    not expired; None when the predictor runs without keys."""
+    s = s or settings()
+    if os.environ.get("FLARE_API_KEY"):
+        return os.environ["FLARE_API_KEY"]
+    return credentials.first_presentable(k.get_secret_value() for k in s.api_keys)

@@ -68,7 +68,9 @@ class Validation:
         if self.latest_flux is None:
             raise AssertionError("skipped: no flux to forecast from")
         async with httpx.AsyncClient(base_url=self.api_url, timeout=self.settings.thresholds.api_timeout_seconds) as http:
-            response = await http.post("/predict/all", json={"timestamp": self.latest_flux.isoformat()})
+            key = context.api_key(self.settings)
+            response = await http.post("/predict/all", json={"timestamp": self.latest_flux.isoformat()},
+                                       headers={"X-API-Key": key} if key else {})
         if response.status_code != 200:
             raise AssertionError(f"POST /predict/all answered {response.status_code}: {response.text[:300]}")
         return describe_prediction(response.json())

@@ -54,3 +54,14 @@ def test_settings_refuse_a_malformed_expiry_naming_the_field_and_never_the_secre
     with pytest.raises(ConfigError, match="field 'api_keys': .*item 1: the credential of 'partner'") as refused:
         load_settings()
     assert "k3y-s3cret" not in str(refused.value) and refused.value.__cause__ is None
+
+
+def test_commands_present_the_configured_api_key_and_flare_api_key_overrides_it(monkeypatch):
+    from flare_cli import context
+
+    monkeypatch.delenv("FLARE_API_KEY", raising=False)
+    assert context.api_key(load_settings(api_keys=[])) is None  # the predictor runs without keys
+    configured = load_settings(api_keys=["ops:old@2020-01-01T00:00:00Z", "ops:k3y@2099-01-01T00:00:00Z"])
+    assert context.api_key(configured) == "ops:k3y"
+    monkeypatch.setenv("FLARE_API_KEY", "partner:other")
+    assert context.api_key(configured) == "partner:other"
