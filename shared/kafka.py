@@ -17,6 +17,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
 from aiokafka.partitioner import DefaultPartitioner
+from aiokafka.protocol.metadata import MetadataRequest
+import aiokafka.client
 from pydantic import ValidationError
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
@@ -30,6 +32,22 @@ MAX_REASON_CHARS = 2000
 _UNSTORABLE_TEXT = re.compile("[\x00\ud800-\udfff]")
 TYPE_HEADER = "message_type"
 log = get_logger(__name__)
+
+
+class _MetadataRequestWithoutTopicCreation(MetadataRequest):
+    """A metadata request that never asks the broker to create the topics it names.
+
+    aiokafka asks for auto-creation in every metadata request and has no option against it; a broker that
+    restarted empty (the in-memory Tansu) then re-creates each topic the first client names with its own default
+    of 4 partitions, before `ensure_topics` can create it with the registry's. Our topics are created only by
+    `ensure_topics` (and faust's own for its changelogs); a client that names a missing one waits for it."""
+
+    def __init__(self, topics: list[str] | None = None, allow_auto_topic_creation: bool | None = False):
+        super().__init__(topics, allow_auto_topic_creation)
+
+
+# for every aiokafka client of the process, faust's included: the client looks the name up at each request
+aiokafka.client.MetadataRequest = _MetadataRequestWithoutTopicCreation
 
 
 class Rejected(Exception):
@@ -94,7 +112,8 @@ def dead_letter_for(
     service: str, topic: str, raw: bytes | None, reason: str, *, partition: int | None = None,
     offset: int | None = None, correlation_id: str | None = None,
 ) -> m.DeadLettered:
-    text = (raw or b"").decode("utf-8", errors="replace")
+    # as text that can be stored and read back: bad UTF-8 and NUL bytes become U+FFFD
+    text = (raw or b"").decode("utf-8", errors="replace").replace("\x00", "\ufffd")
     return m.DeadLettered(
         message_id=m.stable_id("dead-letter", service, topic, partition, offset, text),
         event_time=datetime.now(timezone.utc),
