@@ -1,12 +1,18 @@
-"""Benchmark (not a timed test): the predictor beside the bare minimum on the same machine in the same run.
+"""Benchmark (not a timed test): the predictor beside the bare minimum on the same broker in the same run.
 
 - replay: the July 2015 1-minute month (44,285 usable readings) ingested while the predictor runs; readings a
   second through the predictor, beside a bare aiokafka consume -> json -> produce loop over the same topic;
+- REST: `POST /predict/survival` at 1, 20 and 100 concurrent clients, the same number of requests at each level
+  (each request a different instant, so no level is served from an earlier one's work), p50/p99 and the errors
+  (non-2xx answers and client timeouts), beside a bare FastAPI route served by uvicorn in its own process;
 - live: readings published one at a time at a live-like pace; latency from publishing the reading that makes
-  an issue time due to the forecast arriving on the forecasts topic (p50/p99), beside the same latency
-  through a bare aiokafka consume -> produce loop;
-- REST: `POST /predict/survival` under 20 concurrent clients (p50/p99), beside a bare FastAPI route served by
-  uvicorn in its own process.
+  an issue time due to the forecast arriving on the forecasts topic (p50/p99), beside the latency of the echo
+  worker (`tests/support/echo_worker.py`, a faust worker built the way the services build theirs, accepting a
+  flux message and sending it on) for the same number of readings at the same pace.
+
+The predictor runs with one API key and its rate limit raised far above what the benchmark asks, so the
+request path includes the key check but no request is refused for the rate (the default, 120 a minute per
+key, would refuse all but the first 120).
 
 Run with `make bench` (or `.venv/bin/pytest -m slow -s tests/bench/bench_predictor.py`).
 """
@@ -14,27 +20,31 @@ Run with `make bench` (or `.venv/bin/pytest -m slow -s tests/bench/bench_predict
 from __future__ import annotations
 
 import asyncio
-import json
-import random
 import subprocess
 import sys
 import time
+import uuid
 from datetime import timedelta
 
 import httpx
-import numpy as np
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer
 
+from services.ingestor.readers import read_path
 from shared import infra
 from shared import messages as m
-from shared.kafka import Publisher, decode, encode
+from shared.kafka import Publisher, decode, ensure_topics
 from shared.topics import topic_registry
+from tests.bench.baselines import bare_consume_seconds, record_latencies
+from tests.conftest import PROJECT_ROOT, service_env
 from tests.support.predictor_models import JULY_2015, register_model
 from tests.support.predictor_service import ingest, predictor_running
 
-CLIENTS = 20
-REQUESTS_PER_CLIENT = 15
+CONCURRENCY = (1, 20, 100)
+REQUESTS_PER_LEVEL = 300
+CLIENT_TIMEOUT_SECONDS = 30.0  # the predictor's own deadline is 10 s (504): a client timeout means it hung
+API_KEY = "bench-key"
+RATE_LIMIT_PER_MINUTE = 1_000_000
 LIVE_PACE_SECONDS = 0.02  # 50 readings a second: far below capacity, so latency is not queueing
 LIVE_HOURS = 60
 BARE_API = """
@@ -48,29 +58,11 @@ uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning")
 """
 
 
-def percentiles(values) -> str:
-    p50, p99 = np.percentile(np.asarray(values) * 1000, [50, 99])
-    return f"p50 {p50:7.1f} ms  p99 {p99:7.1f} ms"
-
-
-async def bare_loop(bootstrap: str, source: str, target: str, count: int) -> float:
-    """Seconds a bare aiokafka consume -> json -> produce loop takes for `count` records of `source`."""
-    consumer = AIOKafkaConsumer(source, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None)
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
-    await consumer.start()
-    await producer.start()
-    try:
-        began, seen = time.perf_counter(), 0
-        while seen < count:
-            for records in (await consumer.getmany(timeout_ms=500, max_records=2000)).values():
-                for record in records:
-                    await producer.send(target, json.dumps(json.loads(record.value)).encode())
-                    seen += 1
-        await producer.flush()
-        return time.perf_counter() - began
-    finally:
-        await consumer.stop()
-        await producer.stop()
+def flux_readings(path) -> list[m.FluxObserved]:
+    return [m.FluxObserved(message_id=m.stable_id(r.satellite, r.time_tag), event_time=r.time_tag,
+                           satellite=r.satellite, cadence_seconds=r.cadence_seconds, scaling_era=r.scaling_era,
+                           xrsa_flux=r.xrsa_flux, xrsb_flux=r.xrsb_flux, source="bench")
+            for r in read_path(path).flux if r.usable]
 
 
 def shifted(readings: list[m.FluxObserved], days: int) -> list[m.FluxObserved]:
@@ -110,71 +102,99 @@ async def live_latencies(settings, readings: list[m.FluxObserved]) -> list[float
     return latencies
 
 
-async def bare_live_latencies(bootstrap: str, count: int) -> list[float]:
-    """The same measurement through a bare consume -> produce loop: publish one record, time its echo."""
-    source, target = f"bench.bare-live.{random.randrange(1 << 30)}", f"bench.bare-echo.{random.randrange(1 << 30)}"
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=0)
-    await producer.start()
-    await producer.send_and_wait(source, b"{}")
-    await producer.send_and_wait(target, b"{}")
-    echo_in = AIOKafkaConsumer(source, bootstrap_servers=bootstrap, auto_offset_reset="latest")
-    echo_out = AIOKafkaConsumer(target, bootstrap_servers=bootstrap, auto_offset_reset="latest")
-    await echo_in.start()
-    await echo_out.start()
-
-    async def echo() -> None:
-        while True:
-            for records in (await echo_in.getmany(timeout_ms=200)).values():
-                for record in records:
-                    await producer.send(target, json.dumps(json.loads(record.value)).encode())
-
-    echoing = asyncio.create_task(echo())
-    await asyncio.sleep(2)
-    latencies = []
+async def echo_worker_latencies(settings, readings: list[m.FluxObserved], log) -> list[float]:
+    """The same measurement through the echo worker on a flux topic of its own: publish one reading, time
+    until the worker has sent it on, at the live pace."""
+    echo_settings = settings.model_copy(update={"topics": settings.topics.model_copy(
+        update={"flux": f"bench.echo-flux.{uuid.uuid4().hex[:8]}"})})
+    flux_topic = echo_settings.topics.flux
+    await ensure_topics(settings.kafka_bootstrap_servers, topic_registry(echo_settings).values())
+    with log.open("ab") as out:
+        worker = subprocess.Popen([sys.executable, "tests/support/echo_worker.py"], cwd=PROJECT_ROOT,
+                                  env=service_env(echo_settings), stdout=out, stderr=subprocess.STDOUT)
+    echoed = AIOKafkaConsumer(f"{flux_topic}.echo", bootstrap_servers=settings.kafka_bootstrap_servers,
+                              auto_offset_reset="earliest", group_id=None)
+    await echoed.start()
     try:
-        for i in range(count):
-            sent = time.perf_counter()
-            await producer.send_and_wait(source, json.dumps({"i": i}).encode())
-            async with asyncio.timeout(30):
-                while not any((await echo_out.getmany(timeout_ms=100)).values()):
-                    pass
-            latencies.append(time.perf_counter() - sent)
-            await asyncio.sleep(LIVE_PACE_SECONDS)
+        async with Publisher(settings.kafka_bootstrap_servers, linger_ms=0) as publisher:
+            async def round_trip(reading: m.FluxObserved, timeout: float) -> float:
+                sent = time.perf_counter()
+                await publisher.publish(flux_topic, reading)
+                async with asyncio.timeout(timeout):
+                    while not any((await echoed.getmany(timeout_ms=100)).values()):
+                        pass
+                return time.perf_counter() - sent
+
+            # warm-up: the worker has joined its group (about 30 s for a new faust worker) and echoed once
+            await round_trip(readings[0], timeout=180)
+            latencies = []
+            for reading in readings[1:]:
+                latencies.append(await round_trip(reading, timeout=30))
+                await asyncio.sleep(LIVE_PACE_SECONDS)
+            return latencies
     finally:
-        echoing.cancel()
-        await echo_in.stop()
-        await echo_out.stop()
-        await producer.stop()
-    return latencies
+        await echoed.stop()
+        worker.terminate()
+        worker.wait(timeout=30)
 
 
-async def concurrent_posts(url: str, bodies: list[dict]) -> tuple[list[float], list[int]]:
-    latencies, statuses = [], []
-    async with httpx.AsyncClient(timeout=60.0, limits=httpx.Limits(max_connections=CLIENTS)) as client:
+async def concurrent_posts(url: str, bodies: list[dict], clients: int,
+                           headers: dict[str, str] | None = None) -> tuple[list[float], list[str]]:
+    """`clients` clients posting `bodies` between them; every request's seconds (a timeout counts at the
+    client timeout) and a description of each error (non-2xx status or timeout)."""
+    latencies, errors = [], []
+    async with httpx.AsyncClient(timeout=CLIENT_TIMEOUT_SECONDS, headers=headers,
+                                 limits=httpx.Limits(max_connections=clients)) as client:
         async def one_client(mine: list[dict]) -> None:
             for body in mine:
                 began = time.perf_counter()
-                answer = await client.post(url, json=body)
+                try:
+                    answer = await client.post(url, json=body)
+                    if not answer.is_success:
+                        errors.append(f"{answer.status_code} {answer.text[:200]}")
+                except httpx.TimeoutException as exc:
+                    errors.append(f"timeout: {type(exc).__name__}")
                 latencies.append(time.perf_counter() - began)
-                statuses.append(answer.status_code)
 
-        await asyncio.gather(*(one_client(bodies[i::CLIENTS]) for i in range(CLIENTS)))
-    return latencies, statuses
+        await asyncio.gather(*(one_client(bodies[i::clients]) for i in range(clients)))
+    return latencies, errors
+
+
+async def rest_levels(predictor_url: str, bodies_per_level: list[list[dict]], bench_figures) -> None:
+    """Each concurrency level against the predictor, then against the bare route with the same bodies."""
+    measured = {}
+    for clients, bodies in zip(CONCURRENCY, bodies_per_level):
+        measured[clients] = await concurrent_posts(f"{predictor_url}/predict/survival", bodies, clients,
+                                                   headers={"X-API-Key": API_KEY})
+    bare_port = infra.free_port()
+    bare = subprocess.Popen([sys.executable, "-c", BARE_API, str(bare_port)])
+    try:
+        infra.wait_for_port("127.0.0.1", bare_port, 30, "bare FastAPI app")
+        for clients, bodies in zip(CONCURRENCY, bodies_per_level):
+            bare_latencies, bare_errors = await concurrent_posts(f"http://127.0.0.1:{bare_port}/bare", bodies, clients)
+            latencies, errors = measured[clients]
+            note = (f"{len(bodies)} requests; API key checked, rate limit raised to {RATE_LIMIT_PER_MINUTE:,}/min "
+                    f"for the benchmark")
+            record_latencies(bench_figures, "predictor", f"POST /predict/survival, {clients} concurrent", latencies,
+                             "bare FastAPI route", bare_latencies, note=note)
+            kinds = sorted({e.split(" ")[0] for e in errors})
+            bench_figures("predictor", f"POST /predict/survival errors, {clients} concurrent", len(errors), "requests",
+                          baseline=("bare FastAPI route errors", len(bare_errors)),
+                          note=f"non-2xx or client timeout ({CLIENT_TIMEOUT_SECONDS:.0f} s) of {len(bodies)}"
+                               + (f"; kinds: {', '.join(kinds)}; first: {errors[0]}" if errors else ""))
+    finally:
+        bare.terminate()
+        bare.wait(timeout=30)
 
 
 @pytest.mark.slow
-async def test_predictor_replay_live_and_rest_beside_the_bare_minimum(settings, clean_db, tmp_path):
+async def test_predictor_replay_live_and_rest_beside_the_bare_minimum(settings, clean_db, tmp_path, bench_figures):
     async with clean_db.acquire() as conn:
         await register_model(conn, tmp_path / "models", status="champion")
-    from services.ingestor.readers import read_path
+    july = flux_readings(JULY_2015)
 
-    july = [m.FluxObserved(message_id=m.stable_id(r.satellite, r.time_tag), event_time=r.time_tag,
-                           satellite=r.satellite, cadence_seconds=r.cadence_seconds, scaling_era=r.scaling_era,
-                           xrsa_flux=r.xrsa_flux, xrsb_flux=r.xrsb_flux, source="bench")
-            for r in read_path(JULY_2015).flux if r.usable]
-    report = []
-
-    async with predictor_running(settings, tmp_path / "predictor.log") as predictor:
+    async with predictor_running(settings, tmp_path / "predictor.log", API_KEYS=f'["{API_KEY}"]',
+                                 PREDICTOR__RATE_LIMIT_PER_MINUTE=str(RATE_LIMIT_PER_MINUTE)) as predictor:
         # replay: the month through the ingestor, timed until the predictor has taken every reading
         began = time.perf_counter()
         await ingest(settings, clean_db, JULY_2015)
@@ -185,34 +205,26 @@ async def test_predictor_replay_live_and_rest_beside_the_bare_minimum(settings, 
 
         health = await predictor.until(taken, "the month through the predictor", timeout=1200)
         replay_seconds = time.perf_counter() - began
-        bare_seconds = await bare_loop(settings.kafka_bootstrap_servers, settings.topics.flux,
-                                       f"bench.bare-replay.{random.randrange(1 << 30)}", len(july))
-        report.append(f"replay  predictor {len(july) / replay_seconds:9,.0f} readings/s "
-                      f"({len(july)} readings, {health['since_start']['forecasts_published']} forecasts, {replay_seconds:.1f} s)")
-        report.append(f"        bare aiokafka consume->json->produce {len(july) / bare_seconds:9,.0f} records/s")
+        bare_seconds = await bare_consume_seconds(settings.kafka_bootstrap_servers, settings.topics.flux, len(july),
+                                                  echo_to=f"bench.bare-replay.{uuid.uuid4().hex[:8]}")
+        bench_figures("predictor", "replay, July 2015 1-min month", len(july) / replay_seconds, "readings/s",
+                      baseline=("bare aiokafka consume->json->produce", len(july) / bare_seconds),
+                      note=f"{len(july):,} readings, {health['since_start']['forecasts_published']} forecasts in "
+                           f"{replay_seconds:.1f} s, from the start of the ingest")
 
-        # REST under 20 concurrent clients, the stream idle
-        instants = [(july[0].event_time + timedelta(hours=30 + (7 * i) % 700)).isoformat() for i in range(CLIENTS * REQUESTS_PER_CLIENT)]
-        bodies = [{"timestamp": t, "target_class": "MCX"[i % 3]} for i, t in enumerate(instants)]
-        rest, statuses = await concurrent_posts(f"{predictor.url}/predict/survival", bodies)
-        assert set(statuses) == {200}, statuses
-        bare_port = infra.free_port()
-        bare = subprocess.Popen([sys.executable, "-c", BARE_API, str(bare_port)])
-        try:
-            infra.wait_for_port("127.0.0.1", bare_port, 30, "bare FastAPI app")
-            bare_rest, _ = await concurrent_posts(f"http://127.0.0.1:{bare_port}/bare", bodies)
-        finally:
-            bare.terminate()
-            bare.wait(timeout=30)
-        report.append(f"REST    POST /predict/survival, {CLIENTS} clients  {percentiles(rest)}  ({len(rest)} requests)")
-        report.append(f"        bare FastAPI route, {CLIENTS} clients      {percentiles(bare_rest)}")
+        # REST, the stream idle: a different instant for every request, within the replayed month
+        instants = [july[0].event_time + timedelta(hours=30, minutes=37 * i)
+                    for i in range(len(CONCURRENCY) * REQUESTS_PER_LEVEL)]
+        bodies = [{"timestamp": t.isoformat(), "target_class": "MCX"[i % 3]} for i, t in enumerate(instants)]
+        await rest_levels(predictor.url, [bodies[i::len(CONCURRENCY)] for i in range(len(CONCURRENCY))], bench_figures)
 
-        # live: an hour of flux at a time, later than anything forecast so far
+        # live: flux later than anything forecast so far, one reading at a time
         live = [r for r in shifted(july, 31) if r.event_time < july[0].event_time + timedelta(days=31, hours=LIVE_HOURS)]
         latencies = await live_latencies(settings, live)
-        bare_latencies = await bare_live_latencies(settings.kafka_bootstrap_servers, len(latencies))
-        report.append(f"live    flux published -> forecast published  {percentiles(latencies)}  ({len(latencies)} forecasts)")
-        report.append(f"        bare aiokafka consume->produce echo   {percentiles(bare_latencies)}")
-
-    print("\n" + "\n".join(report))
     assert len(latencies) >= LIVE_HOURS - 1
+
+    echo_latencies = await echo_worker_latencies(settings, shifted(july, 62)[:len(latencies) + 1],
+                                                 tmp_path / "echo_worker.log")
+    record_latencies(bench_figures, "predictor", "live: flux published -> forecast published", latencies,
+                     "echo worker: flux -> sent on", echo_latencies,
+                     note=f"{len(latencies)} forecasts, one reading every {LIVE_PACE_SECONDS * 1000:.0f} ms")
