@@ -11,7 +11,7 @@ import uuid
 from datetime import datetime, timedelta, timezone
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, field_validator
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter
 
 FlareClass = Literal["A", "B", "C", "M", "X"]
 TargetClass = Literal["C", "M", "X"]
@@ -39,6 +39,19 @@ def utc(value: datetime) -> datetime:
         raise ValueError(f"{value.isoformat()} is out of range once converted to UTC") from None
 
 
+def plausible_event_time(value: datetime) -> datetime:
+    """`value` in UTC, if it lies between 1970 and a day from now: an event time drives every clock (schedules,
+    windows, a forecast's lookback), and one from year 9999 or year 1 would move them all or overflow them."""
+    value = utc(value)
+    if not EARLIEST_EVENT_TIME <= value <= datetime.now(timezone.utc) + EVENT_TIME_CLOCK_SKEW:
+        raise ValueError(f"{value.isoformat()} is not a plausible event time (1970 to a day from now)")
+    return value
+
+
+# a message's event time, and an instant a REST client asks about
+EventTime = Annotated[AwareDatetime, AfterValidator(plausible_event_time)]
+
+
 class Message(BaseModel):
     """Common envelope. `event_time` is the observation time the message speaks about, never wall-clock."""
 
@@ -48,17 +61,8 @@ class Message(BaseModel):
     type: str
     schema_version: Literal[1] = 1  # a consumer of this code cannot read another version: it is refused, not guessed
     message_id: str
-    event_time: AwareDatetime
+    event_time: EventTime
     correlation_id: str | None = None
-
-    @field_validator("event_time")
-    @classmethod
-    def _as_utc(cls, value: datetime) -> datetime:
-        value = utc(value)
-        if not EARLIEST_EVENT_TIME <= value <= datetime.now(timezone.utc) + EVENT_TIME_CLOCK_SKEW:
-            # event time drives every clock (schedules, windows): one reading from year 9999 would move them all
-            raise ValueError(f"{value.isoformat()} is not a plausible event time (1970 to a day from now)")
-        return value
 
     @property
     def key(self) -> str:

@@ -14,7 +14,7 @@ from typing import Any, Literal, Protocol
 from fastapi import Depends, FastAPI, Header, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from services.predictor.access import ApiKeyGuard, KeyRejected, RateLimited
 from services.predictor.forecasts import (
@@ -32,9 +32,9 @@ log = get_logger(__name__)
 class _Request(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    timestamp: AwareDatetime = Field(
-        description="the instant to forecast from (ISO 8601 with a zone, e.g. 2015-07-15T12:00:00Z); only the data "
-                    "observed before it is used")
+    timestamp: m.EventTime = Field(
+        description="the instant to forecast from (ISO 8601 with a zone, e.g. 2015-07-15T12:00:00Z), from 1970 to a "
+                    "day from now; only the data observed before it is used")
 
 
 class _Buckets(BaseModel):
