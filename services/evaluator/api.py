@@ -1,7 +1,7 @@
 """The evaluator's REST API: the current figures per model version and window, read from `model_metrics`."""
 
-from __future__ import annotations
-
+# no `from __future__ import annotations`: FastAPI must see the Window enum built inside create_api
+from enum import Enum
 from typing import Any, Awaitable, Callable
 
 import asyncpg
@@ -15,6 +15,8 @@ from services.evaluator.metrics import window_name
 def create_api(settings: Settings, pool: Callable[[], Awaitable[asyncpg.Pool]]) -> FastAPI:
     api = FastAPI(title="Flare+ evaluator", description="Live skill of every model version, champion and shadow")
     windows = [window_name(days) for days in settings.evaluator.metric_windows_days] + [window_name(None)]
+    # an enum, so the OpenAPI document lists the windows and an unknown one is refused like any invalid parameter
+    Window = Enum("Window", {name: name for name in windows}, type=str)
 
     @api.get("/health")
     async def health() -> dict[str, str]:
@@ -23,14 +25,12 @@ def create_api(settings: Settings, pool: Callable[[], Awaitable[asyncpg.Pool]]) 
     @api.get("/metrics/performance")
     async def performance(
         model_version: str | None = Query(None, description="only this model version"),
-        window: str | None = Query(None, description=f"only this window: one of {', '.join(windows)}"),
+        window: Window | None = Query(None, description="only this window"),
     ) -> dict[str, Any]:
         """Per model version (champion and shadow apart) and window: the newest metrics, with the reliability
         table of each target class."""
-        if window is not None and window not in windows:
-            raise HTTPException(422, f"unknown window {window!r}: use one of {', '.join(windows)}")
         async with (await pool()).acquire() as conn:
-            rows = await store.latest_metrics(conn, model_version, window)
+            rows = await store.latest_metrics(conn, model_version, window and window.value)
         if model_version is not None and not rows:
             raise HTTPException(404, f"no metrics for model version {model_version!r} yet")
         return {

@@ -166,7 +166,9 @@ async def test_a_replayed_month_is_scored_as_the_backtest_scores_it_and_the_batc
     assert windows["all"]["metrics"]["C.brier"] == pytest.approx(expected["brier"])
     assert len(windows["all"]["reliability"]) == 30
     assert windows["7d"]["scored_count"] < windows["all"]["scored_count"]
-    assert bad_window.status_code == 422 and "fortnight" in bad_window.json()["detail"]
+    assert bad_window.status_code == 422
+    assert [(e["loc"], e["input"]) for e in bad_window.json()["detail"]] == [(["query", "window"], "fortnight")]
+    assert "'7d', '30d' or 'all'" in bad_window.json()["detail"][0]["msg"]  # what it should have been
     assert unknown.status_code == 404
 
     # the prediction log holds every outcome; the batch command, run on the stored record, writes the same ones
