@@ -63,6 +63,10 @@ class CadenceClock:
         self.newest = time if self.newest is None else max(self.newest, time)
         if time < self.next_issue:
             return []
+        # a jump ahead longer than `rewind_after` (a feed back after days, or a stray reading from another year)
+        # makes due at most `rewind_after` of issue times, as a restart does: years of hourly forecasts with no
+        # flux to read would hold the stream (and every record behind the reading) for hours
+        self.next_issue = max(self.next_issue, ceil_to(time - self.rewind_after, self.cadence))
         due = []
         while self.next_issue <= time:
             due.append(self.next_issue)

@@ -43,6 +43,14 @@ def test_a_gap_makes_every_boundary_inside_it_due_when_the_stream_resumes():
     assert c.advance(at(1, 6, 10)) == [at(1, 1), at(1, 2), at(1, 3), at(1, 4), at(1, 5), at(1, 6)]
 
 
+def test_a_jump_of_years_ahead_makes_only_the_last_lookback_due_as_a_restart_would():
+    c = clock()
+    run(c, [at(1, 0, 0)])
+    years_later = at(1, 0, 30) + timedelta(days=3 * 365)
+    due = c.advance(years_later)
+    assert due == [years_later - timedelta(hours=71, minutes=30) + i * HOUR for i in range(72)]
+
+
 def test_late_and_repeated_readings_make_nothing_due_again():
     c = clock()
     run(c, [at(1, 0, 0), at(1, 1, 0), at(1, 1, 30)])
