@@ -20,6 +20,10 @@ from dataclasses import dataclass, field
 from typing import Iterable, Iterator, Sequence
 
 import numpy as np
+# shared.scoring imports sksurv (for the C-index) on first use, and that takes seconds, over ten on a busy machine:
+# loaded with the evaluator instead, not inside its first metrics computation, whose duration also sets the pause
+# before the next one (four times as long), so the first figures after a start or restart would come a minute late
+import sksurv.metrics  # noqa: F401
 
 from shared import scoring
 from shared.features import TARGET_CLASSES

@@ -85,9 +85,15 @@ async def record_outcomes(conn: asyncpg.Connection, resolutions: Sequence[Resolu
 
 
 async def record_metrics(conn: asyncpg.Connection, updates: Sequence[m.MetricsUpdated]) -> None:
+    # Figures at an event time already recorded replace the earlier ones: they count more forecasts. Forecasts
+    # that reach the evaluator after its clock passed their window's end (a predictor behind the flux, or
+    # catching up after a restart) all resolve at the same clock, and keeping the first figures left the newest
+    # row counting only the forecasts resolved before the first computation.
     await conn.executemany(
         "INSERT INTO model_metrics (message_id, model_version, shadow, window_name, as_of, scored_count, metrics,"
-        " reliability) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING",
+        " reliability) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+        " ON CONFLICT (model_version, shadow, window_name, as_of) DO UPDATE SET scored_count = EXCLUDED.scored_count,"
+        " metrics = EXCLUDED.metrics, reliability = EXCLUDED.reliability",
         [(u.message_id, u.model_version, u.shadow, u.window, u.event_time, u.scored_count, u.metrics, u.reliability)
          for u in updates],
     )

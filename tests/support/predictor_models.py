@@ -9,6 +9,7 @@ from functools import lru_cache
 from pathlib import Path
 
 import pandas as pd
+from threadpoolctl import threadpool_limits
 
 from services.ingestor.readers import read_path
 from services.trainer.artifacts import save_version
@@ -48,7 +49,10 @@ def training_history() -> History:
 @lru_cache(maxsize=4)
 def trained(coxph_alpha: float = 100.0) -> TrainingResult:
     settings = load_settings(model={**TINY, "coxph_alpha": coxph_alpha})
-    return train(training_history(), settings, until=TRAIN_UNTIL)
+    # one thread: the gradient boosting's OpenMP threads spin-wait for each other, and on a busy 2-core machine
+    # that turned 4 s of fitting into a minute
+    with threadpool_limits(limits=1):
+        return train(training_history(), settings, until=TRAIN_UNTIL)
 
 
 async def register_model(conn, model_dir: Path, *, status: str = "candidate", coxph_alpha: float = 100.0) -> str:
