@@ -97,6 +97,7 @@ BAD_SURVIVAL_REQUESTS = [
     ({"target_class": "M"}, "timestamp: Field required"),
     ({"timestamp": "yesterday", "target_class": "M"}, "timestamp"),
     ({"timestamp": "2015-07-15T12:00:00", "target_class": "M"}, "timezone"),
+    ({"timestamp": "0001-01-01T00:05:01Z", "target_class": "M"}, "not a plausible event time (1970 to a day from now)"),
     ({"timestamp": MIDDAY, "target_class": "M", "time_buckets": [6, 12]}, "start at 0"),
     ({"timestamp": MIDDAY, "target_class": "M", "time_buckets": [0, 24, 12]}, "strictly increase"),
     ({"timestamp": MIDDAY, "target_class": "M", "time_buckets": [0, 200]}, "168 h horizon"),
