@@ -28,7 +28,7 @@ def _merged(row: dict[str, Any], trained: m.ModelTrained, key: str) -> dict[str,
     return {**(row.get(key) or {}), **(trained.evidence.get(key) or {})}
 
 
-def candidate_evidence(row: dict[str, Any], trained: m.ModelTrained) -> CandidateEvidence:
+def candidate_evidence(row: dict[str, Any], trained: m.ModelTrained, files_problem: str | None = None) -> CandidateEvidence:
     validation = _merged(row, trained, "validation")
     comparison = trained.evidence.get("comparison") or validation.get("comparison")
     return CandidateEvidence(
@@ -41,4 +41,5 @@ def candidate_evidence(row: dict[str, Any], trained: m.ModelTrained) -> Candidat
             candidate=comparison["candidate"], champion=comparison["champion"],
             lower_is_better=bool(comparison.get("lower_is_better", True)),
         ) if comparison else None,
+        files_problem=files_problem,
     )

@@ -41,6 +41,8 @@ class CandidateEvidence:
     c_index: dict[str, float | None]
     backtest: dict[str, float | None]
     comparison: Comparison | None
+    # Why the files on disk are not the ones the trainer registered (None: every sha256 matches).
+    files_problem: str | None = None
 
 
 @dataclass(frozen=True)
@@ -73,7 +75,9 @@ def _threshold_check(name: str, value: float | None, bound: float, above: bool) 
 
 
 def gate_checks(evidence: CandidateEvidence, champion: str | None, thresholds: ThresholdSettings) -> list[GateCheck]:
-    checks = [GateCheck(f"validation.{name}", passed, passed, "pass") for name, passed in sorted(evidence.validation_checks.items())]
+    checks = [GateCheck("artifacts.digests", evidence.files_problem is None, evidence.files_problem or "verified",
+                        "every file matches its registered sha256")]
+    checks += [GateCheck(f"validation.{name}", passed, passed, "pass") for name, passed in sorted(evidence.validation_checks.items())]
     if not evidence.validation_checks:
         checks.append(GateCheck("validation.reported", False, None, "validation checks recorded"))
     checks += [

@@ -86,6 +86,15 @@ def _holder(rows: list[dict[str, Any]], status: str) -> dict[str, Any] | None:
     return next((r for r in rows if r["status"] == status), None)
 
 
+async def _files_problem(row: dict[str, Any]) -> str | None:
+    """Why a version's files are not the ones registered (a tampered or missing file), or None."""
+    try:
+        await asyncio.to_thread(registry.verify_files, row)
+    except (DigestMismatch, ModelFileError) as exc:
+        return str(exc)
+    return None
+
+
 def _new_event_id() -> str:
     return str(uuid.uuid4())
 
@@ -332,7 +341,7 @@ class Gatekeeper:
                     return None
                 champion = _holder(rows, "champion")
                 verdict = gates.judge(
-                    candidate_evidence(row, trained), champion["version"] if champion else None,
+                    candidate_evidence(row, trained, await _files_problem(row)), champion["version"] if champion else None,
                     self.settings.thresholds, self.settings.gatekeeper.promotion_policy,
                 )
                 requested_by = None
@@ -469,10 +478,8 @@ class Gatekeeper:
     ) -> list[tuple[str, m.Message]]:
         """Make `target` the champion of its kind; the champion it replaces retires. Returns the queued messages.
         Its files are verified against their registered digests first: a tampered model is never crowned."""
-        try:
-            await asyncio.to_thread(registry.verify_files, target)
-        except (DigestMismatch, ModelFileError) as exc:
-            raise Unusable(f"{target['version']} cannot become champion: {exc}; nothing changed") from exc
+        if problem := await _files_problem(target):
+            raise Unusable(f"{target['version']} cannot become champion: {problem}; nothing changed")
         now = await self.event_now(conn)
         previous = champion["version"] if champion else None
         queued = []

@@ -244,6 +244,13 @@ async def test_a_model_file_changed_after_registration_is_never_crowned_nor_load
     assert f"{candidate['version']}.joblib: sha256" in promoted.json()["detail"]
     assert "does not match the registered" in promoted.json()["detail"] and "nothing changed" in promoted.json()["detail"]
 
+    # the same candidate reaching the gate as freshly trained is rejected, the file named in its verdict
+    trained = m.ModelTrained(message_id=f"trained-{run}", event_time=datetime.now(timezone.utc),
+                             version=candidate["version"], artifacts=candidate["artifacts"], evidence={})
+    verdict = await gatekeeper.judge_candidate(trained)
+    assert verdict.decision == "REJECT" and f"{candidate['version']}.joblib: sha256" in verdict.reason
+    before = await snapshot(gatekeeper.pool)  # the verdict is recorded; nothing below may change anything
+
     # the operator's `flare validate` on a champion whose file was changed afterwards names the file
     flip_a_byte(champion["artifacts"]["survival_C"])
     checks = {c.name: c for c in await run_validation(secure_settings, secure_settings.database_dsn, "http://127.0.0.1:9")}

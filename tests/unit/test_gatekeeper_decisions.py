@@ -3,6 +3,7 @@ roll back."""
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -200,6 +201,13 @@ def test_a_first_model_passing_every_gate_is_promoted_under_the_auto_policy():
     assert verdict.decision == "PROMOTE"
     assert {c.name for c in verdict.checks} >= {"backtest.f1", "backtest.precision", "backtest.brier",
                                                   "validation.no_nan", "validation.c_index_C", "champion.improvement"}
+
+
+def test_a_candidate_whose_files_changed_after_registration_is_rejected_naming_the_file():
+    tampered = dataclasses.replace(evidence(), files_problem="v2.joblib: sha256 does not match the registered one")
+    verdict = gates.judge(tampered, None, THRESHOLDS, "auto")
+    assert verdict.decision == "REJECT"
+    assert "artifacts.digests (v2.joblib: sha256 does not match" in verdict.reason
 
 
 def test_the_approval_policy_holds_a_model_that_passes_every_gate():
