@@ -48,7 +48,8 @@ def plausible_event_time(value: datetime) -> datetime:
     return value
 
 
-# a message's event time, and an instant a REST client asks about
+# every instant a message holds, and one a REST client asks about (a flare peaking in year 1 passes for a date
+# but no pandas timestamp holds it: it crashed the predictor's flux agent when the flux reached it)
 EventTime = Annotated[AwareDatetime, AfterValidator(plausible_event_time)]
 
 
@@ -92,9 +93,9 @@ class FlareObserved(Message):
     """A flare, detected from the flux or read from a NOAA catalogue; `event_time` is its peak."""
 
     type: Literal["FlareObserved"] = "FlareObserved"
-    start_time: AwareDatetime
-    peak_time: AwareDatetime
-    end_time: AwareDatetime | None = None
+    start_time: EventTime
+    peak_time: EventTime
+    end_time: EventTime | None = None
     goes_class: str = Field(pattern=r"^[ABCMX]\d+(\.\d+)?$")
     class_letter: FlareClass
     peak_flux: float = Field(gt=0)
@@ -127,7 +128,7 @@ class ForecastIssued(Message):
     survival: dict[str, SurvivalForecast] = {}
     class_probabilities: dict[str, float] = {}
     predicted_class: OutcomeClass | None = None
-    inputs_until: AwareDatetime | None = None
+    inputs_until: EventTime | None = None
 
 
 class ForecastResolved(Message):
@@ -167,7 +168,7 @@ class XClassFlareObserved(Message):
     type: Literal["XClassFlareObserved"] = "XClassFlareObserved"
     flare_id: str
     goes_class: str
-    peak_time: AwareDatetime
+    peak_time: EventTime
 
 
 class RetrainRequested(Message):
@@ -176,7 +177,7 @@ class RetrainRequested(Message):
     reason: str
     requested_by: str
     evidence: dict[str, Any] = {}
-    train_until: AwareDatetime | None = None
+    train_until: EventTime | None = None
 
 
 class ModelTrained(Message):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import types
 from datetime import datetime, timedelta, timezone
-from typing import Any, Literal, Union, get_args, get_origin
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import annotated_types
 from hypothesis import strategies as st
@@ -21,7 +21,7 @@ JSON_VALUES = st.recursive(JSON_SCALARS, lambda inner: st.lists(inner, max_size=
 OFFSETS = st.timedeltas(min_value=timedelta(hours=-23, minutes=-59), max_value=timedelta(hours=23, minutes=59),
                         ).map(lambda delta: timezone(timedelta(minutes=delta // timedelta(minutes=1))))
 AWARE_DATETIMES = st.datetimes(timezones=OFFSETS)
-# what Message accepts as an event time: 1970 to a day from now (taken at import: a test run is shorter than a day)
+# what messages accept as an instant (m.EventTime): 1970 to a day from now (taken at import: a test run is shorter than a day)
 EVENT_TIMES = st.datetimes(min_value=m.EARLIEST_EVENT_TIME.replace(tzinfo=None) + timedelta(days=1),
                            max_value=datetime.now(), timezones=st.just(timezone.utc))
 IMPLAUSIBLE_EVENT_TIMES = st.datetimes(max_value=datetime(1969, 12, 30), timezones=OFFSETS) | st.datetimes(
@@ -45,6 +45,9 @@ def _bounded_number(kind: type, metadata: list[Any]) -> st.SearchStrategy:
 def for_annotation(annotation: Any, metadata: list[Any] = ()) -> st.SearchStrategy:
     """Values that the annotation (with its field constraints) accepts."""
     origin = get_origin(annotation)
+    if origin is Annotated:  # inside a union (`EventTime | None`) the constraints stay on the type
+        base, *constraints = get_args(annotation)
+        return for_annotation(base, [*metadata, *constraints])
     if origin is Literal:
         return st.sampled_from(get_args(annotation))
     if origin in (Union, types.UnionType):
@@ -57,7 +60,8 @@ def for_annotation(annotation: Any, metadata: list[Any] = ()) -> st.SearchStrate
     if annotation is type(None):
         return st.none()
     if annotation is AwareDatetime:
-        return AWARE_DATETIMES
+        bounded = any(getattr(c, "func", None) is m.plausible_event_time for c in metadata)
+        return EVENT_TIMES if bounded else AWARE_DATETIMES
     if annotation is Any:
         return JSON_VALUES
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
@@ -76,8 +80,6 @@ def valid(model: type[BaseModel]) -> st.SearchStrategy:
     """Instances of `model`: every required field, and each optional one either left out or generated."""
     required = {name: for_annotation(f.annotation, f.metadata) for name, f in model.model_fields.items()
                 if f.is_required()}
-    if "event_time" in required:
-        required["event_time"] = EVENT_TIMES
     optional = {name: for_annotation(f.annotation, f.metadata) for name, f in model.model_fields.items()
                 if not f.is_required() and name not in ("type", "schema_version")}
     return st.fixed_dictionaries(required, optional=optional).map(lambda fields: model(**fields))
