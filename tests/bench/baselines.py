@@ -5,9 +5,13 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 
 import numpy as np
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from shared.kafka import ensure_topics
+from shared.topics import TopicSpec
 
 
 def p50_p99_ms(seconds: list[float]) -> tuple[float, float]:
@@ -22,9 +26,18 @@ def record_latencies(bench_figures, area: str, name: str, latencies: list[float]
         bench_figures(area, f"{name} {label}", value, "ms", baseline=(f"{baseline_name} {label}", base), note=note)
 
 
-async def bare_consume_seconds(bootstrap: str, topic: str, count: int, echo_to: str | None = None) -> float:
+async def scratch_topic(bootstrap: str, prefix: str) -> str:
+    """A new one-partition topic for a baseline's records, created up front (auto-creation on the first send
+    can outlast the producer's metadata timeout on a busy broker)."""
+    name = f"{prefix}.{uuid.uuid4().hex[:8]}"
+    await ensure_topics(bootstrap, [TopicSpec(name, (), "none", description="raw benchmark records, never decoded")])
+    return name
+
+
+async def bare_consume_seconds(bootstrap: str, topic: str, count: int, echo: bool = False) -> float:
     """Seconds a bare aiokafka loop takes to read `count` records of `topic` from the start and parse their
-    JSON (and, with `echo_to`, produce each one again to that topic)."""
+    JSON (and, with `echo`, produce each one again to a topic of its own)."""
+    echo_to = await scratch_topic(bootstrap, "bench.bare-echo") if echo else None
     consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None)
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
     await consumer.start()

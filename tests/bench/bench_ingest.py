@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 
 import pytest
 from aiokafka import AIOKafkaProducer
@@ -19,6 +18,7 @@ from services.ingestor.readers import read_path
 from services.ingestor.store import plan_flux
 from shared.kafka import Publisher, encode, ensure_topics
 from shared.topics import topic_registry
+from tests.bench.baselines import scratch_topic
 from tests.conftest import DATA_DIR
 
 FILES = {
@@ -29,9 +29,9 @@ FILES = {
 
 async def plain_producer_seconds(bootstrap: str, records: list[tuple[bytes, bytes, list]]) -> float:
     """A bare aiokafka producer (one send per record, then wait for all), as the reference rate."""
+    topic = await scratch_topic(bootstrap, "bench.plain")
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, acks="all", max_batch_size=512 * 1024)
     await producer.start()
-    topic = f"bench.plain.{uuid.uuid4().hex[:8]}"
     await producer.send_and_wait(topic, b"warm-up")
     try:
         started = time.perf_counter()
