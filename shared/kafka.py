@@ -34,15 +34,22 @@ TYPE_HEADER = "message_type"
 log = get_logger(__name__)
 
 
+# The topics `ensure_topics` created or found in this process: only `ensure_topics` creates them again.
+_ENSURED_TOPICS: set[str] = set()
+
+
 class _MetadataRequestWithoutTopicCreation(MetadataRequest):
-    """A metadata request that never asks the broker to create the topics it names.
+    """A metadata request that does not ask the broker to create any topic of ours.
 
     aiokafka asks for auto-creation in every metadata request and has no option against it; a broker that
     restarted empty (the in-memory Tansu) then re-creates each topic the first client names with its own default
-    of 4 partitions, before `ensure_topics` can create it with the registry's. Our topics are created only by
-    `ensure_topics` (and faust's own for its changelogs); a client that names a missing one waits for it."""
+    of 4 partitions, before `ensure_topics` can create it with the registry's. So a request that names a topic
+    `ensure_topics` took care of asks for no creation, and the client waits until the topic is there again;
+    other names (a test's or a benchmark's scratch topics) are still created on first use."""
 
-    def __init__(self, topics: list[str] | None = None, allow_auto_topic_creation: bool | None = False):
+    def __init__(self, topics: list[str] | None = None, allow_auto_topic_creation: bool | None = None):
+        if allow_auto_topic_creation is None:
+            allow_auto_topic_creation = _ENSURED_TOPICS.isdisjoint(topics or ())
         super().__init__(topics, allow_auto_topic_creation)
 
 
@@ -275,6 +282,8 @@ async def ensure_topics(bootstrap_servers: str, specs: Iterable[TopicSpec]) -> l
     """Create the topics that do not exist yet; return the names created. Safe to run again."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
     await _retry_connect(admin.start, "admin")
+    specs = list(specs)
+    _ENSURED_TOPICS.update(spec.name for spec in specs)
     try:
         existing = set(await admin.list_topics())
         missing = [spec for spec in specs if spec.name not in existing]

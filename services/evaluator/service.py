@@ -29,6 +29,7 @@ from aiokafka.errors import KafkaError
 
 from shared import infra
 from shared import messages as m
+from shared.broker_watch import BrokerWatch
 from shared.db import create_pool, outlasting_outages_on
 from shared.features import CLASS_RANK
 from shared.kafka import dead_letter_for
@@ -225,6 +226,7 @@ def build_app(settings: Settings, endpoints: infra.Endpoints) -> faust.App:
     app.agent(worker.inputs, name="evaluate")(worker.run)
     app.timer(METRICS_INTERVAL_SECONDS)(worker.publish_metrics)
     app.task(worker.serve_api)
+    app.task(BrokerWatch(endpoints.kafka_bootstrap_servers, SERVICE).run)
     app.on_before_shutdown.connect(worker.close)
     return app
 

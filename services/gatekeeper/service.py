@@ -21,6 +21,7 @@ from services.gatekeeper.lifecycle import Gatekeeper
 from services.gatekeeper.retention import run_retention_schedule
 from shared import infra
 from shared import messages as m
+from shared.broker_watch import BrokerWatch
 from shared.db import create_pool, migrate, outlasting_outages
 from shared.kafka import Publisher, Received, TypedConsumer, dead_letter_for, ensure_topics
 from shared.logging import bind_correlation, configure_logging, get_logger
@@ -104,6 +105,7 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
         asyncio.create_task(gatekeeper.run_relay(), name="outbox-relay"),
         asyncio.create_task(run_retention_schedule(gatekeeper), name="retention"),
         asyncio.create_task(server.serve(), name="api"),
+        asyncio.create_task(BrokerWatch(endpoints.kafka_bootstrap_servers, SERVICE).run(), name="broker-watch"),
     ]
     log.info("gatekeeper.started", port=settings.gatekeeper_port, policy=settings.gatekeeper.promotion_policy)
     stopper = asyncio.create_task(stop.wait(), name="stop")

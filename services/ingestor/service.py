@@ -8,6 +8,7 @@ import signal
 from services.ingestor.live import SwpcFeedClient
 from services.ingestor.pipeline import Ingestor, run_live
 from shared import infra
+from shared.broker_watch import BrokerWatch
 from shared.db import create_pool, migrate_dsn
 from shared.kafka import Publisher, ensure_topics
 from shared.logging import configure_logging, get_logger
@@ -28,6 +29,7 @@ async def serve() -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     pool = await create_pool(endpoints.database_url)
+    watch = asyncio.create_task(BrokerWatch(endpoints.kafka_bootstrap_servers, SERVICE).run(), name="broker-watch")
     try:
         async with Publisher(endpoints.kafka_bootstrap_servers) as publisher, SwpcFeedClient(
             settings.ingestion, settings.state_dir / "cache" / "swpc"
@@ -38,6 +40,7 @@ async def serve() -> None:
                 interval_seconds=settings.ingestion.poll_interval_seconds, stop=stop,
             )
     finally:
+        watch.cancel()
         await pool.close()
         log.info("ingestor.stopped")
 

@@ -18,6 +18,7 @@ from services.predictor.api import build_api
 from services.predictor.service import Predictor
 from shared import infra
 from shared import messages as m
+from shared.broker_watch import BrokerWatch
 from shared.logging import bind_correlation, get_logger
 from shared.settings import Settings
 from shared.streaming import Acceptor, make_app, raw_topic, send
@@ -119,5 +120,6 @@ def build_app(settings: Settings, endpoints: infra.Endpoints) -> faust.App:
     app.agent(worker.flare_topic, name="flares")(worker.on_flares)
     app.agent(worker.lifecycle_topic, name="lifecycle")(worker.on_lifecycle)
     app.task(worker.serve_api)
+    app.task(BrokerWatch(endpoints.kafka_bootstrap_servers, SERVICE).run)
     app.on_before_shutdown.connect(worker.close)
     return app

@@ -21,6 +21,7 @@ from services.trainer.pipeline import train_and_register
 from services.trainer.training import TrainingError
 from shared import infra, registry
 from shared import messages as m
+from shared.broker_watch import BrokerWatch
 from shared.db import DATABASE_OUTAGES, create_pool, migrate, outlasting_outages_on
 from shared.kafka import Publisher, TypedConsumer, ensure_topics
 from shared.logging import bind_correlation, configure_logging, get_logger
@@ -114,17 +115,21 @@ async def run(settings: Settings, stop: asyncio.Event | None = None) -> None:
     )
     await consumer.start()
     stop = stop or asyncio.Event()
-    worker = asyncio.create_task(consume(settings, pool, consumer, publisher), name="consume")
+    tasks = [
+        asyncio.create_task(consume(settings, pool, consumer, publisher), name="consume"),
+        asyncio.create_task(BrokerWatch(endpoints.kafka_bootstrap_servers, SERVICE).run(), name="broker-watch"),
+    ]
     stopper = asyncio.create_task(stop.wait(), name="stop")
     log.info("trainer.started", topic=settings.topics.retrain_requests)
     try:
-        done, _ = await asyncio.wait([worker, stopper], return_when=asyncio.FIRST_COMPLETED)
-        if worker in done and worker.exception():
-            raise worker.exception()
+        done, _ = await asyncio.wait([*tasks, stopper], return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            if task is not stopper and task.exception():
+                raise task.exception()
     finally:
-        for task in (worker, stopper):
+        for task in (*tasks, stopper):
             task.cancel()
-        await asyncio.gather(worker, stopper, return_exceptions=True)
+        await asyncio.gather(*tasks, stopper, return_exceptions=True)
         await consumer.stop()
         await publisher.stop()
         await pool.close()
