@@ -14,17 +14,16 @@ from typing import AsyncIterator
 import numpy as np
 import pandas as pd
 import pytest
-from aiokafka import AIOKafkaConsumer
 
 from services.evaluator.resolution import FlareMark
 from services.trainer import targets
 from shared import scoring
 from shared import messages as m
 from shared.features import flare_timeline
-from shared.kafka import Publisher, decode
-from shared.topics import topic_registry
+from shared.kafka import Publisher
 from tests.conftest import PROJECT_ROOT, service_env
 from tests.support.service_process import ServiceProcess, running
+from tests.support.topic_reader import read_all
 from tests.support.evaluator_data import at, forecast, reference_flares, reference_flux
 
 GAP_HOURS = 3
@@ -54,24 +53,6 @@ async def evaluator_service(settings, clean_db, worker_env, tmp_path) -> AsyncIt
 async def publish(settings, role: str, messages) -> None:
     async with Publisher(settings.kafka_bootstrap_servers) as publisher:
         await publisher.publish_many(getattr(settings.topics, role), messages)
-
-
-async def read_all(settings, role: str, idle_ms: int = 2000) -> list[m.Message]:
-    spec = topic_registry(settings)[role]
-    consumer = AIOKafkaConsumer(spec.name, bootstrap_servers=settings.kafka_bootstrap_servers,
-                                auto_offset_reset="earliest", group_id=None)
-    await consumer.start()
-    records = []
-    try:
-        while True:
-            batch = await consumer.getmany(timeout_ms=idle_ms)
-            if not batch:
-                break
-            for partition_records in batch.values():
-                records += partition_records
-    finally:
-        await consumer.stop()
-    return [decode(spec, r.value, r.headers) for r in records]
 
 
 async def latest_cumulative(pool, version: str):

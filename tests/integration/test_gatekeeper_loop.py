@@ -17,12 +17,13 @@ from services.ingestor.readers import read_path
 from shared import messages as m
 from shared import registry
 from shared.kafka import Publisher
-from tests.integration.test_gatekeeper_service import OPERATORS, VIEWERS, gatekeeper_running, read_topic
+from tests.integration.test_gatekeeper_service import OPERATORS, VIEWERS, gatekeeper_running
 from services.trainer.artifacts import save_version
 from services.trainer.training import train
 from tests.support.predictor_models import JULY_2015
 from tests.support.predictor_service import predictor_running
 from tests.support.service_process import ServiceProcess, running
+from tests.support.topic_reader import read_all
 from tests.support.trainer_data import history, insert_history
 
 DRIFT_AT = datetime(2015, 7, 1, tzinfo=timezone.utc)
@@ -88,7 +89,7 @@ async def test_drift_to_retrain_to_approval_to_new_forecasts_and_back_with_one_r
         new = judged["model"]["version"]
         assert judged["verdict"]["evidence"]["decision"] == "HOLD", judged["verdict"]["reason"]
         assert "approval" in judged["verdict"]["reason"]
-        request = (await read_topic(settings, "retrain_requests", 1))[0]
+        request = (await read_all(settings, "retrain_requests", at_least=1))[0]
         assert request.requested_by == "gatekeeper" and "C.brier" in request.reason
 
         approved = gatekeeper.flare("approve", new, "--reason", "backtest and comparison checked",

@@ -4,7 +4,6 @@ commands, which are refused without the operator role or with a stale view of th
 
 from __future__ import annotations
 
-import asyncio
 import json
 import subprocess
 import sys
@@ -14,15 +13,15 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import AsyncIterator
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaProducer
 
 from shared import messages as m
 from shared import registry
-from shared.kafka import Publisher, decode
+from shared.kafka import Publisher
 from shared.settings import Settings
-from shared.topics import topic_registry
 from tests.conftest import PROJECT_ROOT
 from tests.support.service_process import ServiceProcess, running
+from tests.support.topic_reader import read_all
 
 OPERATORS = ["alice:alice-secret", "bob:bob-secret"]
 VIEWERS = ["carol:carol-secret"]
@@ -55,24 +54,6 @@ async def gatekeeper_running(settings: Settings, pool, log: Path, **overrides: s
         yield gatekeeper
 
 
-async def read_topic(settings: Settings, role: str, at_least: int, quiet_seconds: float = 2.0, timeout: float = 60.0) -> list:
-    """At least `at_least` messages of the topic, then whatever else arrives before it has been quiet a while."""
-    spec = topic_registry(settings)[role]
-    consumer = AIOKafkaConsumer(spec.name, bootstrap_servers=settings.kafka_bootstrap_servers,
-                                auto_offset_reset="earliest", group_id=None)
-    await consumer.start()
-    found = []
-    try:
-        async with asyncio.timeout(timeout):
-            while True:
-                got = [r for rs in (await consumer.getmany(timeout_ms=int(quiet_seconds * 1000))).values() for r in rs]
-                found += [decode(spec, r.value, r.headers) for r in got]
-                if len(found) >= at_least and not got:
-                    return found
-    finally:
-        await consumer.stop()
-
-
 async def count(pool, sql: str, *args) -> int:
     async with pool.acquire() as conn:
         return await conn.fetchval(sql, *args)
@@ -97,10 +78,10 @@ async def test_a_storm_of_100_drift_alerts_yields_one_retrain_request_and_bad_al
             return await count(clean_db, "SELECT count(*) FROM retrain_triggers") == 100
         await gatekeeper.until(all_triggers_seen, "record of all 100 alerts")
 
-        requests = await read_topic(settings, "retrain_requests", 1)
+        requests = await read_all(settings, "retrain_requests", at_least=1)
         assert len(requests) == 1 and requests[0].target_class == "all" and requests[0].train_until == start
         assert await count(clean_db, "SELECT count(*) FROM retrain_triggers WHERE folded") == 99
-        dead = await read_topic(settings, "dead_letters", 1)
+        dead = await read_all(settings, "dead_letters", at_least=1)
         assert [(d.service, d.source_topic) for d in dead] == [("gatekeeper", settings.topics.alerts)]
 
         # the operator asks too while the request is in flight: folded into it, not queued
@@ -112,7 +93,7 @@ async def test_a_storm_of_100_drift_alerts_yields_one_retrain_request_and_bad_al
         ours = [e for e in json.loads(listed.stdout) if e["evidence"].get("alert_id") in {a.message_id for a in storm}]
         assert [e["evidence"]["request_id"] for e in ours] == [requests[0].message_id]
         assert gatekeeper.process.poll() is None
-    assert len(await read_topic(settings, "retrain_requests", 1)) == 1
+    assert len(await read_all(settings, "retrain_requests", at_least=1)) == 1
 
 
 async def register(pool, kind: str, name: str) -> str:
@@ -157,6 +138,6 @@ async def test_an_operator_drives_the_registry_with_flare_commands_and_is_refuse
         rollbacks = json.loads(gatekeeper.flare("history", "--kind", kind, "--action", "rolled_back", "--json").stdout)
         assert [(e["version"], e["actor"], e["reason"]) for e in rollbacks] == [(v1, "alice", "v2 forecasts look wrong")]
 
-    announced = await read_topic(settings, "lifecycle", 3)
+    announced = await read_all(settings, "lifecycle", at_least=3)
     assert [(type(x).__name__, x.version) for x in announced] == [
         ("ModelPromoted", v1), ("ModelPromoted", v2), ("ModelRolledBack", v1)]
