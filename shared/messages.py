@@ -149,7 +149,7 @@ class MetricsUpdated(Message):
     model_version: str
     shadow: bool = False
     window: str
-    scored_count: int = Field(ge=0)
+    scored_count: int = Field(ge=0, le=2**31 - 1)  # stored in a PostgreSQL integer
     metrics: dict[str, float | None]
     reliability: list[dict[str, float | int | str | None]] = []  # rows of shared.scoring.reliability_table + "target"
 

@@ -12,7 +12,6 @@ import uuid
 from datetime import datetime
 from typing import Any, Literal
 
-import asyncpg
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -21,6 +20,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from services.gatekeeper import auth, retraining, store
 from services.gatekeeper.lifecycle import Gatekeeper, GatekeeperError
 from shared import registry
+from shared.http import refuse_unstorable_text
 
 _bearer = HTTPBearer(auto_error=False, description="an operator token for writes, a viewer token for reads")
 
@@ -175,11 +175,7 @@ def create_app(gatekeeper: Gatekeeper) -> FastAPI:
     async def _gatekeeper_error(request: Request, exc: GatekeeperError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=exc.status_code)
 
-    @app.exception_handler(asyncpg.CharacterNotInRepertoireError)
-    async def _unstorable_text(request: Request, exc: asyncpg.CharacterNotInRepertoireError) -> JSONResponse:
-        # PostgreSQL text cannot hold NUL; the statement failed, so nothing changed
-        return JSONResponse({"detail": "text in the request cannot be stored: it contains a NUL (\\u0000) character"},
-                            status_code=422)
+    refuse_unstorable_text(app)
 
     @app.get("/health", tags=["service"], summary="liveness: the API answers and the database is reachable")
     async def health() -> dict[str, str]:

@@ -129,6 +129,7 @@ async def test_a_replayed_month_is_scored_as_the_backtest_scores_it_and_the_batc
     served = (await evaluator_service.get("/metrics/performance", params={"model_version": version})).json()
     bad_window = await evaluator_service.get("/metrics/performance", params={"window": "fortnight"})
     unknown = await evaluator_service.get("/metrics/performance", params={"model_version": "no-such-model"})
+    unsearchable = await evaluator_service.get("/metrics/performance", params={"model_version": "v1\x00"})
     evaluator_service.stop()
 
     assert 600 < expected_count < len(forecasts)  # the month has flux gaps: unscorable windows are left out
@@ -151,6 +152,7 @@ async def test_a_replayed_month_is_scored_as_the_backtest_scores_it_and_the_batc
     assert [(e["loc"], e["input"]) for e in bad_window.json()["detail"]] == [(["query", "window"], "fortnight")]
     assert "'7d', '30d' or 'all'" in bad_window.json()["detail"][0]["msg"]  # what it should have been
     assert unknown.status_code == 404
+    assert unsearchable.status_code == 422 and "NUL" in unsearchable.json()["detail"][0]["msg"]
 
     # the prediction log holds every outcome; the batch command, run on the stored record, writes the same ones
     await store_record(clean_db, flux_readings, flares)
