@@ -185,12 +185,10 @@ async def test_the_predictor_and_evaluator_start_again_by_themselves_after_the_b
     async with AsyncExitStack() as cleanup:
         # faust's own settings: a member that vanished with its process is given up after 10 s, not 60
         quick_groups = {"BROKER_SESSION_TIMEOUT": "10", "BROKER_REBALANCE_TIMEOUT": "10"}
-        predictor = await cleanup.enter_async_context(running(ServiceProcess(
-            "predictor", settings, tmp_path / "predictor.log", PREDICTOR__APP_NAME=f"predictor-{uuid.uuid4().hex[:8]}",
-            **quick_groups)))
-        evaluator = await cleanup.enter_async_context(running(ServiceProcess(
-            "evaluator", settings, tmp_path / "evaluator.log", EVALUATOR__APP_NAME=f"evaluator-{uuid.uuid4().hex[:8]}",
-            **quick_groups)))
+        # both start together: each takes about 30 s to join its group
+        predictor, evaluator = await asyncio.gather(*(cleanup.enter_async_context(running(ServiceProcess(
+            name, settings, tmp_path / f"{name}.log", **{f"{name.upper()}__APP_NAME": f"{name}-{uuid.uuid4().hex[:8]}"},
+            **quick_groups))) for name in ("predictor", "evaluator")))
         pids = {predictor.process.pid, evaluator.process.pid}
 
         # a day is forecast, then the broker restarts and loses every topic, record and offset
@@ -218,9 +216,10 @@ async def test_the_predictor_and_evaluator_start_again_by_themselves_after_the_b
         assert len(published) == len(logged - before), "a forecast was published twice"
         assert {predictor.process.pid, evaluator.process.pid} == pids and predictor.alive and evaluator.alive
 
-        # the evaluator took the first day's forecasts, gone from the broker, back from PostgreSQL
+        # the evaluator took the first day's forecasts, gone from the broker, back from PostgreSQL (with those of
+        # the new day the predictor had logged by then, which it reads again from the new log under the same ids)
         after_restart = evaluator.log.read_text().split('"broker.restarted"', 1)[1]
-        assert _event(after_restart, "evaluator.tables_from_database")["pending"] == len(before)
+        assert _event(after_restart, "evaluator.tables_from_database")["pending"] >= len(before)
         if full_run:
             await evaluator.until(lambda: _resolved_include(pool, before), "every forecast of the first day scored",
                                   timeout=240)
