@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Awaitable
 
 import faust
 
@@ -69,6 +69,7 @@ class Acceptor:
             return None
 
 
-async def send(topic: faust.TopicT, message: m.Message) -> None:
+async def send(topic: faust.TopicT, message: m.Message) -> Awaitable:
+    """Queue `message` for the broker; awaiting what this returns waits until the broker has it."""
     value, key, headers = encode(message)
-    await topic.send(key=key, value=value, headers=headers)
+    return await topic.send(key=key, value=value, headers=headers)

@@ -179,8 +179,9 @@ class EvaluatorWorker:
             core.references[version] = await self._with_database(lambda conn: store.registry_reference(conn, version))
 
     async def _settle(self, core: Evaluator, resolutions: list[Resolution]) -> None:
-        for resolution in resolutions:
-            await send(self.outcomes, resolution.message())
+        # On the broker before they are stored: a crash after the write would otherwise leave an outcome that
+        # PostgreSQL holds and the outcomes topic never gets (the forecast is no longer pending to resolve again).
+        await asyncio.gather(*[await send(self.outcomes, resolution.message()) for resolution in resolutions])
         # each write is waited out on its own: settling (in memory) must happen once, after the outcomes are stored
         await self._with_database(lambda conn: store.record_outcomes(conn, resolutions))
         settled = core.settle(resolutions)
