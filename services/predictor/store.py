@@ -121,6 +121,9 @@ LOG_COLUMNS = (
     "class_probabilities", "probability_distribution", "p_ge_c_24h", "p_ge_m_24h", "p_ge_x_24h", "correlation_id",
 )
 
+# not in the forecast the evaluator keeps while it waits for the outcome
+PREDICTOR_ONLY_COLUMNS = ("predicted_class", "class_probabilities", "probability_distribution")
+
 
 def log_row(forecast: m.ForecastIssued) -> tuple:
     def within_24h(target: str) -> float | None:
@@ -137,22 +140,30 @@ def log_row(forecast: m.ForecastIssued) -> tuple:
 
 async def logged_ids(conn: asyncpg.Connection, forecast_ids: Sequence[str]) -> set[str]:
     """Which of these forecasts the log holds already (a replay or a redelivery issues them again)."""
-    rows = await conn.fetch("SELECT forecast_id FROM flare_prediction_log WHERE forecast_id = ANY($1::text[])",
-                            list(forecast_ids))
+    # a forecast with probabilities but without their distribution is a row the evaluator created when it resolved
+    # the forecast before the predictor logged it (see log_forecasts): issued again, it is logged in full
+    rows = await conn.fetch("SELECT forecast_id FROM flare_prediction_log WHERE forecast_id = ANY($1::text[])"
+                            " AND (status <> 'ok' OR probability_distribution IS NOT NULL)", list(forecast_ids))
     return {row["forecast_id"] for row in rows}
 
 
 async def log_forecasts(conn: asyncpg.Connection, forecasts: Sequence[m.ForecastIssued]) -> int:
-    """Insert the forecasts not logged yet; return how many were new. Logging one twice changes nothing."""
+    """Insert the forecasts not logged yet; return how many were new. Logging one twice changes nothing.
+
+    A forecast is published before it is logged, so the evaluator may have resolved it first and created its
+    row with the columns an outcome needs: the columns only the predictor knows are filled in then."""
     if not forecasts:
         return 0
     placeholders = ", ".join(f"${i}" for i in range(1, len(LOG_COLUMNS) + 1))
+    own = ", ".join(PREDICTOR_ONLY_COLUMNS)
+    logged = ", ".join(f"flare_prediction_log.{c}" for c in PREDICTOR_ONLY_COLUMNS)
+    excluded = ", ".join(f"EXCLUDED.{c}" for c in PREDICTOR_ONLY_COLUMNS)
+    sql = (f"INSERT INTO flare_prediction_log ({', '.join(LOG_COLUMNS)}) VALUES ({placeholders})"
+           f" ON CONFLICT (forecast_id) DO UPDATE SET ({own}) = ROW({excluded}) WHERE ({logged}) IS DISTINCT FROM ({excluded})")
     inserted = 0
     async with conn.transaction():
         for row in map(log_row, forecasts):
-            status = await conn.execute(
-                f"INSERT INTO flare_prediction_log ({', '.join(LOG_COLUMNS)}) VALUES ({placeholders})"
-                " ON CONFLICT DO NOTHING", *row)
+            status = await conn.execute(sql, *row)
             inserted += int(status.rsplit(" ", 1)[-1])
     return inserted
 

@@ -61,7 +61,9 @@ METRICS = """
     SELECT DISTINCT ON (model_version, shadow) model_version, shadow, scored_count, metrics
     FROM model_metrics WHERE window_name = 'all' ORDER BY model_version, shadow, as_of DESC
 """
-DRIFT = "SELECT model_version, ordinal, window_name, metric, value, threshold, started_at, cleared_at FROM metric_drift_episodes"
+# drift episodes without their start and end: those are the evaluator's clock when the breaching outcome came,
+# which depends on how far behind the flux the predictor ran, as the figures' as_of does
+DRIFT = "SELECT model_version, ordinal, window_name, metric, value, threshold, cleared_at IS NULL AS open FROM metric_drift_episodes"
 
 
 @dataclass(frozen=True)
