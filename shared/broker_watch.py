@@ -20,8 +20,9 @@ import json
 import os
 import sys
 import uuid
+from contextlib import asynccontextmanager
 from datetime import datetime, timezone
-from typing import Callable
+from typing import AsyncIterator, Callable
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError, OffsetOutOfRangeError
@@ -65,24 +66,35 @@ class BrokerWatch:
 
     async def run(self) -> None:
         await self.leave_marker()
-        consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap_servers, group_id=None,
-                                    enable_auto_commit=False, auto_offset_reset="none")
-        await _retry_connect(consumer.start, "broker-watch")
-        consumer.assign([MARKER_PARTITION])
-        try:
+        async with self.marker_reader() as reader:
             while True:
                 await asyncio.sleep(self.check_seconds)
-                try:
-                    evidence = await self.lost_evidence(consumer)
-                except (KafkaError, OSError, asyncio.TimeoutError):
-                    continue  # the broker is away or starting: nothing is proven yet
+                evidence = await self.check(reader)
                 if evidence:
                     log.warning("broker.restarted", service=self.service, evidence=evidence,
                                 action="the process starts again to rebuild from the new log and PostgreSQL")
                     self.on_lost()
                     return
+
+    @asynccontextmanager
+    async def marker_reader(self) -> AsyncIterator[AIOKafkaConsumer]:
+        """A consumer of the marker's partition, in no group, that never moves its position by itself."""
+        consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap_servers, group_id=None,
+                                    enable_auto_commit=False, auto_offset_reset="none")
+        await _retry_connect(consumer.start, "broker-watch")
+        consumer.assign([MARKER_PARTITION])
+        try:
+            yield consumer
         finally:
             await consumer.stop()
+
+    async def check(self, reader: AIOKafkaConsumer) -> str | None:
+        """The evidence that the broker lost its log, or None: it holds the marker, or it is away or starting
+        and nothing is proven yet."""
+        try:
+            return await self.lost_evidence(reader)
+        except (KafkaError, OSError, asyncio.TimeoutError):
+            return None
 
     async def leave_marker(self) -> None:
         await ensure_topics(self.bootstrap_servers, [MARKER_SPEC])
@@ -103,8 +115,14 @@ class BrokerWatch:
         try:
             fetched = await consumer.getmany(MARKER_PARTITION, timeout_ms=FETCH_TIMEOUT_MS, max_records=1)
         except OffsetOutOfRangeError:
-            return f"the log of {MARKER_TOPIC} ends before this process's marker at offset {self.offset}"
+            return f"the log of {MARKER_TOPIC} ends before this process's marker's offset {self.offset}"
         records = fetched.get(MARKER_PARTITION, [])
         if records and (records[0].offset != self.offset or records[0].value != self.marker):
             return f"offset {self.offset} of {MARKER_TOPIC} holds another record than this process's marker"
+        if not records:
+            # the end Tansu reports is the start of the last batch, never above the true end: it can equal the
+            # marker's offset while the marker is there, but then the fetch returns the marker
+            end = (await consumer.end_offsets([MARKER_PARTITION]))[MARKER_PARTITION]
+            if end <= self.offset:
+                return f"the log of {MARKER_TOPIC} ends at {end}, with no record at this process's marker's offset {self.offset}"
         return None

@@ -28,7 +28,9 @@ flight (asked again after the gatekeeper's in-flight timeout). Checked here for 
 the gatekeeper, trainer and live ingestor run the same watch but are not run across a restart here.
 
 Short versions (`make test`): the predictor alone on two days of July 2015, the database stopped for 10 s while it
-works through them; the predictor and evaluator across a broker restart between two days. Full versions
+works through them; the predictor and evaluator across a broker restart between two days; the watch's evidence
+on a broker alone (a marker gone, a log that ends before it, another record in its place; nothing while the
+broker is merely away). Full versions
 (`make reliability`): a week, the database stopped for 30 s; eight days after the broker restart, until every
 forecast issued before it is scored.
 """
@@ -47,6 +49,7 @@ import asyncpg
 import pytest
 
 from shared import infra
+from shared.broker_watch import BrokerWatch
 from shared.db import create_pool, migrate_dsn
 from services.ingestor.pipeline import Ingestor
 from shared.kafka import Publisher, ensure_topics
@@ -240,3 +243,50 @@ async def _resolved_include(pool, forecast_ids: set[str]) -> bool:
     return await pool.fetchval(
         "SELECT count(*) FROM flare_prediction_log WHERE forecast_id = ANY($1) AND resolved_at IS NOT NULL",
         list(forecast_ids)) == len(forecast_ids)
+
+
+async def test_a_service_tells_a_lost_log_by_its_marker_and_a_broker_that_is_merely_away_by_nothing(
+        tmp_path_factory):
+    state_dir = tmp_path_factory.mktemp("broker-only")
+    broker = infra.start_embedded_broker(state_dir)
+
+    def restart() -> None:
+        infra.stop_embedded_broker(state_dir)
+        infra.update_runtime(state_dir, "broker", broker)
+        infra.start_embedded_broker(state_dir)
+
+    async def marker_of(service: str) -> BrokerWatch:
+        watch = BrokerWatch(broker["bootstrap"], service)
+        await watch.leave_marker()
+        return watch
+
+    try:
+        await marker_of("earlier")
+        ours = await marker_of("ours")  # at offset 1
+        async with ours.marker_reader() as reader:
+            assert await ours.check(reader) is None, "the marker is there: nothing is lost"
+            infra.stop_embedded_broker(state_dir)
+            assert await ours.check(reader) is None, "a broker that is away proves nothing"
+            infra.update_runtime(state_dir, "broker", broker)
+            infra.start_embedded_broker(state_dir)
+            assert "is gone" in await _evidence(ours, reader)
+
+            await marker_of("another")  # the topic again, its log shorter than our marker's offset
+            assert "ends at 1, with no record" in await _evidence(ours, reader)
+            await marker_of("yet another")  # something else at our marker's offset
+            assert "holds another record" in await _evidence(ours, reader)
+
+            restart()  # a restart after which someone else was quicker still shows
+            await marker_of("quick")
+            await marker_of("quicker")
+            assert await _evidence(ours, reader)
+    finally:
+        infra.stop_embedded_broker(state_dir)
+
+
+async def _evidence(watch: BrokerWatch, reader, timeout: float = 30.0) -> str:
+    """The watch's evidence once the broker answers again."""
+    async with asyncio.timeout(timeout):
+        while not (evidence := await watch.check(reader)):
+            await asyncio.sleep(0.5)
+    return evidence
