@@ -22,8 +22,8 @@ from services.gatekeeper.retention import run_retention_schedule
 from shared import infra
 from shared import messages as m
 from shared.broker_watch import BrokerWatch
-from shared.db import create_pool, migrate, outlasting_outages
-from shared.kafka import Publisher, Received, TypedConsumer, dead_letter_for, ensure_topics
+from shared.db import create_pool, outlasting_outages
+from shared.kafka import Publisher, Received, TypedConsumer, dead_letter_for
 from shared.logging import bind_correlation, configure_logging, get_logger
 from shared.settings import Settings, get_settings
 from shared.topics import topic_registry
@@ -72,20 +72,10 @@ async def consume(gatekeeper: Gatekeeper, consumer: TypedConsumer, publisher: Pu
             await consumer.commit()
 
 
-def endpoints_for(settings: Settings) -> infra.Endpoints:
-    found = infra.recorded_endpoints(settings.kafka_bootstrap_servers, settings.database_dsn, settings.state_dir)
-    if found is None:
-        raise SystemExit("gatekeeper: no broker or database: set KAFKA_BOOTSTRAP_SERVERS and DATABASE_URL, or `flare up`")
-    return found
-
-
 async def run(settings: Settings, stop: asyncio.Event) -> None:
-    endpoints = endpoints_for(settings)
+    endpoints = await infra.prepare_service(settings)
     topics = topic_registry(settings)
-    await ensure_topics(endpoints.kafka_bootstrap_servers, topics.values())
     pool = await create_pool(endpoints.database_url)
-    async with pool.acquire() as conn:
-        await migrate(conn)
     publisher = Publisher(endpoints.kafka_bootstrap_servers)
     await publisher.start()
     gatekeeper = Gatekeeper(pool, settings, publisher)

@@ -9,11 +9,10 @@ from services.ingestor.live import SwpcFeedClient
 from services.ingestor.pipeline import Ingestor, run_live
 from shared import infra
 from shared.broker_watch import BrokerWatch
-from shared.db import create_pool, migrate_dsn
-from shared.kafka import Publisher, ensure_topics
+from shared.db import create_pool
+from shared.kafka import Publisher
 from shared.logging import configure_logging, get_logger
 from shared.settings import get_settings
-from shared.topics import topic_registry
 
 SERVICE = "ingestor"
 log = get_logger(__name__)
@@ -21,9 +20,7 @@ log = get_logger(__name__)
 
 async def serve() -> None:
     settings = get_settings()
-    endpoints = infra.resolve_endpoints(settings.kafka_bootstrap_servers, settings.database_dsn, settings.state_dir)
-    await migrate_dsn(endpoints.database_url)
-    await ensure_topics(endpoints.kafka_bootstrap_servers, topic_registry(settings).values())
+    endpoints = await infra.prepare_service(settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

@@ -22,8 +22,8 @@ from services.trainer.training import TrainingError
 from shared import infra, registry
 from shared import messages as m
 from shared.broker_watch import BrokerWatch
-from shared.db import DATABASE_OUTAGES, create_pool, migrate, outlasting_outages_on
-from shared.kafka import Publisher, TypedConsumer, ensure_topics
+from shared.db import DATABASE_OUTAGES, create_pool, outlasting_outages_on
+from shared.kafka import Publisher, TypedConsumer
 from shared.logging import bind_correlation, configure_logging, get_logger
 from shared.settings import Settings, get_settings
 from shared.topics import topic_registry
@@ -99,14 +99,9 @@ async def consume(settings: Settings, pool: asyncpg.Pool, consumer: TypedConsume
 
 
 async def run(settings: Settings, stop: asyncio.Event | None = None) -> None:
-    endpoints = infra.recorded_endpoints(settings.kafka_bootstrap_servers, settings.database_dsn, settings.state_dir)
-    if endpoints is None:
-        raise SystemExit("trainer: no broker or database: set KAFKA_BOOTSTRAP_SERVERS and DATABASE_URL, or `flare up`")
+    endpoints = await infra.prepare_service(settings)
     topics = topic_registry(settings)
-    await ensure_topics(endpoints.kafka_bootstrap_servers, topics.values())
     pool = await create_pool(endpoints.database_url)
-    async with pool.acquire() as conn:
-        await migrate(conn)
     publisher = Publisher(endpoints.kafka_bootstrap_servers)
     await publisher.start()
     consumer = TypedConsumer(
