@@ -8,7 +8,7 @@
 - live: readings published one at a time at a live-like pace; latency from publishing the reading that makes
   an issue time due to the forecast arriving on the forecasts topic (p50/p99), beside the latency of the echo
   worker (`tests/support/echo_worker.py`, a faust worker built the way the services build theirs, accepting a
-  flux message and sending it on) for the same number of readings at the same pace.
+  flux message and sending it on) on every reading of the same stretch at the same pace.
 
 The predictor runs with one API key and its rate limit raised far above what the benchmark asks, so the
 request path includes the key check but no request is refused for the rate (the default, 120 a minute per
@@ -20,10 +20,12 @@ Run with `make bench` (or `.venv/bin/pytest -m slow -s tests/bench/bench_predict
 from __future__ import annotations
 
 import asyncio
+import bisect
 import subprocess
 import sys
 import time
 import uuid
+from dataclasses import replace
 from datetime import timedelta
 
 import httpx
@@ -71,10 +73,10 @@ def shifted(readings: list[m.FluxObserved], days: int) -> list[m.FluxObserved]:
                                  "message_id": m.stable_id("bench", r.message_id, days)}) for r in readings]
 
 
-async def live_latencies(settings, readings: list[m.FluxObserved]) -> list[float]:
-    """Per forecast: seconds from publishing the reading that made it due to its arrival on the topic."""
-    spec = topic_registry(settings)["forecasts"]
-    consumer = AIOKafkaConsumer(spec.name, bootstrap_servers=settings.kafka_bootstrap_servers, auto_offset_reset="latest")
+async def paced_latencies(bootstrap: str, topic: str, readings: list[m.FluxObserved], out_spec) -> list[float]:
+    """Readings published to `topic` one at a time at the live pace; per message arriving on `out_spec`'s topic,
+    seconds from publishing the reading that made it due (the first at or past its event time) to its arrival."""
+    consumer = AIOKafkaConsumer(out_spec.name, bootstrap_servers=bootstrap, auto_offset_reset="latest")
     await consumer.start()
     arrived: dict = {}
 
@@ -82,58 +84,48 @@ async def live_latencies(settings, readings: list[m.FluxObserved]) -> list[float
         while True:
             for records in (await consumer.getmany(timeout_ms=200)).values():
                 for record in records:
-                    arrived[decode(spec, record.value).event_time] = time.perf_counter()
+                    arrived[decode(out_spec, record.value).event_time] = time.perf_counter()
 
     collector = asyncio.create_task(collect())
     sent: dict = {}
-    async with Publisher(settings.kafka_bootstrap_servers, linger_ms=0) as publisher:
+    async with Publisher(bootstrap, linger_ms=0) as publisher:
         for reading in readings:
-            await publisher.publish(settings.topics.flux, reading)
+            await publisher.publish(topic, reading)
             sent[reading.event_time] = time.perf_counter()
             await asyncio.sleep(LIVE_PACE_SECONDS)
     await asyncio.sleep(3)
     collector.cancel()
     await consumer.stop()
     times = sorted(sent)
-    latencies = []
-    for issued_at, at in arrived.items():
-        trigger = next(t for t in times if t >= issued_at)  # the first reading at or past the issue time
-        latencies.append(at - sent[trigger])
-    return latencies
+    return [at - sent[times[bisect.bisect_left(times, issued_at)]] for issued_at, at in arrived.items()]
 
 
 async def echo_worker_latencies(settings, readings: list[m.FluxObserved], log) -> list[float]:
-    """The same measurement through the echo worker on a flux topic of its own: publish one reading, time
-    until the worker has sent it on, at the live pace."""
+    """The same measurement through the echo worker on a flux topic of its own: every reading it sends on,
+    timed from its publication, with readings flowing at the same pace."""
     echo_settings = settings.model_copy(update={"topics": settings.topics.model_copy(
         update={"flux": f"bench.echo-flux.{uuid.uuid4().hex[:8]}"})})
-    flux_topic = echo_settings.topics.flux
-    await ensure_topics(settings.kafka_bootstrap_servers, topic_registry(echo_settings).values())
+    flux = topic_registry(echo_settings)["flux"]
+    echoed = replace(flux, name=f"{flux.name}.echo")
+    bootstrap = settings.kafka_bootstrap_servers
+    await ensure_topics(bootstrap, [*topic_registry(echo_settings).values(), echoed])
     with log.open("ab") as out:
         worker = subprocess.Popen([sys.executable, "tests/support/echo_worker.py"], cwd=PROJECT_ROOT,
                                   env=service_env(echo_settings), stdout=out, stderr=subprocess.STDOUT)
-    echoed = AIOKafkaConsumer(f"{flux_topic}.echo", bootstrap_servers=settings.kafka_bootstrap_servers,
-                              auto_offset_reset="earliest", group_id=None)
-    await echoed.start()
     try:
-        async with Publisher(settings.kafka_bootstrap_servers, linger_ms=0) as publisher:
-            async def round_trip(reading: m.FluxObserved, timeout: float) -> float:
-                sent = time.perf_counter()
-                await publisher.publish(flux_topic, reading)
-                async with asyncio.timeout(timeout):
-                    while not any((await echoed.getmany(timeout_ms=100)).values()):
-                        pass
-                return time.perf_counter() - sent
-
-            # warm-up: the worker has joined its group (about 30 s for a new faust worker) and echoed once
-            await round_trip(readings[0], timeout=180)
-            latencies = []
-            for reading in readings[1:]:
-                latencies.append(await round_trip(reading, timeout=30))
-                await asyncio.sleep(LIVE_PACE_SECONDS)
-            return latencies
+        # warm-up: the worker has joined its group (about 30 s for a new faust worker) and echoed once
+        first = AIOKafkaConsumer(echoed.name, bootstrap_servers=bootstrap, auto_offset_reset="earliest")
+        await first.start()
+        try:
+            async with Publisher(bootstrap) as publisher:
+                await publisher.publish(flux.name, readings[0])
+            async with asyncio.timeout(180):
+                while not any((await first.getmany(timeout_ms=500)).values()):
+                    pass
+        finally:
+            await first.stop()
+        return await paced_latencies(bootstrap, flux.name, readings[1:], echoed)
     finally:
-        await echoed.stop()
         worker.terminate()
         worker.wait(timeout=30)
 
@@ -206,7 +198,7 @@ async def test_predictor_replay_live_and_rest_beside_the_bare_minimum(settings, 
         health = await predictor.until(taken, "the month through the predictor", timeout=1200)
         replay_seconds = time.perf_counter() - began
         bare_seconds = await bare_consume_seconds(settings.kafka_bootstrap_servers, settings.topics.flux, len(july),
-                                                  echo_to=f"bench.bare-replay.{uuid.uuid4().hex[:8]}")
+                                                  echo=True)
         bench_figures("predictor", "replay, July 2015 1-min month", len(july) / replay_seconds, "readings/s",
                       baseline=("bare aiokafka consume->json->produce", len(july) / bare_seconds),
                       note=f"{len(july):,} readings, {health['since_start']['forecasts_published']} forecasts in "
@@ -220,11 +212,12 @@ async def test_predictor_replay_live_and_rest_beside_the_bare_minimum(settings, 
 
         # live: flux later than anything forecast so far, one reading at a time
         live = [r for r in shifted(july, 31) if r.event_time < july[0].event_time + timedelta(days=31, hours=LIVE_HOURS)]
-        latencies = await live_latencies(settings, live)
+        latencies = await paced_latencies(settings.kafka_bootstrap_servers, settings.topics.flux, live,
+                                          topic_registry(settings)["forecasts"])
     assert len(latencies) >= LIVE_HOURS - 1
 
-    echo_latencies = await echo_worker_latencies(settings, shifted(july, 62)[:len(latencies) + 1],
-                                                 tmp_path / "echo_worker.log")
+    echo_latencies = await echo_worker_latencies(settings, shifted(july, 62)[:len(live) + 1], tmp_path / "echo_worker.log")
     record_latencies(bench_figures, "predictor", "live: flux published -> forecast published", latencies,
                      "echo worker: flux -> sent on", echo_latencies,
-                     note=f"{len(latencies)} forecasts, one reading every {LIVE_PACE_SECONDS * 1000:.0f} ms")
+                     note=f"{len(latencies)} forecasts over {len(live):,} readings, one every "
+                          f"{LIVE_PACE_SECONDS * 1000:.0f} ms; the echo worker timed on {len(echo_latencies):,} readings at that pace")
