@@ -82,7 +82,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config)
     write(header)
     write("-" * len(header))
     for f in figures:
-        ratio = f"{f.ratio:.2f}" if f.ratio is not None else ""
+        ratio = _number(f.ratio) if f.ratio is not None else ""
         base_value = _number(f.baseline_value) if f.baseline_value is not None else ""
         write(f"{f.area:<11} {f.name:<44} {_number(f.value):>12} {f.unit:<10} {f.baseline_name or '':<34} "
               f"{base_value:>11} {ratio:>7}")
