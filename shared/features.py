@@ -11,8 +11,10 @@ Conventions (the guarantees the models rely on):
 - One scale. True-flux readings (GOES-16+) are converted to the SWPC-scaled equivalent (B x 0.7, A x 0.85)
   before anything else, so models trained on GOES-13/15 apply to both eras. Flare peaks are ranked on the
   same scale. All flux features are log10.
-- A flare is known at `t` once its peak has passed (`peak_time <= t`); only flares of class C and above are
-  used, because catalogues differ in whether they list B flares at all.
+- A flare counts at `t` once its peak has passed (`peak_time <= t`), among the flares the caller knew at `t`:
+  the predictor passes those known by then (`FlareObserved.known_at`: a detected flare only from its end);
+  the trainer's history passes every stored flare. Only flares of class C and above are used, because
+  catalogues differ in whether they list B flares at all.
 - No NaN. A window without data falls back to the latest hourly value; with too little flux in the last 24 h
   (`min_coverage`) or flux older than `max_staleness_minutes`, the row is marked `sufficient=False` with the
   reason and its feature values are zero: callers issue an "insufficient data" forecast, never a guess.

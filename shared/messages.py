@@ -21,6 +21,7 @@ ScalingEra = Literal["swpc_scaled", "true_flux"]
 
 EARLIEST_EVENT_TIME = datetime(1970, 1, 1, tzinfo=timezone.utc)
 EVENT_TIME_CLOCK_SKEW = timedelta(days=1)  # how far ahead of this host's clock a producer's clock may run
+DETECTED_SOURCE = "detected"  # the source of a flare the ingestor found in the flux itself
 MAX_TEXT_CHARS = 100_000  # the longest text a message holds, and what a dead letter keeps of a rejected record
 _ID_NAMESPACE = uuid.UUID("6f1c2b1e-6b0a-4d0f-9a51-4a1e0f1a2e00")
 
@@ -103,6 +104,12 @@ class FlareObserved(Message):
     satellite: str | None = None
     scaling_era: ScalingEra = "swpc_scaled"
     noaa_region: str | None = None
+
+    @property
+    def known_at(self) -> datetime:
+        """When the system can know the flare: the detector reports one at its end (its peak is only certain
+        then), a catalogue lists it from its peak. The ingestor releases it then; the predictor counts it from then."""
+        return self.end_time if self.source == DETECTED_SOURCE and self.end_time else self.peak_time
 
 
 class SurvivalForecast(BaseModel):

@@ -32,13 +32,12 @@ from services.ingestor.readers import FluxRecord, ReadResult, read_bytes, read_p
 from shared.db import outlasting_outages
 from shared.kafka import Publisher, dead_letter_for
 from shared.logging import get_logger
-from shared.messages import FlareObserved, FluxObserved, stable_id
+from shared.messages import DETECTED_SOURCE, FlareObserved, FluxObserved, stable_id
 from shared.settings import Settings
 
 log = get_logger(__name__)
 Mode = Literal["replay", "live", "backfill"]
 CHUNK_SIZE = 5000
-DETECTED_SOURCE = "detected"
 Progress = Callable[[int, int], None]  # (items done in this chunk, items in the run)
 
 
@@ -109,8 +108,7 @@ def build_timeline(
     for flare, change in planned_flares:
         publish = mode != "backfill" and (mode == "replay" or change != "unchanged")
         if publish or change != "unchanged":
-            known_at = flare.end_time if flare.source == DETECTED_SOURCE and flare.end_time else flare.peak_time
-            items.append(TimelineItem(known_at, publish, flare=flare, flare_change=change))
+            items.append(TimelineItem(flare.known_at, publish, flare=flare, flare_change=change))
     items.sort(key=lambda item: (item.known_at, item.flux is None))
     return items
 

@@ -27,7 +27,10 @@ FLARE_QUERY = """
     SELECT event_id, start_time, peak_time, end_time, goes_class, class_letter, peak_flux, source, satellite,
            scaling_era, noaa_region
     FROM flare_events
-    WHERE peak_time >= $1 AND ($2::timestamptz IS NULL OR peak_time <= $2)
+    WHERE peak_time >= $1
+      -- known by $2 (FlareObserved.known_at): a detected flare from its end, a catalogue flare from its peak
+      AND ($2::timestamptz IS NULL OR (CASE WHEN source = 'detected' AND end_time IS NOT NULL
+                                            THEN end_time ELSE peak_time END) <= $2)
     ORDER BY peak_time
 """
 

@@ -10,8 +10,10 @@ At the first reading after a start, and when the stream is rewound for a replay,
 the database (the lookback before that reading), so nothing needs replaying from the topic. A forecast the
 prediction log already holds (a replay, a redelivery after a crash) is not computed or issued again.
 
-Flares can arrive ahead of the flux (a catalogue ingested in one go). A flare is added to the state only once
-the flux has reached its peak; until then it is held back, so the state never runs ahead of the flux.
+Flares can arrive ahead of the flux (a catalogue ingested in one go, or the flares of the database when the
+state is rebuilt). A flare is added to the state only once the flux has reached the time it is known
+(`FlareObserved.known_at`: a catalogue flare's peak, a detected flare's end, when the detector reports it);
+until then it is held back, so the state never knows more than the live stream knew at that instant.
 """
 
 from __future__ import annotations
@@ -86,11 +88,11 @@ class StreamForecaster:
 
     def on_flare(self, flare: m.FlareObserved) -> None:
         newest = self.clock.newest
-        if newest is not None and flare.peak_time <= newest:
+        if newest is not None and flare.known_at <= newest:
             self.state.update_flare(flare)
         else:
             if flare.message_id not in self._held_flares:
-                heapq.heappush(self._held_order, (flare.peak_time, flare.message_id))
+                heapq.heappush(self._held_order, (flare.known_at, flare.message_id))
             self._held_flares[flare.message_id] = flare
 
     def _release_flares(self, until: datetime) -> None:

@@ -206,3 +206,42 @@ async def test_a_restart_mid_stream_continues_from_the_stored_history_and_loses_
     assert before + after == uninterrupted
     redelivered_hours = [f for f in before if f.event_time >= readings[resumed_from].event_time]
     assert len(redelivered_hours) == 2 and restarted.already_logged == 2  # made due again, not issued again
+
+
+async def test_a_restart_counts_a_stored_detected_flare_from_its_end_as_the_live_stream_did():
+    champion = model("v-champion")
+    readings = [r for r in july_readings() if r.event_time < datetime(2015, 7, 3, 12, tzinfo=timezone.utc)]
+    crashed_at, resumed_from, ends_at = 2000, 1900, 2100
+    flare = m.FlareObserved(
+        message_id="detected-1", event_time=readings[1950].event_time, start_time=readings[1890].event_time,
+        peak_time=readings[1950].event_time, end_time=readings[ends_at].event_time, goes_class="M2.0",
+        class_letter="M", peak_flux=2e-5, source=m.DETECTED_SOURCE,
+    )
+
+    flares_known_before_its_end = []
+
+    async def live(stream: StreamForecaster, first: int) -> list[m.ForecastIssued]:
+        """The detector reports the flare at its end: the ingestor publishes it with the reading of that minute."""
+        issued = await feed(stream, readings[first:ends_at])
+        flares_known_before_its_end.append(len(stream.state.flares()))
+        stream.on_flare(flare)
+        return issued + await feed(stream, readings[ends_at:])
+
+    uninterrupted = await live(forecaster(ModelSlots(champion=champion)), 0)
+    before = await feed(forecaster(ModelSlots(champion=champion)), readings[:crashed_at])
+    log = {f.message_id for f in before}
+
+    async def logged(forecast_ids: list[str]) -> set[str]:
+        return log & set(forecast_ids)
+
+    # by the restart the database holds the flare (the ingestor went on while the predictor was down)
+    stored_flare = {"event_id": flare.message_id, **flare.model_dump(include={
+        "start_time", "peak_time", "end_time", "goes_class", "class_letter", "peak_flux", "source", "satellite",
+        "scaling_era", "noaa_region"})}
+    params = FeatureParams.from_settings(load_settings().features)
+    restarted = StreamForecaster(params, timedelta(hours=1), ModelSlots(champion=champion),
+                                 stored_before(readings, [stored_flare]), logged, run=inline)
+    after = await live(restarted, resumed_from)
+
+    assert flares_known_before_its_end == [0, 0]  # the restarted stream knew no more than the live one
+    assert before + after == uninterrupted
