@@ -12,7 +12,6 @@ from datetime import datetime, timedelta, timezone
 
 import httpx
 import pytest
-from aiokafka import AIOKafkaConsumer
 from pydantic import SecretStr
 
 from services.gatekeeper import store
@@ -21,8 +20,9 @@ from services.gatekeeper.lifecycle import Gatekeeper
 from services.gatekeeper.retention import run_retention
 from shared import messages as m
 from shared import registry
-from shared.kafka import Publisher, decode, ensure_topics
+from shared.kafka import Publisher, ensure_topics
 from shared.topics import topic_registry
+from tests.support.topic_reader import read_all
 
 ALICE, BOB, VIEWER = "alice:alice-secret", "bob:bob-secret", "carol:carol-secret"
 GOOD_VALIDATION = {"checks": {"no_nan": True, "probabilities_sum_to_one": True}, "c_index": {"C": 0.72, "M": 0.75}}
@@ -85,22 +85,6 @@ async def status_of(pool, version: str) -> str:
         return await conn.fetchval("SELECT status FROM model_registry WHERE version = $1", version)
 
 
-async def lifecycle_messages(settings, count: int, timeout: float = 30.0) -> list[m.Message]:
-    spec = topic_registry(settings)["lifecycle"]
-    consumer = AIOKafkaConsumer(spec.name, bootstrap_servers=settings.kafka_bootstrap_servers,
-                                auto_offset_reset="earliest", group_id=None)
-    await consumer.start()
-    found: list[m.Message] = []
-    try:
-        async with asyncio.timeout(timeout):
-            while len(found) < count:
-                for records in (await consumer.getmany(timeout_ms=300)).values():
-                    found += [decode(spec, r.value, r.headers) for r in records]
-    finally:
-        await consumer.stop()
-    return found
-
-
 async def promote(api, version: str, expected: str | None, token: str = ALICE) -> httpx.Response:
     return await api.post(f"/models/{version}/promote", headers=bearer(token),
                           json={"expected_current": expected, "reason": "better backtest"})
@@ -133,7 +117,7 @@ async def test_an_operator_promotes_replaces_and_rolls_back_and_every_step_is_re
     ]
     assert history[0]["reason"] == "forecasts look wrong" and history[0]["evidence"]["previous_version"] == v2
 
-    messages = await lifecycle_messages(gk_settings, 3)
+    messages = await read_all(gk_settings, "lifecycle", 500, at_least=3, timeout=30)
     assert [(type(x).__name__, x.version, x.actor) for x in messages] == [
         ("ModelPromoted", v1, "alice"), ("ModelPromoted", v2, "bob"), ("ModelRolledBack", v1, "alice"),
     ]
@@ -235,7 +219,7 @@ async def test_a_challenger_runs_beside_the_champion_and_steps_down_when_cleared
 
     cleared = await api.post("/challenger", headers=bearer(ALICE), json={"version": None, "kind": kind, "reason": "enough"})
     assert cleared.json()["challenger"] is None and await status_of(gatekeeper.pool, v2) == "candidate"
-    messages = await lifecycle_messages(gk_settings, 3)
+    messages = await read_all(gk_settings, "lifecycle", 500, at_least=3, timeout=30)
     assert [(type(x).__name__, x.version) for x in messages[1:]] == [("ChallengerChanged", v2), ("ChallengerChanged", None)]
 
 
@@ -281,7 +265,7 @@ async def test_a_candidate_passing_every_gate_is_promoted_and_a_failing_one_reje
         verdicts = await conn.fetch("SELECT version FROM model_history WHERE action = 'gate_verdict' AND version = $1", good)
     assert checks["gate.backtest.f1"] is False and checks["gate.backtest.brier"] is True and checks["gate.verdict"] is False
     assert len(verdicts) == 1
-    promoted = (await lifecycle_messages(gk_settings, 1))[0]
+    promoted = (await read_all(gk_settings, "lifecycle", 500, at_least=1, timeout=30))[0]
     assert (promoted.version, promoted.actor) == (good, "gatekeeper")
 
 
@@ -330,21 +314,7 @@ async def test_an_operators_retrain_request_is_published_and_a_retried_call_is_t
     other = await api.post("/retrain", headers=bearer(BOB), json={"target_class": "all", "reason": "me too"})
     assert other.json()["folded"] and other.json()["request_id"] == first.json()["request_id"]
 
-    spec = topic_registry(gk_settings)["retrain_requests"]
-    consumer = AIOKafkaConsumer(spec.name, bootstrap_servers=gk_settings.kafka_bootstrap_servers,
-                                auto_offset_reset="earliest", group_id=None)
-    await consumer.start()
-    try:
-        records = []
-        async with asyncio.timeout(30):
-            while not records:
-                for batch in (await consumer.getmany(timeout_ms=300)).values():
-                    records += batch
-        await asyncio.sleep(1)
-        records += [r for batch in (await consumer.getmany(timeout_ms=500)).values() for r in batch]
-    finally:
-        await consumer.stop()
-    requested = [decode(spec, r.value) for r in records]
+    requested = await read_all(gk_settings, "retrain_requests", 1500, at_least=1, timeout=30)
     assert [(r.message_id, r.target_class, r.requested_by) for r in requested] == [(first.json()["request_id"], "C", "alice")]
 
 
@@ -387,7 +357,7 @@ async def test_a_new_champion_doing_clearly_worse_live_is_rolled_back_by_itself(
     latest = (await api.get("/history", params={"kind": kind, "limit": 1}, headers=bearer(VIEWER))).json()[0]
     assert (latest["action"], latest["version"], latest["actor"]) == ("rolled_back", v1, "gatekeeper:auto-rollback")
     assert "brier" in latest["reason"] and latest["evidence"]["predecessor_metrics"]["brier"] == 0.10
-    rolled = [x for x in await lifecycle_messages(gk_settings, 3) if isinstance(x, m.ModelRolledBack)]
+    rolled = [x for x in await read_all(gk_settings, "lifecycle", 500, at_least=3, timeout=30) if isinstance(x, m.ModelRolledBack)]
     assert [(x.version, x.from_version) for x in rolled] == [(v1, v2)]
 
 
@@ -402,7 +372,7 @@ async def test_an_announcement_lost_to_a_broker_outage_is_published_by_the_relay
 
     relayed = await Gatekeeper(clean_db, gk_settings, publisher).relay_outbox(older_than_seconds=0)
     assert relayed >= 1
-    announced = (await lifecycle_messages(gk_settings, 1))[0]
+    announced = (await read_all(gk_settings, "lifecycle", 500, at_least=1, timeout=30))[0]
     assert (type(announced).__name__, announced.version) == ("ModelPromoted", version)
 
 

@@ -22,9 +22,9 @@ from services.trainer.training import InsufficientHistory
 from shared import messages as m
 from shared import registry
 from shared.forecast_model import DigestMismatch
-from shared.kafka import Publisher, decode
-from shared.topics import topic_registry
+from shared.kafka import Publisher
 from tests.conftest import PROJECT_ROOT, service_env
+from tests.support.topic_reader import read_all
 from tests.support.trainer_data import insert_history
 
 UTC = timezone.utc
@@ -149,22 +149,6 @@ async def test_retention_keeps_the_newest_three_archives_the_rest_and_deletes_ar
             assert actions == ["registered", "archived", "deleted"]
 
 
-async def _lifecycle_messages(settings, count: int, timeout: float = 240.0) -> list[m.Message]:
-    spec = topic_registry(settings)["lifecycle"]
-    consumer = AIOKafkaConsumer(spec.name, bootstrap_servers=settings.kafka_bootstrap_servers,
-                                auto_offset_reset="earliest", group_id=None)
-    await consumer.start()
-    found: list[m.Message] = []
-    try:
-        async with asyncio.timeout(timeout):
-            while len(found) < count:
-                for records in (await consumer.getmany(timeout_ms=500)).values():
-                    found.extend(decode(spec, record.value, record.headers) for record in records)
-    finally:
-        await consumer.stop()
-    return found
-
-
 def retrain_request(reason: str, until: datetime) -> m.RetrainRequested:
     return m.RetrainRequested(
         message_id=m.stable_id("retrain", reason, until.isoformat()), event_time=until, reason=reason,
@@ -188,7 +172,7 @@ async def test_the_service_answers_retrain_requests_once_and_dead_letters_bad_on
             await publisher.publish(settings.topics.retrain_requests, good)
             await publisher.publish(settings.topics.retrain_requests, too_early)
             await publisher.publish(settings.topics.retrain_requests, good)  # redelivered
-        answers = await _lifecycle_messages(settings, 3)
+        answers = await read_all(settings, "lifecycle", 500, at_least=3, timeout=240)
     finally:
         stop.set()
         await worker
