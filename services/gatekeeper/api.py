@@ -48,7 +48,7 @@ class RollbackBody(_Body):
 
 
 class ChallengerBody(_Body):
-    version: str | None = Field(description="the version to run in shadow beside the champion; null clears")
+    version: str | None = Field(min_length=1, description="the version to run in shadow beside the champion; null clears")
     kind: str | None = Field(None, description="the model kind, needed to clear when several kinds have a challenger")
     reason: str = Field(min_length=3)
 

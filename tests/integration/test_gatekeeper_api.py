@@ -229,6 +229,8 @@ async def test_unknown_versions_answer_404_and_bad_bodies_422(api, gatekeeper):
     empty_reason = await api.post("/rollback", headers=bearer(ALICE), json={"version": "x", "reason": ""})
     assert empty_reason.status_code == 422
     assert (await api.post("/retrain", headers=bearer(ALICE), json={"target_class": "Q", "reason": "abc"})).status_code == 422
+    nameless = await api.post("/challenger", headers=bearer(ALICE), json={"version": "", "reason": "shadow it"})
+    assert nameless.status_code == 422 and nameless.json()["detail"][0]["loc"] == ["body", "version"]
 
 
 def test_the_api_is_documented_in_openapi(gatekeeper):

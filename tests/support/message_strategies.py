@@ -35,9 +35,15 @@ def _bounded_number(kind: type, metadata: list[Any]) -> st.SearchStrategy:
             bounds.update(min_value=constraint.gt, exclude_min=True)
         elif isinstance(constraint, annotated_types.Ge):
             bounds.update(min_value=constraint.ge)
+        elif isinstance(constraint, annotated_types.Lt):
+            bounds.update(max_value=constraint.lt, exclude_max=True)
+        elif isinstance(constraint, annotated_types.Le):
+            bounds.update(max_value=constraint.le)
     if kind is int:
         if bounds.pop("exclude_min", False):
             bounds["min_value"] += 1
+        if bounds.pop("exclude_max", False):
+            bounds["max_value"] -= 1
         return st.integers(**bounds)
     return st.floats(allow_nan=False, allow_infinity=False, **bounds)
 
