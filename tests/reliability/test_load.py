@@ -11,9 +11,9 @@
   predictor must drain it: every reading seen, the consumer caught up, and the last forecast issued for the
   hour of the last reading; its RSS, sampled every second, must stay bounded.
 
-Under `make reliability`: 100 clients x 60 s, and 1,000,000 readings (about 700 days). `make test` runs the
-backlog with 20,000 readings; the API load has no meaningful short size (`make bench` times 1, 20 and 100
-clients), so it runs only under `make reliability`.
+Both run under `make reliability` only, at full size: 100 clients x 60 s, and 1,000,000 readings (about 700
+days). Neither has a meaningful short size: `make bench` times 1, 20 and 100 clients, and a leak shows only over
+a long backlog (`pytest -m slow tests/reliability/test_load.py` runs 20 clients x 10 s and 20,000 readings).
 """
 
 from __future__ import annotations
@@ -157,6 +157,7 @@ async def rss_samples(pid: int, into: list[tuple[float, int, int, float]], progr
         await asyncio.sleep(1.0)
 
 
+@pytest.mark.slow
 async def test_a_flux_backlog_is_drained_with_bounded_memory(full_run, settings, clean_db, tmp_path):
     count = 1_000_000 if full_run else 20_000
     # The predictor keeps 74 h of readings and 30 days of flares whatever the backlog, so after warming up
