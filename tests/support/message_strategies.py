@@ -11,6 +11,7 @@ import annotated_types
 from hypothesis import strategies as st
 from pydantic import AwareDatetime, BaseModel
 
+from services.predictor.forecasts import forecast_id
 from shared import messages as m
 
 # text as the wire accepts it: no NUL (PostgreSQL cannot store it; `shared.kafka.decode` refuses it)
@@ -88,4 +89,9 @@ def valid(model: type[BaseModel]) -> st.SearchStrategy:
                 if f.is_required()}
     optional = {name: for_annotation(f.annotation, f.metadata) for name, f in model.model_fields.items()
                 if not f.is_required() and name not in ("type", "schema_version")}
-    return st.fixed_dictionaries(required, optional=optional).map(lambda fields: model(**fields))
+    built = st.fixed_dictionaries(required, optional=optional).map(lambda fields: model(**fields))
+    if model is m.ForecastIssued:
+        # a forecast's id is its model version, shadow flag and instant (what the predictor gives it): two
+        # forecasts for one slot are the same forecast delivered twice, never two different ids
+        return built.map(lambda f: f.model_copy(update={"message_id": forecast_id(f.model_version, f.shadow, f.event_time)}))
+    return built
