@@ -27,7 +27,7 @@ before the restart for other readers, the dashboard's history (it reads no datab
 flight (asked again after the gatekeeper's in-flight timeout). Checked here for the predictor and the evaluator;
 the gatekeeper, trainer and live ingestor run the same watch but are not run across a restart here.
 
-Short versions (`make test`): the predictor alone on two days of July 2015, the database stopped for 10 s while it
+Short versions (`make test`): the predictor alone on five days of July 2015, the database stopped for 10 s while it
 works through them; the predictor and evaluator across a broker restart between two days; the watch's evidence
 on a broker alone (a marker gone, a log that ends before it, another record in its place; nothing while the
 broker is merely away). Full versions
@@ -151,14 +151,15 @@ async def test_the_predictor_waits_out_a_database_outage_and_forecasts_every_hou
     stack, settings, pool = private
     async with AsyncExitStack() as cleanup:
         # the days are on the topic and in the database before the predictor starts: it works through them
-        days, outage_seconds = (7, 30.0) if full_run else (2, 10.0)
+        days, outage_seconds = (7, 30.0) if full_run else (5, 10.0)
         await ingest(settings, pool, JULY_1, JULY_1 + days * DAY)
         app_name = f"predictor-{uuid.uuid4().hex[:8]}"
         predictor = await cleanup.enter_async_context(running(ServiceProcess(
             "predictor", settings, tmp_path / "predictor.log", PREDICTOR__APP_NAME=app_name)))
 
         # the database stops while the predictor is part way through
-        await predictor.until(lambda: _count_at_least(pool, 3), "the first forecasts logged", timeout=120)
+        # (as soon as the first forecast is logged: on a quiet machine the predictor gets through days in seconds)
+        await predictor.until(lambda: _count_at_least(pool, 1), "the first forecast logged", timeout=120)
         await outage(stack, outage_seconds)
         expected = hours(JULY_1, JULY_1 + days * DAY)
         await predictor.until(lambda: _logged_equal(pool, expected), "a forecast for every hour of the days",
