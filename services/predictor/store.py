@@ -29,7 +29,7 @@ FLARE_QUERY = """
     FROM flare_events
     WHERE peak_time >= $1
       -- known by $2 (FlareObserved.known_at): a detected flare from its end, a catalogue flare from its peak
-      AND ($2::timestamptz IS NULL OR (CASE WHEN source = 'detected' AND end_time IS NOT NULL
+      AND ($2::timestamptz IS NULL OR (CASE WHEN source = $3 AND end_time IS NOT NULL
                                             THEN end_time ELSE peak_time END) <= $2)
     ORDER BY peak_time
 """
@@ -92,7 +92,8 @@ async def history_before(conn: asyncpg.Connection, until: datetime, params: Feat
     peak later: the stream holds them back until its flux reaches them)."""
     start, end = flux_window(until, params)
     flux = await conn.fetch(FLUX_QUERY, start, end)
-    flares = await conn.fetch(FLARE_QUERY, flare_window_start(until, params), None if flares_after_too else until)
+    flares = await conn.fetch(FLARE_QUERY, flare_window_start(until, params), None if flares_after_too else until,
+                              m.DETECTED_SOURCE)
     return History(flux, flares)
 
 
