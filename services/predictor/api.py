@@ -32,9 +32,10 @@ log = get_logger(__name__)
 class _Request(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    timestamp: m.EventTime = Field(
-        description="the instant to forecast from (ISO 8601 with a zone, e.g. 2015-07-15T12:00:00Z), from 1970 to a "
-                    "day from now; only the data observed before it is used")
+    timestamp: m.RequestTime = Field(
+        description="the instant to forecast from (ISO 8601, e.g. 2024-11-04T12:00:00; without a zone it is UTC, as "
+                    "NOAA's time tags are), from 1970 to a day from now; only the data observed before it is used",
+        examples=["2024-11-04T12:00:00"])
 
 
 class _Buckets(BaseModel):
@@ -50,11 +51,22 @@ class _Buckets(BaseModel):
         return edges
 
 
+# the deployment plan's own request (Pre-Deployment Validation step 5), the body every endpoint documents first
+PLAN_REQUEST = {"timestamp": "2024-11-04T12:00:00"}
+
+
 class SurvivalRequest(_Request, _Buckets):
-    target_class: m.TargetClass = Field(description="flares of at least this class: C, M or X")
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        PLAN_REQUEST, {"timestamp": "2015-07-20T12:00:00Z", "target_class": "M", "time_buckets": [0, 6, 24]}]})
+
+    # the plan's production model is the C-class survival model
+    target_class: m.TargetClass = Field("C", description="flares of at least this class: C (the default), M or X")
 
 
 class ClassificationRequest(_Request):
+    model_config = ConfigDict(json_schema_extra={"examples": [PLAN_REQUEST, {"timestamp": "2015-07-20T12:00:00Z",
+                                                                             "window": 48}]})
+
     window: Literal[24, 48] = Field(24, description="hours after the timestamp the class is about: 24 or 48")
 
 
@@ -96,6 +108,12 @@ class AllResponse(BaseModel):
 class Problem(BaseModel):
     error: str
     detail: Any = None
+
+
+NO_FORECAST_HERE = (
+    "a field is invalid (each one named in `detail`), or no forecast can be made at the timestamp: no flux is "
+    "stored in the model's lookback (72 h) before it, as for the deployment plan's 2024-11-04 request on a "
+    "database holding only the 2015 replay, or too little for the features")
 
 
 # ---- what the API needs from the service ------------------------------------------------------------------
@@ -199,8 +217,19 @@ def build_api(service: PredictorService) -> FastAPI:
         except TimeoutError:
             raise ForecastUnavailable(504, f"the forecast took longer than {service.timeout_seconds:.0f} s") from None
 
-    errors = {400: {"model": Problem}, 401: {"model": Problem}, 422: {"model": Problem}, 429: {"model": Problem},
-              503: {"model": Problem}}
+    errors = {
+        400: {"model": Problem, "description": "the body is not valid JSON"},
+        401: {"model": Problem, "description": "API keys are configured and X-API-Key is missing or unknown"},
+        422: {"model": Problem, "description": NO_FORECAST_HERE, "content": {"application/json": {"examples": {
+            "invalid field": {"value": {"error": "invalid request: target_class: Input should be 'C', 'M' or 'X'",
+                                        "detail": [{"field": "target_class",
+                                                    "problem": "Input should be 'C', 'M' or 'X'"}]}},
+            "no flux stored": {"value": {"error": "no flux observations are stored in the 72 h before "
+                                                  "2024-11-04T12:00:00+00:00", "detail": None}},
+        }}}},
+        429: {"model": Problem, "description": "this API key's rate limit is spent; Retry-After says for how long"},
+        503: {"model": Problem, "description": "no champion model is loaded, or the database is unreachable"},
+    }
 
     @api.post("/predict/survival", response_model=SurvivalResponse, responses=errors, tags=["predict"],
               summary="time-to-first-flare distribution and survival curve for one class")

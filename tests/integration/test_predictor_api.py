@@ -4,6 +4,7 @@ and a health report that says what is wrong."""
 
 from __future__ import annotations
 
+import json
 from contextlib import asynccontextmanager
 
 import httpx
@@ -91,12 +92,48 @@ async def test_classification_gives_the_argmax_of_four_classes_for_24_and_48_hou
     assert two_days["class_probabilities"]["X"] == pytest.approx(min(at_least.values()))
 
 
+# Pre-Deployment Validation step 5 of the deployment plan, the body byte for byte
+PLAN_STEP_5_BODY = '{"timestamp": "2024-11-04T12:00:00"}'
+JSON = {"Content-Type": "application/json"}
+
+
+async def test_the_plans_step_5_request_as_written_forecasts_c_flares_where_flux_is_stored_and_says_where_none_is(
+        settings, july_stored, tmp_path):
+    async with july_stored.acquire() as conn:
+        champion = await register_model(conn, tmp_path / "models", status="champion")
+    async with api(settings) as client:
+        in_july = await client.post("/predict/survival", content=PLAN_STEP_5_BODY.replace("2024-11-04", "2015-07-20"),
+                                    headers=JSON)
+        in_2024 = await client.post("/predict/survival", content=PLAN_STEP_5_BODY, headers=JSON)
+
+    assert in_july.status_code == 200, in_july.text
+    forecast = in_july.json()
+    assert forecast["target_class"] == "C" and forecast["model_version"] == champion
+    assert sum(forecast["probability_distribution"].values()) == pytest.approx(1.0)
+    assert forecast["issued_at"] == "2015-07-20T12:00:00Z"  # the instant, with the zone it was taken in
+    # the test database holds July 2015 only: 2024 has no flux to forecast from, and the answer says so
+    assert in_2024.status_code == 422
+    assert in_2024.json()["error"] == "no flux observations are stored in the 72 h before 2024-11-04T12:00:00+00:00"
+
+
+async def test_a_timestamp_without_a_zone_is_utc_in_every_endpoint(settings, july_stored, tmp_path):
+    async with july_stored.acquire() as conn:
+        await register_model(conn, tmp_path / "models", status="champion")
+    async with api(settings) as client:
+        for path, extra in [("/predict/survival", {"target_class": "C"}), ("/predict/classification", {}),
+                            ("/predict/all", {})]:
+            answers = [(await client.post(path, json={"timestamp": instant, **extra})).json()
+                       for instant in ("2015-07-20T12:00:00", "2015-07-20T12:00:00Z", "2015-07-20T14:00:00+02:00")]
+            assert answers[0] == answers[1] == answers[2], path
+    assert answers[0]["classification"]["issued_at"] == "2015-07-20T12:00:00Z"
+
+
 BAD_SURVIVAL_REQUESTS = [
     ({"timestamp": MIDDAY, "target_class": "Q"}, "target_class"),
     ({"timestamp": MIDDAY, "target_class": "m"}, "target_class"),
     ({"target_class": "M"}, "timestamp: Field required"),
     ({"timestamp": "yesterday", "target_class": "M"}, "timestamp"),
-    ({"timestamp": "2015-07-15T12:00:00", "target_class": "M"}, "timezone"),
+    ({"timestamp": "2015-07-15T12:00:00", "target_class": "c"}, "target_class: Input should be 'C', 'M' or 'X'"),
     ({"timestamp": "0001-01-01T00:05:01Z", "target_class": "M"}, "not a plausible event time (1970 to a day from now)"),
     ({"timestamp": MIDDAY, "target_class": "M", "time_buckets": [6, 12]}, "start at 0"),
     ({"timestamp": MIDDAY, "target_class": "M", "time_buckets": [0, 24, 12]}, "strictly increase"),
@@ -184,3 +221,9 @@ async def test_the_api_is_documented_in_openapi(settings, clean_db):
     survival = paths["/predict/survival"]["post"]
     assert "time-to-flare" in schema["components"]["schemas"]["SurvivalRequest"]["properties"]["time_buckets"]["description"]
     assert {"200", "401", "422", "429"} <= set(survival["responses"])
+    components = schema["components"]["schemas"]
+    assert components["SurvivalRequest"]["examples"][0] == json.loads(PLAN_STEP_5_BODY)
+    assert components["ClassificationRequest"]["examples"][0] == json.loads(PLAN_STEP_5_BODY)
+    no_flux = survival["responses"]["422"]["content"]["application/json"]["examples"]["no flux stored"]["value"]
+    assert no_flux["error"].startswith("no flux observations are stored")
+    assert "no flux is stored" in survival["responses"]["422"]["description"]
