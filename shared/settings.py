@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
 
 from shared import credentials
@@ -36,6 +36,20 @@ class IngestionSettings(_Section):
     retry_backoff_seconds: float = Field(2.0, ge=0)
     cache_expiry_seconds: float = Field(3600.0, gt=0)
     max_flux_w_m2: float = Field(1e-2, gt=0, description="flux above this is physically absurd for XRS and rejected")
+
+
+class ArchiveSettings(_Section):
+    """Where `flare data fetch` downloads NOAA's archives from; tests point these at a local server."""
+    ncei_avg_base_url: str = "https://www.ncei.noaa.gov/data/goes-space-environment-monitor/access/avg/"
+    goes_r_base_url: str = "https://data.ngdc.noaa.gov/platforms/solar-space-observing-satellites/goes/"
+    ngdc_reports_base_url: str = (
+        "https://www.ngdc.noaa.gov/stp/space-weather/solar-data/solar-features/solar-flares/x-rays/goes/xrs/")
+    # NCEI and NGDC publish no checksum files for these products; a mirror that publishes NAME.md5 or
+    # NAME.sha256 beside each file can have every download verified against them
+    checksum_sidecar: Literal["none", "md5", "sha256"] = "none"
+    http_timeout_seconds: float = Field(60.0, gt=0)
+    http_retries: int = Field(4, ge=0)
+    retry_backoff_seconds: float = Field(2.0, ge=0)
 
 
 class FeatureSettings(_Section):
@@ -157,7 +171,12 @@ class Settings(BaseSettings):
 
     state_dir: Path = Path("var")
     model_path: Path = Path("models")
-    data_dir: Path = Path("../shared/data")
+    # the bundled sample (data/sample, with its MANIFEST.json): all the demo and `make test` read
+    data_dir: Path = Path("data/sample")
+    # the team's larger reference data set, optional: only benchmarks read it, and skip without it
+    reference_data_dir: Path = Path("../shared/data")
+    # where `flare data fetch` keeps the NOAA archives it downloads, with their index.json (FLARE_DATA_HOME)
+    data_home: Path = Field(Path("var/data"), validation_alias=AliasChoices("flare_data_home", "data_home"))
     bind_host: str = "127.0.0.1"
     api_port: int = Field(5001, ge=1, le=65535)
     evaluator_port: int = Field(5002, ge=1, le=65535)
@@ -169,6 +188,7 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
     ingestion: IngestionSettings = IngestionSettings()
+    archive: ArchiveSettings = ArchiveSettings()
     features: FeatureSettings = FeatureSettings()
     model: ModelSettings = ModelSettings()
     thresholds: ThresholdSettings = ThresholdSettings()
@@ -191,7 +211,7 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _anchor_relative_paths(self) -> "Settings":
         root = project_root()
-        for name in ("state_dir", "model_path", "data_dir"):
+        for name in ("state_dir", "model_path", "data_dir", "reference_data_dir", "data_home"):
             value: Path = getattr(self, name)
             if not value.is_absolute():
                 object.__setattr__(self, name, (root / value).resolve())

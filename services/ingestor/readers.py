@@ -141,7 +141,7 @@ _NGDC_LINE = re.compile(rb"^\d{11}  [ \d]{4}")
 def detect_format(data: bytes) -> str:
     """The format of decompressed content, from its magic bytes or its first meaningful line."""
     if data[:3] == b"CDF" or data[:4] == b"\x89HDF":
-        return "noaa_new_avg_netcdf"
+        return _netcdf_product(data)
     if data[:4] == b"PAR1":
         return "goes_parquet"
     head = data[:16384].decode("utf-8", errors="replace")
@@ -162,6 +162,20 @@ def detect_format(data: bytes) -> str:
         if required <= columns:
             return name
     raise UnrecognisedFormat(f"not a format the ingestor reads; it starts with {first[:120]!r}")
+
+
+def _netcdf_product(data: bytes) -> str:
+    """Which NOAA product a netCDF file holds, by its variables: the GOES-R L2 1-minute averages (`time`,
+    `xrsb_flux`) or the GOES-8..15 new_avg averages; a file that cannot be opened is left to the new_avg reader,
+    which reports why."""
+    import netCDF4
+
+    try:
+        with netCDF4.Dataset("in-memory.nc", memory=data) as dataset:
+            names = set(dataset.variables)
+    except OSError:
+        return "noaa_new_avg_netcdf"
+    return "goes_r_xrs_avg1m_netcdf" if {"time", "xrsb_flux"} <= names else "noaa_new_avg_netcdf"
 
 
 _NAME_SATELLITE = re.compile(r"(?:^|[^a-z])g(?:oes)?[-_]?(\d{2})(?=[^0-9]|$)", re.IGNORECASE)
@@ -423,6 +437,66 @@ def read_new_avg_netcdf(data: bytes, result: ReadResult, *, label: str, satellit
             if "A_QUAL_FLAG" in values and (flag := parse_flag(values["A_QUAL_FLAG"][i], "xrsa")):
                 a_reading = (None, flag)
             if "B_QUAL_FLAG" in values and (flag := parse_flag(values["B_QUAL_FLAG"][i], "xrsb")):
+                b_reading = (None, flag)
+            order.check(satellite, 60, time_tag)
+        except Invalid as exc:
+            raw = json.dumps({name: column[i] for name, column in values.items()})
+            result.reject(f"record {i + 1}", raw, str(exc))
+            continue
+        result.flux.append(flux_record(satellite, time_tag, 60, label, a_reading, b_reading))
+
+
+GOES_R_EPOCH_UNITS = re.compile(r"^seconds since (\d{4}-\d{2}-\d{2})[ T](\d{2}:\d{2}:\d{2})(?:\.0+)?(?: ?UTC| ?Z)?$")
+
+
+def _goes_r_epoch(units: str) -> datetime:
+    """The epoch of GOES-R L2 time variables ("seconds since 2000-01-01 12:00:00", i.e. J2000), from their units."""
+    match = GOES_R_EPOCH_UNITS.match(units.strip())
+    if match is None:
+        raise Invalid(f"time units {units!r} are not 'seconds since <date> <time>'")
+    return datetime.fromisoformat(f"{match.group(1)}T{match.group(2)}").replace(tzinfo=timezone.utc)
+
+
+def read_goes_r_avg1m_netcdf(data: bytes, result: ReadResult, *, label: str, satellite: str | None, max_flux: float) -> None:
+    """GOES-R XRS L2 1-minute averages (sci_xrsf-l2-avg1m_gNN_dYYYYMMDD_vX-Y-Z.nc): `time` in seconds since
+    2000-01-01 12:00:00 UTC, `xrsa_flux`/`xrsb_flux` in true flux units (no SWPC scaling), `xrsa_flag`/`xrsb_flag`
+    non-zero for a reading NOAA flags. Fill values and NaN are gaps, as in NOAA's own files."""
+    import netCDF4
+
+    try:
+        dataset = netCDF4.Dataset("in-memory.nc", memory=data)
+    except OSError as exc:
+        raise Invalid(f"netCDF file cannot be opened: {exc}") from None
+    with dataset:
+        dataset.set_auto_mask(False)
+        if "platform" in dataset.ncattrs():
+            satellite = satellite_name(str(dataset.getncattr("platform")))
+        satellite = _require_satellite(satellite, result.format)
+        epoch = _goes_r_epoch(str(getattr(dataset.variables["time"], "units", "")))
+        fills = {name: getattr(dataset.variables[name], "_FillValue", None) for name in ("xrsa_flux", "xrsb_flux")
+                 if name in dataset.variables}
+        values = {name: dataset.variables[name][:].tolist() for name in
+                  ("time", "xrsa_flux", "xrsb_flux", "xrsa_flag", "xrsb_flag") if name in dataset.variables}
+    if "xrsa_flux" not in values:
+        raise Invalid("netCDF file lacks the variable xrsa_flux")
+    order = SeriesOrder()
+
+    def reading(name: str, value: Any, band: str) -> tuple[float | None, str | None]:
+        if (isinstance(value, float) and math.isnan(value)) or (fills.get(name) is not None and value == fills[name]):
+            return None, "fill"
+        return parse_flux(value, max_flux, band)
+
+    for i, seconds in enumerate(values["time"]):
+        result.records_read += 1
+        try:
+            if not math.isfinite(seconds):
+                raise Invalid(f"time {seconds!r} is not a time")
+            time_tag = epoch + timedelta(seconds=round(seconds, 3))
+            a_reading = reading("xrsa_flux", values["xrsa_flux"][i], "xrsa")
+            b_reading = reading("xrsb_flux", values["xrsb_flux"][i], "xrsb")
+            if "xrsa_flag" in values and (flag := parse_flag(values["xrsa_flag"][i], "xrsa")):
+                a_reading = (None, flag)
+            if "xrsb_flag" in values and (flag := parse_flag(values["xrsb_flag"][i], "xrsb")):
                 b_reading = (None, flag)
             order.check(satellite, 60, time_tag)
         except Invalid as exc:
@@ -717,6 +791,7 @@ READERS: dict[str, Callable[..., None]] = {
     "goes_xrs_1m_csv": read_flux_csv,
     "swpc_xray_1m_csv": read_flux_csv,
     "noaa_new_avg_netcdf": read_new_avg_netcdf,
+    "goes_r_xrs_avg1m_netcdf": read_goes_r_avg1m_netcdf,
     "goes_parquet": read_goes_parquet,
     "swpc_json": read_swpc_json,
     "swpc_flarelist_sc24_csv": read_sc24_list,
@@ -725,12 +800,12 @@ READERS: dict[str, Callable[..., None]] = {
 }
 
 
-DOCUMENTATION_NAMES = re.compile(r"^(readme|license|licence|sources|changelog)", re.IGNORECASE)
+DOCUMENTATION_NAMES = re.compile(r"^(readme|license|licence|sources|changelog|manifest)", re.IGNORECASE)
 
 
 def supported_files(paths: Iterable[Path]) -> Iterator[Path]:
     """The files named, with folders expanded to the files inside them, sorted. Hidden files and a data
-    set's documentation (README, LICENSE, SOURCES, *.md) are skipped; every other file's format is decided
+    set's documentation (README, LICENSE, SOURCES, MANIFEST, *.md) are skipped; every other file's format is decided
     by its content when it is read."""
     for path in map(Path, paths):
         if not path.is_dir():

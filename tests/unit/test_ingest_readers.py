@@ -289,3 +289,26 @@ def test_part_of_a_file_can_be_replayed_by_event_time():
     assert min(r.time_tag for r in part.flux) == start and max(r.time_tag for r in part.flux) < end
     catalogue = read_path(SC24).within(None, datetime(2011, 1, 1, tzinfo=timezone.utc))
     assert catalogue.flares and all(f.peak_time.year <= 2010 for f in catalogue.flares)
+
+
+def test_a_goes_r_l2_one_minute_file_gives_true_flux_readings_at_their_utc_minutes(tmp_path):
+    from datetime import date
+
+    from tests.support.goes_r_files import goes_r_file_name, write_goes_r_avg1m
+
+    day = date(2024, 10, 1)  # the day of the X7.1 in the 51-day GOES-16 file
+    path = tmp_path / goes_r_file_name(day)
+    rows = write_goes_r_avg1m(path, day, flagged=frozenset({10}), filled=frozenset({20}))
+
+    result = read_path(path)
+
+    assert result.format == "goes_r_xrs_avg1m_netcdf" and result.error is None and not result.rejects
+    assert result.records_read == len(rows) == len(result.flux)
+    first = result.flux[0]
+    assert first.satellite == "GOES-16" and first.scaling_era == "true_flux" and first.cadence_seconds == 60
+    assert first.time_tag == rows[0][0] and first.time_tag.utcoffset() == timedelta(0)
+    assert first.xrsb_flux == pytest.approx(rows[0][2], rel=1e-6)
+    assert result.flux[10].quality == "flagged:1" and result.flux[10].xrsb_flux is None
+    assert result.flux[20].quality == "fill" and result.flux[20].xrsb_flux is None
+    peak = max(result.flux, key=lambda r: r.xrsb_flux or 0)
+    assert peak.xrsb_flux == pytest.approx(max(b for _, _, b in rows), rel=1e-6) and peak.xrsb_flux >= 7e-4
