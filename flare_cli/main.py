@@ -6,20 +6,19 @@ import argparse
 import sys
 from importlib import import_module
 
-from shared.logging import configure_logging
-from shared.settings import ConfigError
-
 # Each module registers its own sub-commands; a service's commands live beside its concerns.
 COMMAND_MODULES = [
     "flare_cli.commands.stack",
     "flare_cli.commands.config",
     "flare_cli.commands.ingest",
+    "flare_cli.commands.data",
     "flare_cli.commands.evaluate",
     "flare_cli.commands.train",
     "flare_cli.commands.validate",
     "flare_cli.commands.demo",
     "flare_cli.commands.predictor",
     "flare_cli.commands.models",
+    "flare_cli.commands.contract",
 ]
 
 
@@ -35,6 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    from shared.logging import configure_logging
+    from shared.settings import ConfigError
+
     configure_logging("cli", json_lines=False, level="debug" if args.verbose else "warning")
     try:
         return int(args.handler(args) or 0)
