@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime, timedelta, timezone
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, ClassVar, Literal, Union
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter
 
@@ -69,11 +69,13 @@ class Message(BaseModel):
     message_id: str
     event_time: EventTime
     correlation_id: str | None = None
+    # the field whose value is the record's Kafka key (and so picks its partition); published in the contract
+    KEY_FIELD: ClassVar[str] = "message_id"
 
     @property
     def key(self) -> str:
         """Kafka key: the message id unless a subclass partitions by something else."""
-        return self.message_id
+        return str(getattr(self, self.KEY_FIELD))
 
 
 class FluxObserved(Message):
@@ -89,9 +91,7 @@ class FluxObserved(Message):
     source: str
     is_correction: bool = False
 
-    @property
-    def key(self) -> str:
-        return self.satellite
+    KEY_FIELD: ClassVar[str] = "satellite"
 
 
 class FlareObserved(Message):

@@ -34,17 +34,17 @@ def topic_registry(settings: Settings) -> dict[str, TopicSpec]:
         TopicSpec(t.flux, (m.FluxObserved,), "satellite", description="flux observations in event-time order"),
         TopicSpec(t.flares, (m.FlareObserved,), "message_id", description="detected and catalogued flares"),
         TopicSpec(t.forecasts, (m.ForecastIssued,), "message_id", description="forecasts for downstream apps"),
-        TopicSpec(t.outcomes, (m.ForecastResolved,), "forecast_id", description="what followed each forecast"),
-        TopicSpec(t.metrics, (m.MetricsUpdated,), "model_version", description="skill per model version and window"),
+        TopicSpec(t.outcomes, (m.ForecastResolved,), "message_id", description="what followed each forecast"),
+        TopicSpec(t.metrics, (m.MetricsUpdated,), "message_id", description="skill per model version and window"),
         TopicSpec(t.alerts, (m.MetricDrift, m.XClassFlareObserved), "message_id", description="drift and X-class alerts"),
-        TopicSpec(t.retrain_requests, (m.RetrainRequested,), "target_class", description="asks the trainer to train"),
+        TopicSpec(t.retrain_requests, (m.RetrainRequested,), "message_id", description="asks the trainer to train"),
         TopicSpec(
             t.lifecycle,
             (m.ModelTrained, m.TrainingFailed, m.ModelPromoted, m.ModelRolledBack, m.ChallengerChanged),
-            "version",
+            "message_id",
             description="trained candidates, promotions and rollbacks",
         ),
-        TopicSpec(t.dead_letters, (m.DeadLettered,), "source_topic", description="rejected input with its reason"),
+        TopicSpec(t.dead_letters, (m.DeadLettered,), "message_id", description="rejected input with its reason"),
     ]
     roles = ["flux", "flares", "forecasts", "outcomes", "metrics", "alerts", "retrain_requests", "lifecycle", "dead_letters"]
     return dict(zip(roles, specs))

@@ -19,7 +19,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from services.gatekeeper import auth, retraining, store
 from services.gatekeeper.lifecycle import Gatekeeper, GatekeeperError
-from shared import registry
+from shared import contract, registry
 from shared.http import refuse_unstorable_text
 
 _bearer = HTTPBearer(auto_error=False, description="an operator token for writes, a viewer token for reads")
@@ -182,6 +182,13 @@ def create_app(gatekeeper: Gatekeeper) -> FastAPI:
         async with pool.acquire() as conn:
             await conn.fetchval("SELECT 1")
         return {"status": "ok"}
+
+    topics_contract = contract.asyncapi_document(gatekeeper.settings)
+
+    @app.get("/asyncapi.json", tags=["service"],
+             summary="the topics as a contract: AsyncAPI 3.0, a JSON Schema per message, keys, delivery guarantees")
+    async def asyncapi() -> dict[str, Any]:
+        return topics_contract
 
     # ---- reads --------------------------------------------------------------------------------------------
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import uuid
 from datetime import datetime, timedelta, timezone
 
@@ -19,7 +20,7 @@ from services.gatekeeper.api import create_app
 from services.gatekeeper.lifecycle import Gatekeeper
 from services.gatekeeper.retention import run_retention
 from shared import messages as m
-from shared import registry
+from shared import contract, registry
 from shared.kafka import Publisher, ensure_topics
 from shared.topics import topic_registry
 from tests.support.topic_reader import read_all
@@ -239,6 +240,15 @@ def test_the_api_is_documented_in_openapi(gatekeeper):
             "/rollback", "/challenger", "/models/{version}/promote", "/models/{version}/approve",
             "/models/{version}/reject"} <= set(spec["paths"])
     assert "409" in spec["paths"]["/models/{version}/promote"]["post"]["responses"]
+
+
+async def test_the_topics_contract_is_served_under_this_deployments_topic_names(api, gk_settings):
+    response = await api.get("/asyncapi.json")
+    assert response.status_code == 200
+    served = response.json()
+    assert served["asyncapi"] == "3.0.0"
+    assert served["channels"]["forecasts"]["address"] == gk_settings.topics.forecasts != "forecasts"
+    assert served["components"] == json.loads(contract.DOCUMENT_PATH.read_text())["components"]
 
 
 # ---- gates, approvals and retraining ------------------------------------------------------------------------
