@@ -19,6 +19,7 @@ from fastapi.responses import FileResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 
 from services.dashboard.view import DashboardView
+from shared.http import send_hardening_headers
 
 STATIC_DIR = Path(__file__).parent / "static"
 PUSH_INTERVAL_SECONDS = 0.5
@@ -130,6 +131,7 @@ async def event_stream(hub: Hub, keepalive_seconds: float = KEEPALIVE_SECONDS) -
 
 def create_app(hub: Hub) -> FastAPI:
     app = FastAPI(title="Flare+ dashboard", docs_url=None, redoc_url=None)
+    send_hardening_headers(app, pages=("/",))
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
     @app.get("/", include_in_schema=False)

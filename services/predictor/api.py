@@ -21,6 +21,7 @@ from services.predictor.forecasts import (
     ForecastUnavailable, PointForecast, class_probabilities_within, most_likely_class, survival_buckets,
 )
 from shared import messages as m
+from shared.http import send_hardening_headers
 from shared.logging import get_logger
 
 log = get_logger(__name__)
@@ -187,6 +188,7 @@ def build_api(service: PredictorService) -> FastAPI:
                     "class and the largest flare class in the next 24 or 48 hours. Computed from the data stored "
                     "before the requested timestamp, with the champion model.",
     )
+    send_hardening_headers(api)
 
     @api.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -201,7 +201,11 @@ async def test_the_page_draws_every_chart_and_shows_a_promotion_live(settings, d
         page = await browser.new_page(viewport={"width": 1440, "height": 1300})
         errors: list[str] = []
         page.on("pageerror", lambda error: errors.append(f"{error}\n{error.stack}"))
-        await page.goto(dashboard)
+        # what the Content-Security-Policy blocks is only reported on the console
+        page.on("console",
+                lambda message: "Content Security Policy" in message.text and errors.append(message.text))
+        answer = await page.goto(dashboard)
+        assert "script-src 'self'" in answer.headers["content-security-policy"]
 
         await page.wait_for_function(
             "() => +document.querySelector('#flux-chart').dataset.points >= 144"

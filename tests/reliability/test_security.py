@@ -10,6 +10,7 @@ runs the predictor as a process for the log audit.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import uuid
@@ -223,6 +224,64 @@ async def test_every_mutating_route_of_every_service_refuses_bad_credentials_and
 
     assert refused >= 4 * (6 + 3)  # at least the gatekeeper's six writes and the predictor's three predictions
     assert changes(before, await snapshot(gatekeeper.pool)) == {table: [] for table in AUDITED_TABLES}
+
+
+# ---- hardening headers --------------------------------------------------------------------------------------
+
+HARDENING = {"x-content-type-options": "nosniff", "x-frame-options": "DENY", "referrer-policy": "no-referrer"}
+# per service: what an auditor requests, and the status each gets (answers, refusals and errors alike)
+AUDITED_REQUESTS = {
+    "gatekeeper": [("GET", "/health", {}, 200), ("GET", "/models", {}, 401),
+                   ("GET", "/models/no-such-version", bearer(CAROL), 404),
+                   ("GET", "/history?limit=0", bearer(CAROL), 422)],
+    "predictor": [("GET", "/openapi.json", {}, 200), ("POST", "/predict/survival", {}, 401),
+                  ("GET", "/no-such-route", {}, 404)],
+    "evaluator": [("GET", "/health", {}, 200), ("GET", "/metrics/performance?window=fortnight", {}, 422)],
+    "dashboard": [("GET", "/api/snapshot", {}, 200), ("GET", "/static/dashboard.js", {}, 200),
+                  ("GET", "/static/no-such-file.js", {}, 404)],
+}
+
+
+def csp_sources(policy: str) -> dict[str, list[str]]:
+    return {directive.split()[0]: directive.split()[1:] for directive in policy.split(";") if directive.strip()}
+
+
+def origin(url: str) -> str:
+    return "'self'" if url.startswith("/") else "/".join(url.split("/")[:3])
+
+
+async def test_every_answer_of_every_service_carries_the_hardening_headers(apps):
+    for service, requests in AUDITED_REQUESTS.items():
+        async with client(apps[service]) as http:
+            for method, path, headers, status in requests:
+                answer = await http.request(method, path, headers=headers)
+                assert answer.status_code == status, f"{service} {method} {path}: {answer.text}"
+                assert {name: answer.headers.get(name) for name in HARDENING} == HARDENING, f"{service} {path}"
+                # an API answer may load, run and frame nothing
+                policy = csp_sources(answer.headers["content-security-policy"])
+                assert policy["default-src"] == ["'none'"] and policy["frame-ancestors"] == ["'none'"], path
+                assert "script-src" not in policy, f"{service} {path}"
+
+
+async def test_the_pages_are_allowed_exactly_what_they_load_and_no_one_may_frame_them(apps):
+    async with client(apps["dashboard"]) as http:
+        page = await http.get("/")
+    async with client(apps["predictor"]) as http:
+        docs = {path: await http.get(path) for path in ("/docs", "/redoc")}
+
+    for answer in (page, *docs.values()):
+        assert answer.status_code == 200 and {name: answer.headers.get(name) for name in HARDENING} == HARDENING
+        policy = csp_sources(answer.headers["content-security-policy"])
+        assert policy["default-src"] == ["'none'"] and policy["frame-ancestors"] == ["'none'"]
+        for src in re.findall(r'<script src="([^"]+)"', answer.text):
+            assert origin(src) in policy["script-src"], (str(answer.url), src)
+        for href in re.findall(r'<link[^>]*href="([^"]+)"', answer.text):
+            sources = policy["img-src"] if "icon" in href or href.endswith(".png") else policy["style-src"]
+            assert origin(href) in sources, (str(answer.url), href)
+    # the dashboard's own page runs only its own file (no inline script) and streams from itself
+    dashboard = csp_sources(page.headers["content-security-policy"])
+    assert dashboard["script-src"] == ["'self'"] and dashboard["connect-src"] == ["'self'"]
+    assert "<script>" not in page.text
 
 
 # ---- tampered model files -----------------------------------------------------------------------------------
