@@ -11,7 +11,6 @@ from dotenv import dotenv_values
 
 from flare_cli.checks import Check, print_checks
 from shared import infra
-from shared.db import connect
 from shared.settings import ConfigError, Settings, config_paths, load_settings
 
 REQUIRED_ENV = ("MODEL_PATH", "API_PORT", "UI_PORT")
@@ -46,6 +45,8 @@ def check_settings() -> tuple[Check, Settings | None]:
 
 
 async def _ping(dsn: str) -> str:
+    from shared.db import connect
+
     conn = await connect(dsn, timeout_seconds=5)
     try:
         return await conn.fetchval("SELECT version()")

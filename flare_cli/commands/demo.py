@@ -19,16 +19,14 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
-import httpx
 
 from flare_cli import context, launcher
 from flare_cli.commands.stack import _prepare
-from shared.db import connect
 from shared.paths import project_root
 from shared.settings import Settings, config_paths
 
 HISTORY = "goes15_hourly/goes15_xrs_hourly_2010-09_2015-12.csv.gz"
-CATALOGUE = "flare_lists/swpc_flarelist_sc24_2010_2015.csv"
+CATALOGUE = "flare_lists/swpc_flarelist_sc24_2010_2015.csv.gz"
 MONTH = "goes15_1m/g15_xrs_1m_20150701_20150731.csv.gz"
 UTC = timezone.utc
 SUMMARY_SCORES = ("brier", "bss_climatology", "precision", "recall", "tss")
@@ -113,6 +111,8 @@ def wait_until(what: str, condition, timeout: float, every: float = 2.0) -> None
 
 
 def http_ready(url: str) -> bool:
+    import httpx
+
     try:
         return httpx.get(url, timeout=2).status_code < 500
     except httpx.HTTPError:
@@ -120,6 +120,8 @@ def http_ready(url: str) -> bool:
 
 
 def query(dsn: str, sql: str, *args):
+    from shared.db import connect
+
     async def run():
         conn = await connect(dsn, timeout_seconds=10)
         try:
@@ -131,6 +133,8 @@ def query(dsn: str, sql: str, *args):
 
 
 def request_first_models(settings: Settings) -> None:
+    import httpx
+
     url = f"http://{settings.bind_host}:{settings.gatekeeper_port}/retrain"
     response = httpx.post(
         url, json={"target_class": "all", "reason": "demo: the registry is empty, train the first models",

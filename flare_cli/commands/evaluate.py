@@ -6,13 +6,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 
-from tqdm import tqdm
-
 from flare_cli import context
-from services.evaluator import store
-from services.evaluator.batch import match_actuals
-from services.evaluator.metrics import MetricBook, window_metrics
-from shared.db import connect
 from shared.settings import Settings
 
 SHOWN = ("brier", "bss_climatology", "precision", "recall", "f1", "tss", "c_index")
@@ -44,6 +38,13 @@ def cmd_match_actuals(args: argparse.Namespace) -> int:
 
 
 async def _match(dsn: str, settings: Settings, unresolved_only: bool):
+    from tqdm import tqdm
+
+    from services.evaluator import store
+    from services.evaluator.batch import match_actuals
+    from services.evaluator.metrics import MetricBook, window_metrics
+    from shared.db import connect
+
     conn = await connect(dsn)
     try:
         summary = await match_actuals(

@@ -8,19 +8,14 @@ import csv
 import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Sequence
-
-from tqdm import tqdm
+from typing import TYPE_CHECKING, Sequence
 
 from flare_cli import context
 from services.ingestor.goes import CLASS_FLOOR_FLUX, flux_of_class
-from services.ingestor.live import SwpcFeedClient
-from services.ingestor.pipeline import Ingestor, run_live
-from services.ingestor.readers import supported_files
-from services.ingestor.store import RunStats
-from shared.db import connect, create_pool, migrate_dsn
-from shared.kafka import Publisher, ensure_topics
-from shared.topics import topic_registry
+
+if TYPE_CHECKING:
+    from services.ingestor.pipeline import Ingestor
+    from services.ingestor.store import RunStats
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -29,7 +24,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Store and publish GOES X-ray flux and flares. Files: every valid reading is published in "
                     "event-time order. Live: new and revised readings only.",
     )
-    ingest.add_argument("paths", nargs="*", type=Path, metavar="PATH", help="files or folders to ingest")
+    ingest.add_argument("paths", nargs="*", type=Path, metavar="PATH",
+                        help="files or folders to ingest, or dataset names (`flare data list`): the files of that "
+                             "dataset held in the data home for the period --from/--to")
     ingest.add_argument("--source", choices=("files", "live"), default="files",
                         help="'live' polls the SWPC feeds of config.yaml instead of reading PATHs")
     ingest.add_argument("--once", action="store_true", help="live: poll once and stop")
@@ -41,6 +38,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     ingest.add_argument("--satellite", help="for files whose content and name do not say it, e.g. GOES-15")
     ingest.add_argument("--from", dest="start", type=parse_when, help="files: only readings and flares at or after this (UTC)")
     ingest.add_argument("--until", dest="end", type=parse_when, help="files: only readings and flares before this (UTC)")
+    ingest.add_argument("--to", dest="end", type=parse_when_end,
+                        help="files: only readings and flares up to this day (whole day) or time (UTC)")
     ingest.set_defaults(handler=cmd_ingest)
 
     flares = sub.add_parser("flares", help="list the stored flare events")
@@ -103,11 +102,25 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         raise SystemExit("flare ingest: --source live reads the SWPC feed; give no PATHs")
     if args.source == "files" and not args.paths:
         raise SystemExit("flare ingest: name the files or folders to ingest, or use --source live")
+    if args.source == "files":
+        from services.ingestor.archive import PlanError, expand_dataset_names
+
+        try:
+            args.paths = expand_dataset_names(args.paths, context.settings().data_home, args.start, args.end)
+        except PlanError as exc:
+            print(f"flare ingest: {exc}", file=sys.stderr)
+            return 2
     endpoints = context.endpoints(start=True)
     return asyncio.run(_ingest(args, endpoints.kafka_bootstrap_servers, endpoints.database_url))
 
 
 async def _ingest(args: argparse.Namespace, bootstrap: str, dsn: str) -> int:
+    from services.ingestor.pipeline import Ingestor
+    from services.ingestor.readers import supported_files
+    from shared.db import create_pool, migrate_dsn
+    from shared.kafka import Publisher, ensure_topics
+    from shared.topics import topic_registry
+
     settings = context.settings()
     await migrate_dsn(dsn)
     await ensure_topics(bootstrap, topic_registry(settings).values())
@@ -123,6 +136,8 @@ async def _ingest(args: argparse.Namespace, bootstrap: str, dsn: str) -> int:
 
 
 async def _ingest_files(ingestor: Ingestor, files: list[Path], args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
     runs: list[RunStats] = []
     for number, path in enumerate(files, start=1):
         with tqdm(desc=f"[{number}/{len(files)}] {path.name}", unit="rec", leave=False, file=sys.stderr) as bar:
@@ -137,6 +152,9 @@ async def _ingest_files(ingestor: Ingestor, files: list[Path], args: argparse.Na
 
 
 async def _ingest_live(ingestor: Ingestor, once: bool) -> int:
+    from services.ingestor.live import SwpcFeedClient
+    from services.ingestor.pipeline import run_live
+
     ingestion = ingestor.settings.ingestion
     cache_dir = ingestor.settings.state_dir / "cache" / "swpc"
     runs: list[RunStats] = []
@@ -221,6 +239,8 @@ async def _query_flares(dsn: str, args: argparse.Namespace) -> list[tuple]:
            f" WHERE {' AND '.join(conditions) or 'TRUE'} ORDER BY peak_time, source")
     if args.limit:
         sql += f" LIMIT {int(args.limit)}"
+    from shared.db import connect
+
     conn = await connect(dsn)
     try:
         records = await conn.fetch(sql, *values)

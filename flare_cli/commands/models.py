@@ -16,7 +16,6 @@ import sys
 import time
 from typing import Any
 
-import httpx
 
 from flare_cli import context
 from shared import credentials
@@ -46,11 +45,15 @@ def default_token(settings: Settings) -> str | None:
 
 class GatekeeperClient:
     def __init__(self, url: str, token: str | None, timeout: float):
+        import httpx
+
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         self._client = httpx.Client(base_url=url, headers=headers, timeout=timeout)
         self.url = url
 
     def request(self, method: str, path: str, *, params: dict[str, Any] | None = None, body: dict[str, Any] | None = None) -> Any:
+        import httpx
+
         try:
             response = self._client.request(
                 method, path, params={k: v for k, v in (params or {}).items() if v is not None}, json=body)
@@ -88,9 +91,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     _common(models, writes=False)
     models.set_defaults(handler=cmd_models)
 
-    promote = sub.add_parser("promote", help="make VERSION the champion of its kind (409 if the champion changed)")
+    promote = sub.add_parser("promote", help="make VERSION the champion of its kind (409 if the champion changed, "
+                                             "or VERSION has not passed the gates)")
     promote.add_argument("version")
     promote.add_argument("--expect", help="the champion you expect to replace ('none' for none); default: the current one")
+    promote.add_argument("--force", action="store_true",
+                         help="override: promote a version without a passing gate verdict (needs --reason; the "
+                              "history records the override, who gave it and why)")
     _common(promote, writes=True)
     promote.set_defaults(handler=cmd_promote)
 
@@ -194,6 +201,10 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_promote(args: argparse.Namespace) -> int:
+    if args.force and not (args.reason and args.reason.strip()):
+        print("flare promote: --force overrides the gates and needs --reason TEXT saying why", file=sys.stderr)
+        return 2
+
     def action(api: GatekeeperClient):
         if args.expect is None:
             kind = api.get(f"/models/{args.version}")["model"]["kind"]
@@ -202,7 +213,8 @@ def cmd_promote(args: argparse.Namespace) -> int:
         else:
             expected = None if args.expect.lower() == "none" else args.expect
         started = time.perf_counter()
-        outcome = api.post(f"/models/{args.version}/promote", {"expected_current": expected, "reason": _reason(args)})
+        outcome = api.post(f"/models/{args.version}/promote",
+                           {"expected_current": expected, "reason": _reason(args), "force": args.force})
         if not args.json:
             print(_outcome_line(outcome, time.perf_counter() - started))
         return outcome

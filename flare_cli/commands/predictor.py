@@ -7,15 +7,10 @@ import argparse
 import asyncio
 import time
 
-import httpx
 from tqdm import tqdm
 
 from flare_cli import context, launcher
-from flare_cli.commands.stack import cmd_logs
-from shared import infra
-from shared.db import migrate_dsn
-from shared.kafka import ensure_topics
-from shared.topics import topic_registry
+from flare_cli.commands.stack import _prepare, cmd_logs
 
 SERVICE = "predictor"
 
@@ -40,11 +35,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     logs.set_defaults(handler=cmd_api_logs)
 
 
-async def _prepare(endpoints: infra.Endpoints) -> None:
-    await migrate_dsn(endpoints.database_url)
-    await ensure_topics(endpoints.kafka_bootstrap_servers, topic_registry(context.settings()).values())
-
-
 def api_url() -> str:
     settings = context.settings()
     host = "127.0.0.1" if settings.bind_host in ("0.0.0.0", "::") else settings.bind_host
@@ -53,6 +43,8 @@ def api_url() -> str:
 
 def wait_for_api(url: str, seconds: float, alive) -> dict | None:
     """The /health report once the API answers; None if it did not within `seconds` or the process ended."""
+    import httpx
+
     deadline = time.monotonic() + seconds
     with tqdm(total=None, desc="waiting for the predictor API", unit="s", leave=False,
               bar_format="{desc}: {elapsed}") as bar:

@@ -12,9 +12,6 @@ from pathlib import Path
 
 from flare_cli import context, launcher
 from shared import infra
-from shared.db import migrate_dsn
-from shared.kafka import ensure_topics
-from shared.topics import topic_registry
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -46,6 +43,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 async def _prepare(endpoints: infra.Endpoints) -> tuple[list[str], list[str]]:
+    from shared.db import migrate_dsn
+    from shared.kafka import ensure_topics
+    from shared.topics import topic_registry
+
     settings = context.settings()
     applied = await migrate_dsn(endpoints.database_url)
     created = await ensure_topics(endpoints.kafka_bootstrap_servers, topic_registry(settings).values())
@@ -155,6 +156,9 @@ def cmd_db_shell(args: argparse.Namespace) -> int:
 
 
 def cmd_topics(args: argparse.Namespace) -> int:
+    from shared.kafka import ensure_topics
+    from shared.topics import topic_registry
+
     settings = context.settings()
     endpoints = context.endpoints(start=False)
     specs = topic_registry(settings)

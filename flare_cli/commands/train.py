@@ -5,24 +5,23 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+import time
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Awaitable, Callable
-
-from tqdm import tqdm
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, get_args
 
 from flare_cli import context
 from flare_cli.commands.ingest import parse_when, parse_when_end
-from services.trainer.backtest import write_outputs
-from services.trainer.pipeline import (
-    NotRegistered, RegisteredVersion, backtest_registered, pipeline_steps, train_and_register, validate_registered,
-)
-from services.trainer.data import load_history
-from services.trainer.training import TrainingError, train, training_steps
-from shared.db import connect, migrate
-from shared.features import TARGET_CLASSES
-from shared.forecast_model import DigestMismatch, ModelFileError
+from shared import infra
+from shared.messages import TargetClass
 from shared.paths import project_root
+from shared.settings import Settings
+
+if TYPE_CHECKING:
+    from services.trainer.pipeline import RegisteredVersion
+
+# shared.features.TARGET_CLASSES, read from the message schema so that building the parser loads no pandas
+TARGET_CLASSES: tuple[str, ...] = get_args(TargetClass)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -33,6 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "on a chronological validation period, validate, backtest and register a candidate.",
     )
     train.add_argument("--until", type=parse_when_end, help=until_help)
+    _verdict_wait(train)
     train.set_defaults(handler=cmd_train)
 
     survival = sub.add_parser("train-survival", help="train the survival model of one flare class")
@@ -40,7 +40,14 @@ def register(sub: argparse._SubParsersAction) -> None:
                           help="time to the next flare of at least this class")
     survival.add_argument("--until", type=parse_when_end, help=until_help)
     survival.add_argument("--save-model", nargs="?", const="", default=None, metavar="PATH",
-                          help="save and register the model (in PATH, a folder, or in the model folder)")
+                          help="save and register the model as survival_model_<class>_class_<YYYYMMDD>.joblib in "
+                               "the model folder, or as PATH (a .joblib file name; in the model folder if its "
+                               "folder does not exist here, like the plan's /app/models) or in PATH (a folder); "
+                               "the gatekeeper judges it")
+    survival.add_argument("--detect-flares", action="store_true",
+                          help="first run NOAA's flare detection over the stored 1-minute flux (the ingestor's "
+                               "detector) and store the flares not yet known")
+    _verdict_wait(survival)
     survival.set_defaults(handler=cmd_train_survival)
 
     validate = sub.add_parser("validate-model", help="pass/fail checks of a registered model file or version")
@@ -58,13 +65,24 @@ def register(sub: argparse._SubParsersAction) -> None:
     backtest.set_defaults(handler=cmd_backtest)
 
 
+def _verdict_wait(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--verdict-wait", type=float, default=60.0, metavar="SECONDS",
+                        help="after registering, wait this long for the gatekeeper's verdict and print it "
+                             "(0: do not wait; default 60)")
+
+
 def _last_instant(end: datetime | None) -> datetime | None:
     """`--to` is an exclusive bound; the walk-forward's last issue time is just before it."""
     return end - timedelta(microseconds=1) if end is not None else None
 
 
-def _with_database(work: Callable[[Any], Awaitable[int]]) -> int:
-    endpoints = context.endpoints(start=True)
+def _with_database(work: Callable[[Any], Awaitable[int]], endpoints: infra.Endpoints | None = None) -> int:
+    from services.trainer.pipeline import NotRegistered
+    from services.trainer.training import TrainingError
+    from shared.db import connect, migrate
+    from shared.forecast_model import DigestMismatch, ModelFileError
+
+    endpoints = endpoints or context.endpoints(start=True)
 
     async def run() -> int:
         conn = await connect(endpoints.database_url)
@@ -106,33 +124,156 @@ def _print_registered(registered: RegisteredVersion) -> None:
               f"vs persistence {_fmt(s['bss_persistence'])}, F1 {_fmt(s['f1'])}, precision {_fmt(s['precision'])}")
 
 
-def _train(args: argparse.Namespace, targets: tuple[str, ...], with_classifier: bool, save_to: Path | None) -> int:
+def _train(
+    args: argparse.Namespace, targets: tuple[str, ...], with_classifier: bool, save_to: Path | None = None,
+    file_name: str | None = None, detect_flares: bool = False,
+) -> int:
+    """Train and register a candidate, then announce it to the gatekeeper exactly as the trainer service does
+    (`ModelTrained` on the lifecycle topic): the same gates judge it, and its verdict is in the history."""
+    from aiokafka.errors import KafkaError
+    from tqdm import tqdm
+
+    from services.trainer.pipeline import pipeline_steps, train_and_register
+    from services.trainer.service import announce, trained_announcement
+    from shared.kafka import Publisher, ensure_topics
+    from shared.topics import topic_registry
+
     settings = context.settings()
+    endpoints = context.endpoints(start=True)
     steps = pipeline_steps(targets, settings.model.survival_estimators, with_classifier)
+    registered_version: list[str] = []
 
     async def work(conn) -> int:
+        if detect_flares:
+            await _detect_stored_flares(settings, endpoints, args.until)
         with tqdm(total=steps, unit="step", desc="training", file=sys.stderr) as bar:
             registered = await train_and_register(
                 conn, settings, until=args.until, actor="cli", reason=f"flare {args.command}",
-                targets=targets, with_classifier=with_classifier, save_to=save_to, progress=bar)
+                targets=targets, with_classifier=with_classifier, save_to=save_to, file_name=file_name, progress=bar)
         _print_registered(registered)
+        message = trained_announcement(registered)
+        try:
+            await ensure_topics(endpoints.kafka_bootstrap_servers, topic_registry(settings).values())
+            async with Publisher(endpoints.kafka_bootstrap_servers) as publisher:
+                await announce(publisher, settings, message)
+        except (KafkaError, OSError) as exc:
+            raise ValueError(f"{registered.version} is registered but was not announced to the gatekeeper "
+                             f"({type(exc).__name__}: {exc}): no gate has judged it, and it cannot be promoted "
+                             "without --force") from exc
+        print(f"announced  {registered.version} to the gatekeeper (ModelTrained {message.message_id} on "
+              f"{settings.topics.lifecycle}); deploy it through the gates: `flare promote`, `flare approve`")
+        registered_version.append(registered.version)
         return 0
 
-    return _with_database(work)
+    code = _with_database(work, endpoints)
+    if code == 0 and args.verdict_wait > 0:
+        _print_verdict(settings, registered_version[0], args.verdict_wait)
+    return code
+
+
+def _print_verdict(settings: Settings, version: str, wait_seconds: float) -> None:
+    """The gate verdict once the gatekeeper has given it; a gatekeeper that is not running judges on its start."""
+    from flare_cli.commands.models import ApiError, GatekeeperClient, default_token, default_url
+
+    api = GatekeeperClient(default_url(settings), default_token(settings), settings.thresholds.api_timeout_seconds)
+    later = f"its verdict will be in `flare history --version {version}`"
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        try:
+            verdicts = api.get("/history", version=version, action="gate_verdict", limit=1)
+            status = api.get(f"/models/{version}")["model"]["status"] if verdicts else None
+        except ApiError as exc:
+            reach = "is not running" if exc.status == 0 else f"did not answer ({exc})"
+            print(f"verdict    the gatekeeper {reach}: it judges {version} when it runs (`flare up`); {later}")
+            return
+        if verdicts:
+            verdict = verdicts[0]
+            print(f"verdict    {verdict['evidence'].get('decision')}: {verdict['reason']}; {version} is {status}")
+            return
+        if time.monotonic() >= deadline:
+            print(f"verdict    none yet after {wait_seconds:.0f} s; {later}")
+            return
+        time.sleep(0.5)
+
+
+async def _detect_stored_flares(settings: Settings, endpoints: infra.Endpoints, until: datetime | None) -> None:
+    """The plan's `--detect-flares`: the ingestor's own detection over the stored 1-minute flux."""
+    from services.ingestor.pipeline import Ingestor
+    from shared.db import create_pool
+    from shared.kafka import Publisher
+
+    pool = await create_pool(endpoints.database_url)
+    try:
+        async with Publisher(endpoints.kafka_bootstrap_servers) as publisher:
+            run = await Ingestor(settings, pool, publisher).detect_stored(end=until)
+    finally:
+        await pool.close()
+    if run.stats.status == "failed":
+        raise ValueError(f"flare detection over the stored flux failed: {run.stats.error}")
+    print(f"detected   {run.flares_found} flare(s) in {run.readings} stored 1-minute readings "
+          f"({run.flares_new} new, stored)" + ("" if run.readings else "; no 1-minute flux is stored: "
+                                               "detection needs 1-minute data (`flare ingest`)"))
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    return _train(args, TARGET_CLASSES, True, None)
+    return _train(args, TARGET_CLASSES, True)
 
 
 def cmd_train_survival(args: argparse.Namespace) -> int:
     if args.save_model is None:
+        if args.detect_flares:
+            print("flare train-survival: --detect-flares stores what it finds; add --save-model", file=sys.stderr)
+            return 2
         return _evaluate_only(args)
-    return _train(args, (args.target_class,), False, Path(args.save_model) if args.save_model else None)
+    try:
+        folder, file_name = _save_target(context.settings(), args.target_class, args.save_model)
+    except ValueError as exc:
+        print(f"flare train-survival: {exc}", file=sys.stderr)
+        return 1
+    return _train(args, (args.target_class,), False, folder, file_name, args.detect_flares)
+
+
+def _save_target(settings: Settings, target_class: str, save_model: str) -> tuple[Path, str]:
+    """Where `--save-model [PATH]` writes: the folder and the file name. A .joblib PATH whose folder does not
+    exist here (the plan's container path /app/models) is saved under its name in the model folder, where
+    validate-model and backtest look for it by the same PATH."""
+    from services.trainer.artifacts import plan_survival_file_name
+
+    if not save_model:
+        return settings.model_path, plan_survival_file_name(target_class)
+    path = Path(save_model).expanduser()
+    if path.suffix != ".joblib":
+        return path, plan_survival_file_name(target_class)
+    folder = path.parent
+    if not folder.is_dir():
+        folder = settings.model_path
+        print(f"note: {path.parent} does not exist here; saving {path.name} in the model folder {folder}, where "
+              f"`flare validate-model {save_model}` and `flare backtest --model {save_model}` find it",
+              file=sys.stderr)
+    if (folder / path.name).exists():
+        raise ValueError(f"{folder / path.name} exists already; a saved model is never overwritten (its digest is "
+                         "registered): name another file, or give --save-model without PATH")
+    return folder, path.name
+
+
+def _model_reference(settings: Settings, reference: str) -> str:
+    """A .joblib path that does not exist here but whose file is in the model folder (saved there by
+    `train-survival --save-model PATH`) means that file."""
+    path = Path(reference).expanduser()
+    if path.suffix != ".joblib" or path.exists() or not (settings.model_path / path.name).exists():
+        return reference
+    print(f"note: {reference} does not exist here; using {settings.model_path / path.name} from the model folder",
+          file=sys.stderr)
+    return str(settings.model_path / path.name)
 
 
 def _evaluate_only(args: argparse.Namespace) -> int:
     """train-survival without --save-model: fit and report the comparison; nothing is written."""
+    from tqdm import tqdm
+
+    from services.trainer.data import load_history
+    from services.trainer.training import train, training_steps
+
     settings = context.settings()
     steps = training_steps((args.target_class,), settings.model.survival_estimators, False)
 
@@ -155,10 +296,13 @@ def _evaluate_only(args: argparse.Namespace) -> int:
 
 
 def cmd_validate_model(args: argparse.Namespace) -> int:
+    from services.trainer.pipeline import validate_registered
+
     settings = context.settings()
 
     async def work(conn) -> int:
-        report = await validate_registered(conn, settings, args.model, start=args.start, end=_last_instant(args.end))
+        report = await validate_registered(conn, settings, _model_reference(settings, args.model), start=args.start,
+                                           end=_last_instant(args.end))
         if report.period:
             print(f"model {report.version}; forecasts from {report.period[0]:%Y-%m-%d %H:%M} to {report.period[1]:%Y-%m-%d %H:%M} UTC")
         width = max(len(c.name) for c in report.checks)
@@ -172,12 +316,16 @@ def cmd_validate_model(args: argparse.Namespace) -> int:
 
 
 def cmd_backtest(args: argparse.Namespace) -> int:
+    from services.trainer.backtest import write_outputs
+    from services.trainer.pipeline import backtest_registered
+
     settings = context.settings()
     # the deployment plan's `data/backtest_report.txt`, in the project (the reference data folder is read-only)
     out_dir = args.out or project_root() / "data"
 
     async def work(conn) -> int:
-        result = await backtest_registered(conn, settings, args.model, start=args.start, end=_last_instant(args.end))
+        result = await backtest_registered(conn, settings, _model_reference(settings, args.model), start=args.start,
+                                           end=_last_instant(args.end))
         report, forecasts = write_outputs(result, settings, out_dir)
         print(report.read_text(), end="")
         print(f"\n{result.issued} forecasts in {result.seconds:.1f} s ({result.issued / max(result.seconds, 1e-9):.0f}/s)")

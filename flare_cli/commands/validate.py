@@ -11,12 +11,9 @@ import uuid
 from datetime import timedelta
 from typing import Any, Awaitable, Callable
 
-import httpx
 
 from flare_cli import context
 from flare_cli.checks import Check, print_checks
-from shared import registry
-from shared.db import connect, migrations
 from shared.settings import Settings
 
 CHECKS = ("database", "ingestion", "model loading", "predictions", "api endpoint", "full pipeline")
@@ -40,6 +37,8 @@ class Validation:
 
     async def database(self) -> str:
         applied = await self.conn.fetchval("SELECT count(*) FROM schema_migrations")
+        from shared.db import migrations
+
         shipped = len(migrations())
         if applied != shipped:
             raise AssertionError(f"{applied} of {shipped} migrations applied")
@@ -58,6 +57,8 @@ class Validation:
         return f"{row['n']} flux readings up to {self.latest_flux:%Y-%m-%d %H:%M}Z"
 
     async def model_loading(self) -> str:
+        from shared import registry  # loads pandas and joblib: only this check needs them
+
         self.champion = await registry.champion(self.conn)
         if self.champion is None:
             raise AssertionError("no champion in the registry: train one (`flare train --save-model`) and promote it")
@@ -67,6 +68,8 @@ class Validation:
     async def predictions(self) -> str:
         if self.latest_flux is None:
             raise AssertionError("skipped: no flux to forecast from")
+        import httpx
+
         async with httpx.AsyncClient(base_url=self.api_url, timeout=self.settings.thresholds.api_timeout_seconds) as http:
             key = context.api_key(self.settings)
             response = await http.post("/predict/all", json={"timestamp": self.latest_flux.isoformat()},
@@ -76,6 +79,8 @@ class Validation:
         return describe_prediction(response.json())
 
     async def api_endpoint(self) -> str:
+        import httpx
+
         limit = self.settings.thresholds.api_timeout_seconds
         started = time.perf_counter()
         async with httpx.AsyncClient(base_url=self.api_url, timeout=limit) as http:
@@ -132,6 +137,8 @@ def describe_prediction(body: dict[str, Any]) -> str:
 async def run_validation(settings: Settings, dsn: str, api_url: str) -> list[Check]:
     run_id = uuid.uuid4().hex
     actor = getpass.getuser()
+    from shared.db import connect
+
     try:
         conn = await connect(dsn, timeout_seconds=5)
     except Exception as exc:  # the failure to connect is the finding
