@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test bench reliability up down clean
+.PHONY: install demo test bench reliability skill up down clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,10 @@ bench: $(STAMP)
 # Every reliability check at full size; `make test` runs the short versions of the same checks.
 reliability: $(STAMP)
 	$(BIN)/pytest -o addopts=-ra --full tests/reliability
+
+# The skill benchmark (rolling origin 2012-2015, daily 00 UT forecasts): table on stdout, report in var/skill/
+skill: $(STAMP)
+	$(BIN)/flare skill
 
 up: $(STAMP)
 	$(BIN)/flare up

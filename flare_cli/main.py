@@ -19,6 +19,7 @@ COMMAND_MODULES = [
     "flare_cli.commands.predictor",
     "flare_cli.commands.models",
     "flare_cli.commands.contract",
+    "flare_cli.commands.skill",
 ]
 
 

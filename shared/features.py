@@ -319,6 +319,14 @@ def _flare_features(timeline: FlareTimeline, issue_ns: np.ndarray, params: Featu
     return features
 
 
+def flare_history_features(flares: pd.DataFrame, issue_times, params: FeatureParams) -> pd.DataFrame:
+    """The flare-history columns of `feature_table` alone, at every issue time, whatever the flux: what a
+    forecast from the event history reads (the skill benchmark's event-history reference)."""
+    issue_ns = _issue_times_ns(issue_times)
+    values = _flare_features(flare_timeline(flares), issue_ns, params)
+    return pd.DataFrame(values, index=pd.DatetimeIndex(issue_ns, tz="UTC", name="issued_at"))
+
+
 def feature_table(observations: pd.DataFrame, flares: pd.DataFrame, issue_times, params: FeatureParams) -> pd.DataFrame:
     """Features at each issue time from the flux and flares known then; one row per issue time.
 
