@@ -61,7 +61,7 @@ def cmd_fetch(args: argparse.Namespace) -> int:
 
     def progress(name: str, total: int | None, already: int):
         return tqdm(desc=name, total=total, initial=already, unit="B", unit_scale=True, unit_divisor=1024,
-                    leave=False, file=sys.stderr)
+                    file=sys.stderr)  # kept: one finished bar per file is the record of what arrived
 
     try:
         report = fetch(settings, args.dataset, args.start, end,

@@ -310,6 +310,28 @@ def held_files(data_home: Path, name: str, start: date | None = None, end: date 
     return [data_home / path for _, path in sorted(chosen)]
 
 
+def expand_dataset_names(
+    paths: list[Path], data_home: Path, start: datetime | None, end: datetime | None,
+) -> list[Path]:
+    """The paths as given, with each dataset name (one that is not also a file or folder here) replaced by the
+    held files of that dataset meeting [start, end); a name with nothing held is a PlanError saying how to fetch."""
+    expanded: list[Path] = []
+    for path in paths:
+        name = str(path)
+        if name not in DATASETS or path.exists():
+            expanded.append(path)
+            continue
+        first = start.astimezone(timezone.utc).date() if start else None
+        last = (end - timedelta(microseconds=1)).astimezone(timezone.utc).date() if end else None
+        files = held_files(data_home, name, first, last)
+        if not files:
+            period = f" from {first or 'the start'} to {last or 'the end'}" if first or last else ""
+            raise PlanError(f"no {name} files are held in {data_home}{period}; fetch them first: "
+                            f"flare data fetch {name} --from {first or 'DAY'} --to {last or 'DAY'}")
+        expanded.extend(files)
+    return expanded
+
+
 def sha256_of(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as handle:
@@ -440,7 +462,7 @@ def _download_once(client, url: str, part: Path, progress: Progress) -> None:
         bar = progress(part.name.removesuffix(".part"), total, offset)
         try:
             with part.open(mode) as handle:
-                for chunk in response.iter_bytes(CHUNK_BYTES):
+                for chunk in response.iter_raw():  # as it arrives: a cut keeps every byte received
                     handle.write(chunk)
                     bar.update(len(chunk))
         finally:
@@ -483,7 +505,8 @@ def _client(archive: ArchiveSettings):
     import httpx
 
     return httpx.Client(timeout=archive.http_timeout_seconds, follow_redirects=True,
-                        headers={"User-Agent": "flare-plus data fetch"})
+                        # identity: the bytes stored are the file's, so a Range offset counts in them
+                        headers={"User-Agent": "flare-plus data fetch", "Accept-Encoding": "identity"})
 
 
 def fetch(settings: Settings, name: str, start: date, end: date, *, satellites: tuple[int, ...] | None = None,

@@ -3,18 +3,20 @@
 The data set holds no NOAA `sci_xrsf-l2-avg1m_*.nc` file, so these are written in that product's layout
 (variables `time` in seconds since 2000-01-01 12:00:00, `xrsa_flux`, `xrsb_flux`, `xrsa_flag`, `xrsb_flag`,
 global attribute `platform`) from the real GOES-16 1-minute flux of `goes16_xrs_1m_51_days_2021_2025.csv`
-(the 1st of each month, 2021-01 to 2025-04).
+(the 1st of each month, 2021-01 to 2025-04, plus 2020-12-31 23:59).
 """
 
 from __future__ import annotations
 
 import csv
+import io
 from datetime import date, datetime, timezone
 from pathlib import Path
 
-from tests.conftest import DATA_DIR
+from tests.support.noaa_server import recorded
 
-GOES16_DAYS_CSV = DATA_DIR / "goes16_1m" / "goes16_xrs_1m_51_days_2021_2025.csv"
+# by its plain name: `recorded` finds it gzipped or not
+GOES16_DAYS_CSV = "goes16_1m/goes16_xrs_1m_51_days_2021_2025.csv"
 J2000 = datetime(2000, 1, 1, 12, tzinfo=timezone.utc)
 FILL = -9999.0
 
@@ -22,13 +24,12 @@ FILL = -9999.0
 def goes16_rows(day: date) -> list[tuple[datetime, float, float]]:
     """The real GOES-16 readings of one day of the 51-day file (time, xrsa, xrsb)."""
     rows = []
-    with GOES16_DAYS_CSV.open() as handle:
-        for row in csv.DictReader(handle):
-            moment = datetime.fromisoformat(row["time"]).replace(tzinfo=timezone.utc)
-            if moment.date() == day:
-                rows.append((moment, float(row["xrsa_flux"]), float(row["xrsb_flux"])))
+    for row in csv.DictReader(io.StringIO(recorded(GOES16_DAYS_CSV).decode())):
+        moment = datetime.fromisoformat(row["time"]).replace(tzinfo=timezone.utc)
+        if moment.date() == day:
+            rows.append((moment, float(row["xrsa_flux"]), float(row["xrsb_flux"])))
     if not rows:
-        raise ValueError(f"{GOES16_DAYS_CSV.name} holds no readings on {day}")
+        raise ValueError(f"{GOES16_DAYS_CSV} holds no readings on {day}")
     return rows
 
 
