@@ -22,7 +22,8 @@ from shared.settings import Settings, TopicSettings, load_settings
 from shared.topics import topic_registry
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
-DATA_DIR = (PROJECT_ROOT / ".." / "shared" / "data").resolve()
+# The bundled sample (data/sample): what every test outside tests/bench reads, so a clone tests with nothing beside it.
+DATA_DIR = PROJECT_ROOT / "data" / "sample"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -11,8 +11,8 @@ import time
 from tests.conftest import DATA_DIR, PROJECT_ROOT, service_env
 from tests.support.topic_reader import read_all
 
-SC24 = DATA_DIR / "flare_lists" / "swpc_flarelist_sc24_2010_2015.csv"
-GOES18_GAPS = DATA_DIR / "goes16_1m" / "goes18_xrs_1m_2026-02-26_2026-03-09_with_gaps.csv"
+SC24 = DATA_DIR / "flare_lists" / "swpc_flarelist_sc24_2010_2015.csv.gz"
+GOES18_GAPS = DATA_DIR / "goes16_1m" / "goes18_xrs_1m_2026-02-26_2026-03-09_with_gaps.csv.gz"
 NETCDF = DATA_DIR / "format_samples" / "noaa_new_avg_1m_sample_g15_20170701_first30min.nc"
 
 

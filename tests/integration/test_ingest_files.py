@@ -1,5 +1,5 @@
-"""Every file of the reference data set goes through the real broker into the real database, in the numbers
-SOURCES.md states, and ingesting a file again changes nothing."""
+"""Every file of the bundled sample (data/sample) goes through the real broker into the real database, in the
+numbers SOURCES.md states for its whole files, and ingesting a file again changes nothing."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from shared.kafka import Publisher, decode, ensure_topics
 from shared.topics import topic_registry
 from tests.conftest import DATA_DIR
 
-GOES18_GAPS = DATA_DIR / "goes16_1m" / "goes18_xrs_1m_2026-02-26_2026-03-09_with_gaps.csv"
+GOES18_GAPS = DATA_DIR / "goes16_1m" / "goes18_xrs_1m_2026-02-26_2026-03-09_with_gaps.csv.gz"
 HOURLY = DATA_DIR / "goes15_hourly" / "goes15_xrs_hourly_2010-09_2015-12.csv.gz"
 
 

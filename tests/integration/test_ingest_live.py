@@ -4,6 +4,7 @@ the ingestion log says so."""
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import threading
@@ -74,7 +75,7 @@ class LocalSwpc:
 def swpc(tmp_path: Path):
     folder = tmp_path / "swpc"
     folder.mkdir()
-    (folder / FEED).write_bytes((DATA_DIR / "swpc_json" / FEED).read_bytes())
+    (folder / FEED).write_bytes(gzip.decompress((DATA_DIR / "swpc_json" / f"{FEED}.gz").read_bytes()))
     server = LocalSwpc(folder)
     yield server
     server.stop()

@@ -1,18 +1,17 @@
-"""Messages for evaluator tests: forecasts, flux and flares built by hand or read from the reference data
+"""Messages for evaluator tests: forecasts, flux and flares built by hand or read from the bundled data
 (hourly GOES-15 flux and the SWPC solar-cycle-24 flare list)."""
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
 import pandas as pd
 
 from shared import messages as m
+from tests.conftest import DATA_DIR
 
-DATA_DIR = (Path(__file__).resolve().parents[2] / ".." / "shared" / "data").resolve()
 HOURLY_FLUX = DATA_DIR / "goes15_hourly" / "goes15_xrs_hourly_2010-09_2015-12.csv.gz"
-SC24_FLARES = DATA_DIR / "flare_lists" / "swpc_flarelist_sc24_2010_2015.csv"
+SC24_FLARES = DATA_DIR / "flare_lists" / "swpc_flarelist_sc24_2010_2015.csv.gz"
 
 
 def at(day: int, hour: int = 0, minute: int = 0, month: int = 7, year: int = 2015) -> datetime:

@@ -20,7 +20,7 @@ from shared.settings import load_settings
 from tests.conftest import DATA_DIR
 
 HOURLY = DATA_DIR / "goes15_hourly" / "goes15_xrs_hourly_2010-09_2015-12.csv.gz"
-FLARE_LIST = DATA_DIR / "flare_lists" / "swpc_flarelist_sc24_2010_2015.csv"
+FLARE_LIST = DATA_DIR / "flare_lists" / "swpc_flarelist_sc24_2010_2015.csv.gz"
 JULY_2015 = DATA_DIR / "goes15_1m" / "g15_xrs_1m_20150701_20150731.csv.gz"
 TRAIN_FROM = datetime(2015, 1, 1, tzinfo=timezone.utc)
 TRAIN_UNTIL = datetime(2015, 7, 1, tzinfo=timezone.utc)

@@ -1,4 +1,4 @@
-"""Real GOES-15 history from the shared data files, as frames and as rows in the real database.
+"""Real GOES-15 history from the bundled data files, as frames and as rows in the real database.
 
 The trainer reads `flux_observations` and `flare_events`; these helpers put a slice of the hourly GOES-15 file
 and the SWPC flare list there the way the ingestor stores them (hourly rows keep the file's mid-hour stamp,
@@ -18,7 +18,7 @@ from shared import messages as m
 from tests.conftest import DATA_DIR
 
 HOURLY_FILE = DATA_DIR / "goes15_hourly" / "goes15_xrs_hourly_2010-09_2015-12.csv.gz"
-FLARE_FILE = DATA_DIR / "flare_lists" / "swpc_flarelist_sc24_2010_2015.csv"
+FLARE_FILE = DATA_DIR / "flare_lists" / "swpc_flarelist_sc24_2010_2015.csv.gz"
 
 
 @lru_cache(maxsize=1)

@@ -80,3 +80,12 @@ def test_secrets_are_never_written_into_compose():
     text = (ROOT / "compose.yaml").read_text()
     assert "DB_PASSWORD: ${DB_PASSWORD:?" in text
     assert not re.search(r"(PASSWORD|TOKEN|API_KEY)S?:\s*[\"']?[A-Za-z0-9]{6,}", text)
+
+
+def test_the_services_read_the_bundled_sample_unless_told_otherwise():
+    """A clone has no ../shared beside it: the data mount defaults to the sample inside the repository."""
+    for name, spec in APP_SERVICES.items():
+        mounts = [volume for volume in spec["volumes"] if volume.endswith(":/data:ro")]
+        assert mounts == ["${DATA_HOST_DIR:-./data/sample}:/data:ro"], name
+        assert spec["environment"]["DATA_DIR"] == "/data", name
+    assert (ROOT / "data" / "sample" / "MANIFEST.json").is_file()

@@ -1,14 +1,14 @@
 """The bundled data sample is exactly what its manifest says: every file listed, every listed file there, each
-with the size and sha256 recorded, a source and a licence."""
+with the size and sha256 recorded, a source and a licence; and the settings read it by default."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 
-from tests.conftest import PROJECT_ROOT
+from shared.settings import load_settings
+from tests.conftest import DATA_DIR, PROJECT_ROOT
 
-DATA_DIR = PROJECT_ROOT / "data" / "sample"
 MANIFEST = DATA_DIR / "MANIFEST.json"
 
 
@@ -41,3 +41,16 @@ def test_each_file_says_where_it_came_from_under_which_licence_and_how_it_was_cu
         "MIT (flare_lists/LICENSE.hayesla_flare_forecast_proj)"}
     assert (DATA_DIR / "flare_lists" / "LICENSE.hayesla_flare_forecast_proj").read_text().startswith("MIT License")
     assert manifest()["total_bytes"] == sum(e["bytes"] for e in files) < 8_000_000  # "a few MB"
+
+
+def test_the_settings_read_the_sample_by_default_and_the_reference_set_only_when_asked(monkeypatch, tmp_path):
+    monkeypatch.delenv("DATA_DIR", raising=False)
+    monkeypatch.delenv("REFERENCE_DATA_DIR", raising=False)
+    monkeypatch.setenv("FLARE_CONFIG", str(tmp_path / "none.yaml"))
+    monkeypatch.setenv("FLARE_ENV_FILE", str(tmp_path / "none.env"))
+    monkeypatch.chdir(tmp_path)  # resolved against the project root, not the working directory
+    settings = load_settings()
+    assert settings.data_dir == DATA_DIR == PROJECT_ROOT / "data" / "sample"
+    assert settings.reference_data_dir == (PROJECT_ROOT / ".." / "shared" / "data").resolve()
+    monkeypatch.setenv("REFERENCE_DATA_DIR", "/nonexistent")
+    assert load_settings().reference_data_dir.as_posix() == "/nonexistent"

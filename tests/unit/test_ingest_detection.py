@@ -77,7 +77,7 @@ def test_detection_on_july_2015_recovers_swpcs_c_class_and_larger_flares():
     detected = detect_flares([r.time_tag for r in flux], [r.xrsb_flux for r in flux])
     big = [f for f in detected if f.goes_class[0] in "CMX"]
     listed = [
-        f for f in read_path(DATA_DIR / "flare_lists" / "swpc_flarelist_sc24_2010_2015.csv").flares
+        f for f in read_path(DATA_DIR / "flare_lists" / "swpc_flarelist_sc24_2010_2015.csv.gz").flares
         if flux[0].time_tag <= f.peak_time <= flux[-1].time_tag
     ]
     unmatched = list(big)

@@ -1,5 +1,6 @@
-"""Every NOAA file of the reference data set is read by content into normalised records, in the numbers
-SOURCES.md states; bad records are rejected with their reason and the rest of the file still comes through."""
+"""Every NOAA file of the bundled sample (data/sample) is read by content into normalised records, in the numbers
+the reference set's SOURCES.md states for the whole files the sample holds and in the sample's own counts for
+what was cut; bad records are rejected with their reason and the rest of the file still comes through."""
 
 from __future__ import annotations
 
@@ -20,16 +21,19 @@ from tests.conftest import DATA_DIR
 
 JULY_2015 = DATA_DIR / "goes15_1m" / "g15_xrs_1m_20150701_20150731.csv.gz"
 HOURLY = DATA_DIR / "goes15_hourly" / "goes15_xrs_hourly_2010-09_2015-12.csv.gz"
-SC24 = DATA_DIR / "flare_lists" / "swpc_flarelist_sc24_2010_2015.csv"
+SC24 = DATA_DIR / "flare_lists" / "swpc_flarelist_sc24_2010_2015.csv.gz"
 NEW_AVG_HEADER = DATA_DIR / "format_samples" / "noaa_new_avg_1m_header_sample_g15_20170901.csv"
 NETCDF = DATA_DIR / "format_samples" / "noaa_new_avg_1m_sample_g15_20170701_first30min.nc"
-ONE_DAY_JSON = DATA_DIR / "swpc_json" / "xrays-1-day.json"
+ONE_DAY_JSON = DATA_DIR / "swpc_json" / "xrays-1-day.json.gz"
 MERGED_JSON = DATA_DIR / "swpc_json" / "xrays-1-minute_2026-07-29_2026-08-08.json.gz"
 PARQUET = DATA_DIR / "goes16_1m" / "goes16_xrs_1m_2023-01.parquet"
-FIFTY_ONE_DAYS = DATA_DIR / "goes16_1m" / "goes16_xrs_1m_51_days_2021_2025.csv"
-GOES18_GAPS = DATA_DIR / "goes16_1m" / "goes18_xrs_1m_2026-02-26_2026-03-09_with_gaps.csv"
+FIFTY_ONE_DAYS = DATA_DIR / "goes16_1m" / "goes16_xrs_1m_51_days_2021_2025.csv.gz"
+GOES18_GAPS = DATA_DIR / "goes16_1m" / "goes18_xrs_1m_2026-02-26_2026-03-09_with_gaps.csv.gz"
+OVERLAP_G14 = DATA_DIR / "goes_overlap" / "g14_xrs_1m_20101027_20101031.csv.gz"
+OVERLAP_G15 = DATA_DIR / "goes_overlap" / "g15_xrs_1m_20101027_20101031.csv.gz"
+NGDC_YEARS = range(2010, 2016)  # the sample's NGDC reports: the solar-cycle-24 years of the reference set's 1990-2015
 
-# What SOURCES.md says of each flux file: rows, satellite, cadence.
+# What SOURCES.md says of each flux file (the overlap files: five days of 1,440 minutes): rows, satellite, cadence.
 FLUX_FILES = {
     JULY_2015: (44_640, "GOES-15", 60),
     NEW_AVG_HEADER: (30, "GOES-15", 60),
@@ -39,6 +43,8 @@ FLUX_FILES = {
     PARQUET: (44_640, "GOES-16", 60),
     FIFTY_ONE_DAYS: (73_466, "GOES-16", 60),
     GOES18_GAPS: (11_500, "GOES-18", 60),
+    OVERLAP_G14: (5 * 1_440, "GOES-14", 60),
+    OVERLAP_G15: (5 * 1_440, "GOES-15", 60),
 }
 
 
@@ -51,18 +57,21 @@ def csv_rows(path: Path) -> list[dict[str, str]]:
 def test_every_file_of_the_data_set_is_recognised_by_its_content_alone():
     files = list(supported_files([DATA_DIR]))
     formats = {path.relative_to(DATA_DIR).as_posix(): detect_format(decompress(path.read_bytes())[0]) for path in files}
-    assert "SOURCES.md" not in formats and not any("LICENSE" in name for name in formats)
+    assert not any(name.endswith(("README.md", "GAPS.md", "MANIFEST.json")) or "LICENSE" in name for name in formats)
     assert formats["goes15_1m/g15_xrs_1m_20150701_20150731.csv.gz"] == "noaa_new_avg_csv"
     assert formats["format_samples/noaa_new_avg_1m_header_sample_g15_20170901.csv"] == "noaa_new_avg_csv"
     assert formats["format_samples/noaa_new_avg_1m_sample_g15_20170701_first30min.nc"] == "noaa_new_avg_netcdf"
     assert formats["goes15_hourly/goes15_xrs_hourly_2010-09_2015-12.csv.gz"] == "goes_hourly_csv"
     assert formats["goes16_1m/goes16_xrs_1m_2023-01.parquet"] == "goes_parquet"
-    assert formats["goes16_1m/goes16_xrs_1m_51_days_2021_2025.csv"] == "goes_xrs_1m_csv"
-    assert formats["goes16_1m/goes18_xrs_1m_2026-02-26_2026-03-09_with_gaps.csv"] == "swpc_xray_1m_csv"
-    assert formats["swpc_json/xrays-1-day.json"] == formats["swpc_json/xrays-1-minute_2026-07-29_2026-08-08.json.gz"] == "swpc_json"
-    assert formats["flare_lists/swpc_flarelist_sc24_2010_2015.csv"] == "swpc_flarelist_sc24_csv"
-    assert formats["flare_lists/swpc_flarelist_1996_2015.csv"] == "swpc_flarelist_1996_csv"
-    assert {formats[f"ngdc_reports/goes-xrs-report_{year}.txt"] for year in range(1990, 2016)} == {"ngdc_xrs_report"}
+    assert formats["goes16_1m/goes16_xrs_1m_51_days_2021_2025.csv.gz"] == "goes_xrs_1m_csv"
+    assert formats["goes16_1m/goes18_xrs_1m_2026-02-26_2026-03-09_with_gaps.csv.gz"] == "swpc_xray_1m_csv"
+    assert formats["swpc_json/xrays-1-day.json.gz"] == formats["swpc_json/xrays-1-minute_2026-07-29_2026-08-08.json.gz"] == "swpc_json"
+    assert formats["flare_lists/swpc_flarelist_sc24_2010_2015.csv.gz"] == "swpc_flarelist_sc24_csv"
+    assert formats["flare_lists/swpc_flarelist_1996_2015.csv.gz"] == "swpc_flarelist_1996_csv"
+    assert {formats[f"ngdc_reports/goes-xrs-report_{year}.txt.gz"] for year in NGDC_YEARS} == {"ngdc_xrs_report"}
+    assert formats[OVERLAP_G14.relative_to(DATA_DIR).as_posix()] == "noaa_new_avg_csv"
+    assert formats[OVERLAP_G15.relative_to(DATA_DIR).as_posix()] == "noaa_new_avg_csv"
+    assert len(formats) == 19, "every data file of the sample is checked above"
 
 
 @pytest.mark.parametrize("path", list(FLUX_FILES), ids=lambda p: p.name)
@@ -141,19 +150,26 @@ def test_flare_catalogues_are_read_with_their_source_and_counts():
     july = Counter(f.class_letter for f in sc24.flares if f.peak_time.strftime("%Y-%m") == "2015-07")
     assert (july["C"], july["M"]) == (43, 3)  # SOURCES.md: Flares: C 43 / M 3
 
-    older = read_path(DATA_DIR / "flare_lists" / "swpc_flarelist_1996_2015.csv")
+    older = read_path(DATA_DIR / "flare_lists" / "swpc_flarelist_1996_2015.csv.gz")
     assert len(older.flares) + len(older.rejects) == older.records_read == 22_649
     assert len(older.rejects) < 50 and all(reject.reason for reject in older.rejects)
 
-    ngdc = [read_path(path) for path in sorted((DATA_DIR / "ngdc_reports").glob("*.txt"))]
-    accepted = sum(len(result.flares) for result in ngdc)
-    assert 46_000 < accepted < 50_000  # SOURCES.md: ~47k
+    ngdc_files = sorted((DATA_DIR / "ngdc_reports").glob("*.txt.gz"))
+    ngdc = [read_path(path) for path in ngdc_files]
+    assert [path.name for path in ngdc_files] == [f"goes-xrs-report_{year}.txt.gz" for year in NGDC_YEARS]
+    for path, result in zip(ngdc_files, ngdc):  # every line with an X-ray class letter in column 60 is a record
+        lines = gzip.decompress(path.read_bytes()).decode("latin-1").splitlines()
+        classed = sum(1 for line in lines if line[:2].isdigit() and line[59:60] in ("A", "B", "C", "M", "X"))
+        assert result.records_read == len(result.flares) + len(result.rejects) == classed, path.name
+    # the 2010-2015 reports hold 11,671 classed lines; 6 repeat an event and one has no peak time
+    assert sum(len(result.flares) for result in ngdc) == 11_664
+    assert sum(len(result.rejects) for result in ngdc) == 7 and all(r.reason for res in ngdc for r in res.rejects)
     assert all(result.error is None for result in ngdc)
     assert {f.source for result in ngdc for f in result.flares} == {"catalog:ngdc"}
 
 
 def test_every_catalogue_flare_has_a_class_consistent_with_its_peak_flux_and_ordered_times():
-    for path in [SC24, DATA_DIR / "flare_lists" / "swpc_flarelist_1996_2015.csv", DATA_DIR / "ngdc_reports" / "goes-xrs-report_2015.txt"]:
+    for path in [SC24, DATA_DIR / "flare_lists" / "swpc_flarelist_1996_2015.csv.gz", DATA_DIR / "ngdc_reports" / "goes-xrs-report_2015.txt.gz"]:
         for flare in read_path(path).flares:
             scale = {"A": 1e-8, "B": 1e-7, "C": 1e-6, "M": 1e-5, "X": 1e-4}[flare.class_letter]
             assert flare.peak_flux == pytest.approx(float(flare.goes_class[1:]) * scale)
@@ -234,14 +250,14 @@ def test_a_truncated_compressed_file_gives_what_it_holds_and_says_it_was_cut():
 
 
 def test_a_truncated_json_feed_keeps_the_complete_records_before_the_cut():
-    text = ONE_DAY_JSON.read_text()
+    text = gzip.decompress(ONE_DAY_JSON.read_bytes()).decode()
     result = read_bytes(text[: len(text) // 3].encode(), "xrays-1-day.json")
     assert 400 < len(result.flux) < 1_438
     assert "cut off" in result.error
 
 
 def test_bad_json_records_are_rejected_one_by_one():
-    good = json.loads(ONE_DAY_JSON.read_text())[:4]
+    good = json.loads(gzip.decompress(ONE_DAY_JSON.read_bytes()))[:4]
     bad = [
         {**good[0], "time_tag": "2026-08-07T19:00:00Z", "flux": float("nan")},
         {**good[1], "time_tag": "2026-08-07T19:00:00Z", "energy": "1-8A"},
@@ -264,7 +280,7 @@ def test_a_file_of_no_known_format_is_one_reject_with_the_reason():
 
 def test_folders_expand_to_their_data_files_without_documentation(tmp_path: Path):
     (tmp_path / "sub").mkdir()
-    for name in ("SOURCES.md", "LICENSE.txt", "README", ".hidden", "a.csv", "sub/b.json"):
+    for name in ("SOURCES.md", "LICENSE.txt", "README", "MANIFEST.json", ".hidden", "a.csv", "sub/b.json"):
         (tmp_path / name).write_text("x")
     assert [p.relative_to(tmp_path).as_posix() for p in supported_files([tmp_path])] == ["a.csv", "sub/b.json"]
 
