@@ -31,6 +31,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Train on the stored history up to --until, compare a Cox model and a tree ensemble per class "
                     "on a chronological validation period, validate, backtest and register a candidate.",
     )
+    train.add_argument("sources", nargs="*", metavar="DATASET|PATH",
+                       help="first store these for training, as `flare ingest --backfill` does: dataset names (their "
+                            "files held in the data home for --from..--until, see `flare data fetch`) or files")
+    train.add_argument("--from", dest="start", type=parse_when, help="with DATASETs: the first day of theirs to store")
     train.add_argument("--until", type=parse_when_end, help=until_help)
     _verdict_wait(train)
     train.set_defaults(handler=cmd_train)
@@ -216,7 +220,19 @@ async def _detect_stored_flares(settings: Settings, endpoints: infra.Endpoints, 
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    if args.sources:
+        stored = _store_for_training(args.sources, args.start, args.until)
+        if stored != 0:
+            return stored
     return _train(args, TARGET_CLASSES, True)
+
+
+def _store_for_training(sources: list[Path], start: datetime | None, end: datetime | None) -> int:
+    """Backfill the named datasets or files (stored, not streamed), with the ingest summary."""
+    from flare_cli.commands.ingest import cmd_ingest
+
+    return cmd_ingest(argparse.Namespace(source="files", paths=[Path(s) for s in sources], once=False, speed=None,
+                                         backfill=True, satellite=None, start=start, end=end))
 
 
 def cmd_train_survival(args: argparse.Namespace) -> int:

@@ -214,3 +214,20 @@ def test_every_dataset_fetched_is_read_by_the_ingestor_and_a_missing_goes_r_day_
     assert formats == {"goes-r-xrs-1m": ("goes_r_xrs_avg1m_netcdf", "GOES-16"),
                        "goes-avg-1m-netcdf": ("noaa_new_avg_netcdf", "GOES-15"),
                        "goes-avg-1m": ("noaa_new_avg_csv", "GOES-15")}
+
+
+async def test_flare_train_stores_a_fetched_dataset_before_training_on_what_is_stored(noaa, settings, clean_db, tmp_path):
+    home = tmp_path / "home"
+    fetched = fetch(load_settings(data_home=home, archive=archive_for(noaa)), "goes-avg-1m", date(2015, 7, 1),
+                    date(2015, 7, 31), progress=Bars())
+    assert fetched.ok and len(fetched.fetched) == 1
+    env = {**service_env(settings), "FLARE_DATA_HOME": str(home)}
+
+    trained = flare(env, "train", "goes-avg-1m", "--from", "2015-07-01", "--until", "2015-07-31", "--verdict-wait", "0")
+
+    row = next(line.split() for line in trained.stdout.splitlines() if line.startswith("g15_xrs_1m_20150701"))
+    assert row[1:4] == ["noaa_new_avg_csv", "ok", "44640"]
+    async with clean_db.acquire() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM flux_observations WHERE satellite = 'GOES-15'") == 44_640
+    # a month is stored, but training refuses so short a history, saying why
+    assert trained.returncode == 1 and "training needs at least 182 days" in trained.stderr
