@@ -13,6 +13,7 @@ import hashlib
 import json
 import subprocess
 import sys
+import time
 from datetime import date, datetime, timezone
 from pathlib import Path
 
@@ -46,8 +47,9 @@ def noaa(tmp_path: Path):
 
 
 def archive_for(server: NoaaServer, **overrides) -> ArchiveSettings:
-    return ArchiveSettings(ncei_avg_base_url=server.base_url + "avg/", goes_r_base_url=server.base_url + "goes/",
-                           ngdc_reports_base_url=server.base_url + "reports/", retry_backoff_seconds=0, **overrides)
+    urls = {"ncei_avg_base_url": server.base_url + "avg/", "goes_r_base_url": server.base_url + "goes/",
+            "ngdc_reports_base_url": server.base_url + "reports/"}
+    return ArchiveSettings(**{**urls, "retry_backoff_seconds": 0, **overrides})
 
 
 class Bars:
@@ -160,8 +162,11 @@ def test_an_interrupted_download_resumes_where_it_stopped(noaa, tmp_path):
 def test_a_server_failing_twice_is_asked_again_with_backoff_and_a_cut_is_resumed_in_the_same_run(noaa, tmp_path):
     noaa.fail_next(REPORT_2015, "fail", "fail")
     noaa.fail_next(SEPTEMBER_2017, "truncate")
-    settings = load_settings(data_home=tmp_path / "home", archive=archive_for(noaa, http_retries=3))
+    settings = load_settings(data_home=tmp_path / "home",
+                             archive=archive_for(noaa, http_retries=3, retry_backoff_seconds=0.1))
+    started = time.monotonic()
     reports = fetch(settings, "ngdc-xrs-reports", date(2015, 1, 1), date(2015, 12, 31), progress=Bars())
+    assert time.monotonic() - started >= 0.1 + 0.2  # exponential backoff: 0.1 s, then 0.2 s
     assert reports.ok and [h.file for h in reports.fetched] == ["goes-xrs-report_2015.txt"]
     assert noaa.gets(REPORT_2015) == [None, None, None]
     september = fetch(settings, "goes-avg-1m", date(2017, 9, 1), date(2017, 9, 1), progress=Bars())
@@ -216,7 +221,8 @@ def test_every_dataset_fetched_is_read_by_the_ingestor_and_a_missing_goes_r_day_
                        "goes-avg-1m": ("noaa_new_avg_csv", "GOES-15")}
 
 
-async def test_flare_train_stores_a_fetched_dataset_before_training_on_what_is_stored(noaa, settings, clean_db, tmp_path):
+async def test_flare_train_stores_a_fetched_dataset_before_training_on_what_is_stored(
+        noaa, settings, clean_db, tmp_path):
     home = tmp_path / "home"
     fetched = fetch(load_settings(data_home=home, archive=archive_for(noaa)), "goes-avg-1m", date(2015, 7, 1),
                     date(2015, 7, 31), progress=Bars())
