@@ -146,6 +146,8 @@ def _satellites_for(ds: Dataset, day: date, satellites: tuple[int, ...] | None) 
 
 
 def _check_satellites(ds: Dataset, satellites: tuple[int, ...] | None) -> None:
+    if satellites and not ds.satellites:
+        raise PlanError(f"{ds.name} has no satellite to choose; leave out --satellite")
     wrong = [s for s in satellites or () if s not in ds.satellites]
     if wrong:
         raise PlanError(f"{ds.name} holds GOES-{', GOES-'.join(map(str, ds.satellites))}, not GOES-{wrong[0]}")
@@ -332,8 +334,8 @@ def expand_dataset_names(
     return expanded
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
+def file_digest(path: Path, algorithm: str = "sha256") -> str:
+    digest = hashlib.new(algorithm)
     with path.open("rb") as handle:
         for chunk in iter(lambda: handle.read(CHUNK_BYTES), b""):
             digest.update(chunk)
@@ -345,7 +347,7 @@ def _is_held(data_home: Path, entry: HeldFile | None) -> bool:
     if entry is None:
         return False
     path = data_home / entry.path
-    return path.is_file() and path.stat().st_size == entry.bytes and sha256_of(path) == entry.sha256
+    return path.is_file() and path.stat().st_size == entry.bytes and file_digest(path) == entry.sha256
 
 
 # ---- downloading ---------------------------------------------------------------------------------------------
@@ -429,16 +431,6 @@ def published_checksum(client, url: str, archive: ArchiveSettings) -> tuple[str,
     return archive.checksum_sidecar, token
 
 
-def _digest(path: Path, algorithm: str) -> str:
-    if algorithm == "sha256":
-        return sha256_of(path)
-    digest = hashlib.new(algorithm)
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(CHUNK_BYTES), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _download_once(client, url: str, part: Path, progress: Progress) -> None:
     """One attempt: resume `part` from its size with an HTTP Range request; raise Incomplete if the body ends
     early. A server that ignores the Range (200) sends the whole file again, which replaces the part."""
@@ -489,12 +481,12 @@ def download(client, remote: RemoteFile, data_home: Path, archive: ArchiveSettin
     checksum = "none published; sha256 recorded"
     if published:
         algorithm, expected = published
-        actual = _digest(part, algorithm)
+        actual = file_digest(part, algorithm)
         if actual != expected:
             part.unlink()
             raise ChecksumMismatch(f"{remote.url}: {algorithm} {actual} does not match the published {expected}")
         checksum = f"{algorithm} matches {remote.url.rsplit('/', 1)[-1]}.{algorithm}"
-    sha256 = sha256_of(part)
+    sha256 = file_digest(part)
     os.replace(part, target)
     return HeldFile(remote.dataset, target.name, remote.path, remote.first_day.isoformat(), remote.last_day.isoformat(),
                     remote.satellite, target.stat().st_size, sha256, remote.url,

@@ -88,6 +88,8 @@ def test_ngdc_reports_are_one_file_a_year_and_2017_is_the_year_to_date_file():
     assert files[0].path == "ngdc-xrs-reports/goes-xrs-report_2015.txt"
     with pytest.raises(PlanError, match="1975-2017"):
         plan("ngdc-xrs-reports", date(2019, 1, 1), date(2019, 2, 1), NOAA)
+    with pytest.raises(PlanError, match="no satellite to choose"):
+        plan("ngdc-xrs-reports", date(2015, 1, 1), date(2015, 1, 2), NOAA, satellites=(15,))
     with pytest.raises(PlanError, match="unknown dataset"):
         plan("goes-15", date(2015, 1, 1), date(2015, 1, 2), NOAA)
 
