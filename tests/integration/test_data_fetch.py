@@ -138,7 +138,7 @@ async def test_a_user_fetches_their_period_with_a_progress_bar_again_for_nothing
     assert unknown.returncode == 2 and "flare data fetch goes-r-xrs-1m" in unknown.stderr
 
 
-def test_an_interrupted_download_resumes_where_it_stopped(noaa, tmp_path):
+def test_an_interrupted_download_resumes_where_it_stopped_and_a_damaged_file_is_fetched_again(noaa, tmp_path):
     home = tmp_path / "home"
     noaa.fail_next(JULY_2015, "truncate")
     once = load_settings(data_home=home, archive=archive_for(noaa, http_retries=0))
@@ -157,6 +157,10 @@ def test_an_interrupted_download_resumes_where_it_stopped(noaa, tmp_path):
     assert bars.seen[0]["initial"] == len(july) // 2 and bars.seen[0]["bytes"] == len(july) - len(july) // 2
     held = home / resumed.fetched[0].path
     assert held.read_bytes() == july and resumed.fetched[0].sha256 == sha256(july) and not part.exists()
+
+    held.write_bytes(july[:-10] + b"0123456789")  # damaged on disk: same size, another sha256
+    repaired = fetch(once, "goes-avg-1m", date(2015, 7, 1), date(2015, 7, 31), progress=Bars())
+    assert len(repaired.fetched) == 1 and held.read_bytes() == july and len(noaa.gets(JULY_2015)) == 3
 
 
 def test_a_server_failing_twice_is_asked_again_with_backoff_and_a_cut_is_resumed_in_the_same_run(noaa, tmp_path):
