@@ -115,3 +115,17 @@ def test_held_files_of_a_period_are_those_whose_days_meet_it(tmp_path):
         "a_201506.csv", "a_201507.csv"]
     assert [p.name for p in held_files(tmp_path, "goes-avg-1m")] == ["a_201506.csv", "a_201507.csv", "a_201508.csv"]
     assert held_files(tmp_path, "goes-r-xrs-1m") == []
+
+
+def test_flare_data_fetch_help_names_every_dataset_and_refuses_an_unknown_one(capsys):
+    from flare_cli.main import main
+    from services.ingestor.archive import DATASETS
+
+    with pytest.raises(SystemExit) as shown:
+        main(["data", "fetch", "--help"])
+    assert shown.value.code == 0
+    listed = capsys.readouterr().out
+    assert all(f"  {name} " in listed for name in DATASETS)
+    with pytest.raises(SystemExit) as refused:
+        main(["data", "fetch", "goes-15", "--from", "2015-07-01"])
+    assert refused.value.code == 2 and "invalid choice: 'goes-15'" in capsys.readouterr().err
