@@ -218,6 +218,7 @@ class Received:
     topic: str
     partition: int
     offset: int
+    recorded_ms: int | None = None  # the record's timestamp: wall-clock when it was published, epoch ms
 
 
 class TypedConsumer:
@@ -275,7 +276,8 @@ class TypedConsumer:
             log.warning("message.rejected", topic=record.topic, offset=record.offset, reason=str(exc))
             await self._publisher.publish(self._dead_letter_topic, dead)
             return None
-        return Received(message, record.topic, record.partition, record.offset)
+        recorded = record.timestamp if record.timestamp is not None and record.timestamp > 0 else None
+        return Received(message, record.topic, record.partition, record.offset, recorded)
 
 
 async def ensure_topics(bootstrap_servers: str, specs: Iterable[TopicSpec]) -> list[str]:

@@ -19,7 +19,9 @@ from fastapi.responses import FileResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 
 from services.dashboard.view import DashboardView
+from shared import messages as m
 from shared.http import send_hardening_headers
+from shared.kafka import Received
 
 STATIC_DIR = Path(__file__).parent / "static"
 PUSH_INTERVAL_SECONDS = 0.5
@@ -81,9 +83,13 @@ class Hub:
         self.rejected = 0  # records the consumer dead-lettered
         self._last_push = float("-inf")
 
-    def apply(self, messages: list) -> None:
-        for message in messages:
-            self.view.apply(message)
+    def apply(self, messages: list[Received | m.Message]) -> None:
+        """Fold in messages as consumed (with the time each was recorded) or bare (without it)."""
+        for item in messages:
+            if isinstance(item, Received):
+                self.view.apply(item.message, item.recorded_ms)
+            else:
+                self.view.apply(item)
         self.consumed += len(messages)
 
     def push_changes(self, *, force: bool = False) -> bool:

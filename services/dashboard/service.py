@@ -29,7 +29,7 @@ log = get_logger(__name__)
 async def consume(consumer: TypedConsumer, hub: Hub) -> None:
     """Fold every accepted message into the view and push the changes to the pages, paced by the hub."""
     async for batch in consumer.batches(timeout_ms=int(PUSH_INTERVAL_SECONDS * 1000)):
-        hub.apply([received.message for received in batch])
+        hub.apply(batch)
         hub.rejected = consumer.rejected
         # an empty batch means the topics are quiet: push what is pending now rather than wait for more
         hub.push_changes(force=not batch)

@@ -11,7 +11,9 @@ Bounds, so a replay of years of history cannot grow the view:
 - forecasts: the latest champion and the latest shadow forecast, by event time;
 - metrics: per (model version, shadow, window) the latest figures and a series of the charted scores that
   is thinned to every other point whenever it reaches `series_limit` (the whole time range stays, coarser);
-- history: the last `history_limit` lifecycle events, retrain requests and alerts, each once.
+- history: the last `history_limit` lifecycle events, retrain requests and alerts, each once, with two times:
+  its event time (the flux clock it speaks about: in a replay of 2015, 2015) and when it was recorded (published,
+  wall clock). Decisions are read in the order they were recorded; the event time says what data they were about.
 """
 
 from __future__ import annotations
@@ -100,10 +102,10 @@ def metrics_point(update: m.MetricsUpdated) -> dict[str, Any]:
     return {"t": epoch_ms(update.event_time), "scored": update.scored_count, **values}
 
 
-def history_row(message: m.Message) -> dict[str, Any] | None:
+def history_row(message: m.Message, recorded_ms: int | None = None) -> dict[str, Any] | None:
     """One line of the model history for a lifecycle event, retrain request or alert; None for other messages."""
-    row: dict[str, Any] = {"id": message.message_id, "t": epoch_ms(message.event_time), "kind": message.type,
-                           "version": None, "actor": None}
+    row: dict[str, Any] = {"id": message.message_id, "event_ms": epoch_ms(message.event_time),
+                           "recorded_ms": recorded_ms, "kind": message.type, "version": None, "actor": None}
     match message:
         case m.ModelPromoted():
             row.update(version=message.version, actor=message.actor,
@@ -169,7 +171,8 @@ class DashboardView:
 
     # ---- folding messages in --------------------------------------------------------------------------
 
-    def apply(self, message: m.Message) -> None:
+    def apply(self, message: m.Message, recorded_ms: int | None = None) -> None:
+        """Fold in one message; `recorded_ms` is when it was published (the broker record's timestamp)."""
         self.counts[message.type] = self.counts.get(message.type, 0) + 1
         self._changed_counts = True
         match message:
@@ -182,7 +185,7 @@ class DashboardView:
             case m.MetricsUpdated():
                 self._apply_metrics(message)
             case _:
-                self._apply_history(message)
+                self._apply_history(message, recorded_ms)
 
     def _apply_flux(self, flux: m.FluxObserved) -> None:
         if flux.xrsa_flux is None and flux.xrsb_flux is None:
@@ -260,8 +263,8 @@ class DashboardView:
         }
         self._changed_metrics.setdefault(key, []).append(point)
 
-    def _apply_history(self, message: m.Message) -> None:
-        row = history_row(message)
+    def _apply_history(self, message: m.Message, recorded_ms: int | None) -> None:
+        row = history_row(message, recorded_ms)
         if row is None or row["id"] in self.history:
             return
         self.history[row["id"]] = row

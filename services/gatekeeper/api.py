@@ -37,6 +37,10 @@ class PromoteBody(_Body):
         description="the champion you expect to replace (null when you expect none); another answers 409")
     reason: str = Field(min_length=3, description="why: kept in the history")
 
+    force: bool = Field(
+        False, description="promote a version that has not passed the gates (no verdict, or a failed or held one): "
+                           "an override, recorded in the history with the caller, the reason and the gate; without "
+                           "it such a promotion answers 409 naming the gate")
 
 class RollbackBody(_Body):
     version: str | None = Field(None, description="the version to return to; default: the champion before the current one")
@@ -252,9 +256,11 @@ def create_app(gatekeeper: Gatekeeper) -> FastAPI:
     # ---- writes -------------------------------------------------------------------------------------------
 
     @app.post("/models/{version}/promote", response_model=OutcomeView, tags=["write"],
-              responses={409: {"description": "the champion is not the one you expected"}})
+              responses={409: {"description": "the champion is not the one you expected, or the version has not "
+                                              "passed the gates and `force` was not given"}})
     async def promote(version: str, body: PromoteBody, caller: auth.Caller = operator):
-        return (await gatekeeper.promote(version, body.expected_current, caller.name, body.reason)).as_dict()
+        return (await gatekeeper.promote(version, body.expected_current, caller.name, body.reason,
+                                         force=body.force)).as_dict()
 
     @app.post("/rollback", response_model=OutcomeView, tags=["write"],
               summary="return to the previous champion or a named former champion (idempotent)",

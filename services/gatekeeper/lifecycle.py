@@ -31,8 +31,9 @@ log = get_logger(__name__)
 SYSTEM = "gatekeeper"
 AUTO_ROLLBACK = "gatekeeper:auto-rollback"
 CLOCK_STREAM = "flux"
-# A held candidate is not among them: it waits for `approve`, which a second operator must give.
-PROMOTABLE = ("candidate", "challenger", "retired")
+# A held candidate is not among them: it waits for `approve`, which a second operator must give. A candidate,
+# challenger or rejected version also needs a passing gate verdict (or to have been champion), else `force`.
+PROMOTABLE = ("candidate", "challenger", "retired", "rejected")
 ROLLBACK_TARGETS = ("retired", "challenger")
 CHALLENGER_SOURCES = ("candidate", "held", "retired")
 
@@ -63,6 +64,19 @@ class Outcome:
     """What an act left behind: the kind's champion and challenger, and whether the act changed anything."""
 
     kind: str
+class GateRefused(Conflict):
+    """The version has not passed the gates; promoting it needs an explicit override."""
+
+
+@dataclass(frozen=True)
+class GateStanding:
+    """Why a version has not passed the gates: no verdict, or a failed or held one (the gates it did not pass)."""
+
+    why: str
+    verdict_event: str | None
+    gates: list[str]
+
+
     champion: str | None
     challenger: str | None
     changed: bool
@@ -143,7 +157,12 @@ class Gatekeeper:
 
     # ---- the acts -----------------------------------------------------------------------------------------
 
-    async def promote(self, version: str, expected_current: str | None, actor: str, reason: str) -> Outcome:
+    async def promote(
+        self, version: str, expected_current: str | None, actor: str, reason: str, *, force: bool = False,
+    ) -> Outcome:
+        """Make `version` champion. One that has not passed the gates (no verdict yet, or a failed or held one)
+        and was never champion is refused naming the gate; with `force` it is promoted and the override is
+        recorded before the promotion, with the actor, the reason and the gate it overrode."""
         async with self.pool.acquire() as conn:
             async with conn.transaction():
                 row = await self._model(conn, version)
@@ -162,10 +181,25 @@ class Gatekeeper:
                     raise Conflict(f"{version} is held for approval: another operator approves it (`flare approve`)")
                 if target["status"] not in PROMOTABLE:
                     raise Conflict(f"{version} is {target['status']}; only {', '.join(PROMOTABLE)} versions can be promoted")
-                queued = await self._crown(conn, target, champion, rows, actor, reason, "promoted", _new_event_id(), {})
-                outcome = await self._state(conn, row["kind"], True, queued[0][1].message_id, f"{version} is champion")
+                standing = await self._gate_standing(conn, target)
+                if standing is not None and not force:
+                    raise GateRefused(
+                        f"{version} {standing.why}; it is not promoted. Promoting it past the gates is an override: "
+                        f"`flare promote {version} --force --reason TEXT` (REST: \"force\": true), kept in the history"
+                    )
+                event_id = _new_event_id()
+                evidence: dict[str, Any] = {}
+                if standing is not None:
+                    evidence = {"forced": True, "overridden": standing.why, "verdict_event": standing.verdict_event}
+                    await self._record(conn, store.HistoryEntry(
+                        f"{event_id}:forced", "gate_overridden", version, actor, reason, await self.event_now(conn),
+                        {"kind": row["kind"], "status": target["status"], "gates": standing.gates, **evidence},
+                    ))
+                queued = await self._crown(conn, target, champion, rows, actor, reason, "promoted", event_id, evidence)
+                detail = f"{version} is champion" + (f" (forced past the gates: {standing.why})" if standing else "")
+                outcome = await self._state(conn, row["kind"], True, queued[0][1].message_id, detail)
         await self._publish(queued)
-        log.info("model.promoted", version=version, previous=current, actor=actor)
+        log.info("model.promoted", version=version, previous=current, actor=actor, forced=standing is not None)
         return outcome
 
     async def rollback(
@@ -470,6 +504,24 @@ class Gatekeeper:
         requested_by = verdict["evidence"].get("requested_by") if verdict else None
         if requested_by is not None and requested_by == actor:
             raise NotAllowed(f"{actor} asked for this model and cannot also {act} it; another operator must")
+    async def _gate_standing(self, conn: asyncpg.Connection, target: dict[str, Any]) -> GateStanding | None:
+        """Why `target` has not passed the gates, or None: its last verdict was PROMOTE, or it was champion
+        once (a retired version, or a challenger that had been champion)."""
+        version = target["version"]
+        if target["status"] == "retired" or await store.last_champion_entry(conn, version) is not None:
+            return None
+        verdict = await store.last_entry(conn, version, "gate_verdict")
+        if verdict is None:
+            return GateStanding("has no gate verdict: the gates have not judged it (the gatekeeper judges the "
+                                "ModelTrained its trainer announces)", None, [])
+        evidence = verdict["evidence"] or {}
+        if evidence.get("decision") == "PROMOTE":
+            return None
+        gates_named = [c["name"] for c in evidence.get("checks", []) if c.get("passed") is not True]
+        judged = "failed" if evidence.get("decision") == "REJECT" else "was held by"
+        return GateStanding(f"{judged} the gates ({evidence.get('decision')}): {verdict['reason']}",
+                            verdict["event_id"], gates_named)
+
         return verdict or {"event_id": None}
 
     async def _crown(

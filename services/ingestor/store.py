@@ -104,6 +104,17 @@ async def stored_flux(conn: asyncpg.Connection, records: Sequence[FluxRecord]) -
     return found
 
 
+async def stored_minute_flux(conn: asyncpg.Connection, start: datetime | None, end: datetime | None) -> list[FluxRecord]:
+    """The stored 1-minute readings in [start, end), per satellite in time order: what detection searches."""
+    rows = await conn.fetch(
+        "SELECT satellite, time_tag, cadence_seconds, scaling_era, xrsa_flux, xrsb_flux, quality, source"
+        " FROM flux_observations WHERE cadence_seconds = 60 AND ($1::timestamptz IS NULL OR time_tag >= $1)"
+        " AND ($2::timestamptz IS NULL OR time_tag < $2) ORDER BY satellite, time_tag",
+        start, end,
+    )
+    return [FluxRecord(**dict(row)) for row in rows]
+
+
 async def write_flux(conn: asyncpg.Connection, planned: Sequence[PlannedFlux]) -> int:
     """Upsert new and changed readings in one batch (COPY into a temporary table, then one INSERT)."""
     rows = [

@@ -29,8 +29,19 @@ def file_stem(artifact: dict[str, Any], date: str) -> str:
     return f"survival_model_{artifact['target_class']}_{date}"
 
 
-def save_version(artifacts: dict[str, dict[str, Any]], model_dir: Path, *, now: datetime | None = None) -> SavedVersion:
-    """Write each artifact, hash it, name the version `v<UTC time>-<digest>`, and give files their final names."""
+def plan_survival_file_name(target_class: str, now: datetime | None = None) -> str:
+    """The deployment plan's name of a single survival model: `survival_model_c_class_20251104.joblib`."""
+    return f"survival_model_{target_class.lower()}_class_{now or datetime.now(timezone.utc):%Y%m%d}.joblib"
+
+
+def save_version(
+    artifacts: dict[str, dict[str, Any]], model_dir: Path, *, now: datetime | None = None, file_name: str | None = None,
+) -> SavedVersion:
+    """Write each artifact, hash it, name the version `v<UTC time>-<digest>`, and give files their final names:
+    the plan's names with the version id, or `file_name` for a single artifact (with the version id added if
+    a file of that name is already there: a registered file is never overwritten)."""
+    if file_name is not None and len(artifacts) != 1:
+        raise ValueError("a file name names a single artifact")
     now = now or datetime.now(timezone.utc)
     model_dir.mkdir(parents=True, exist_ok=True)
     staged: dict[str, Path] = {}
@@ -45,6 +56,10 @@ def save_version(artifacts: dict[str, dict[str, Any]], model_dir: Path, *, now: 
     paths: dict[str, str] = {}
     for name, path in staged.items():
         final = model_dir / f"{file_stem(artifacts[name], f'{now:%Y%m%d}')}_{version}.joblib"
+        if file_name is not None:
+            final = model_dir / file_name
+            if final.exists():
+                final = model_dir / f"{Path(file_name).stem}_{version}{Path(file_name).suffix}"
         os.replace(path, final)
         paths[name] = str(final.resolve())
     return SavedVersion(version, paths, digests)

@@ -88,16 +88,17 @@ def pipeline_steps(targets: Sequence[str], estimators: Sequence[str], with_class
 async def train_and_register(
     conn: asyncpg.Connection, settings: Settings, *, until: datetime | None, actor: str, reason: str,
     targets: Sequence[str] = TARGET_CLASSES, with_classifier: bool = True, request_id: str | None = None,
-    save_to: Path | None = None, progress: Progress | None = None,
+    save_to: Path | None = None, file_name: str | None = None, progress: Progress | None = None,
 ) -> RegisteredVersion:
-    """Train on the stored history up to `until`, save the files, gather evidence and register a candidate."""
+    """Train on the stored history up to `until`, save the files (in `save_to`, default the model folder;
+    a single survival model as `file_name`), gather evidence and register a candidate."""
     if with_classifier and set(targets) != set(TARGET_CLASSES) or not with_classifier and len(targets) != 1:
         raise ValueError("train either the full forecast model (all targets and the classifier) or one survival model")
     kind = registry.FORECAST_KIND if with_classifier else registry.survival_kind(targets[0])
     history = await load_history(conn, until=until)
     result = await asyncio.to_thread(
         train, history, settings, until=until, targets=targets, with_classifier=with_classifier, progress=progress)
-    saved = save_version(result.artifacts, save_to or settings.model_path)
+    saved = save_version(result.artifacts, save_to or settings.model_path, file_name=file_name)
     model = ForecastModel.load(saved.version, saved.artifacts, saved.digests)
     holdout = ForecastModel(f"{saved.version}+holdout", result.holdout_artifacts)
     champion, champion_problem = await current_champion(conn, kind)

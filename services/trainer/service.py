@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import signal
+from datetime import datetime
 from typing import Any
 
 import asyncpg
 from aiokafka.errors import CommitFailedError
 
-from services.trainer.pipeline import train_and_register
+from services.trainer.pipeline import RegisteredVersion, train_and_register
 from services.trainer.training import TrainingError
 from shared import infra, registry
 from shared import messages as m
@@ -32,19 +33,36 @@ SERVICE = "trainer"
 log = get_logger(__name__)
 
 
-def model_trained(request: m.RetrainRequested, version: str, artifacts: dict[str, str], evidence: dict[str, Any]) -> m.ModelTrained:
+def model_trained(
+    version: str, artifacts: dict[str, str], evidence: dict[str, Any], *, event_time: datetime,
+    request: m.RetrainRequested | None = None,
+) -> m.ModelTrained:
+    """The announcement the gatekeeper judges a candidate on, however it was trained: for a retrain request
+    (at the request's event time), or by an operator's `flare train` (at the end of its training data)."""
+    message_id = m.stable_id("model-trained", version)
     return m.ModelTrained(
-        message_id=m.stable_id("model-trained", version),
-        event_time=request.event_time,
-        correlation_id=request.correlation_id or request.message_id,
+        message_id=message_id,
+        event_time=event_time,
+        correlation_id=(request.correlation_id or request.message_id) if request else message_id,
         version=version,
-        request_id=request.message_id,
+        request_id=request.message_id if request else None,
         artifacts=artifacts,
         evidence=evidence,
     )
 
 
 def training_failed(request: m.RetrainRequested, reason: str) -> m.TrainingFailed:
+def trained_announcement(registered: RegisteredVersion, request: m.RetrainRequested | None = None) -> m.ModelTrained:
+    event_time = request.event_time if request else registered.training.data_window[1]
+    return model_trained(registered.version, registered.artifacts, registered.evidence, event_time=event_time,
+                         request=request)
+
+
+async def announce(publisher: Publisher, settings: Settings, answer: m.ModelTrained | m.TrainingFailed) -> None:
+    """Tell the gatekeeper: every candidate, from the service or the CLI, reaches the gates this way."""
+    await publisher.publish(settings.topics.lifecycle, answer)
+
+
     return m.TrainingFailed(
         message_id=m.stable_id("training-failed", request.message_id),
         event_time=request.event_time,
@@ -61,7 +79,7 @@ async def handle_request(conn: asyncpg.Connection, settings: Settings, request: 
         log.info("trainer.already_trained", request_id=request.message_id, version=done["version"])
         evidence = {"validation": done["validation"], "backtest": done["backtest"],
                     "comparison": (done["validation"] or {}).get("comparison"), "kind": done["kind"]}
-        return model_trained(request, done["version"], done["artifacts"], evidence)
+        return model_trained(done["version"], done["artifacts"], evidence, event_time=request.event_time, request=request)
     # A forecast version bundles all three targets, so a request naming one class retrains the bundle.
     reason = f"retrain requested by {request.requested_by}: {request.reason}"
     if request.target_class != "all":
@@ -77,7 +95,7 @@ async def handle_request(conn: asyncpg.Connection, settings: Settings, request: 
     except Exception as exc:
         log.exception("trainer.failed", request_id=request.message_id)
         return training_failed(request, f"training failed: {type(exc).__name__}: {exc}")
-    return model_trained(request, registered.version, registered.artifacts, registered.evidence)
+    return trained_announcement(registered, request)
 
 
 async def consume(settings: Settings, pool: asyncpg.Pool, consumer: TypedConsumer, publisher: Publisher) -> None:
@@ -87,7 +105,7 @@ async def consume(settings: Settings, pool: asyncpg.Pool, consumer: TypedConsume
             with bind_correlation(request.correlation_id or request.message_id):
                 log.info("trainer.request", request_id=request.message_id, until=str(request.train_until))
                 answer = await outlasting_outages_on(pool, lambda conn: handle_request(conn, settings, request))
-                await publisher.publish(settings.topics.lifecycle, answer)
+                await announce(publisher, settings, answer)
                 log.info("trainer.answered", type=answer.type, request_id=request.message_id)
         if batch:
             try:

@@ -27,7 +27,8 @@ from shared import registry
 from shared.kafka import Publisher
 from tests.bench.baselines import bare_consume_seconds, record_latencies
 from tests.conftest import DATA_DIR
-from tests.integration.test_gatekeeper_service import OPERATORS, count, gatekeeper_running
+from tests.integration.test_gatekeeper_service import count
+from tests.support.gatekeeper_process import OPERATORS, gatekeeper_running
 
 HOURLY = DATA_DIR / "goes15_hourly" / "goes15_xrs_hourly_2010-09_2015-12.csv.gz"
 JULY_2015 = DATA_DIR / "goes15_1m" / "g15_xrs_1m_20150701_20150731.csv.gz"
@@ -89,10 +90,12 @@ async def test_gatekeeper_throughput_and_write_latency(settings, clean_db, tmp_p
                 latencies[what].append(time.perf_counter() - started)
                 return answer
 
-            await api.post(f"/models/{kind}-a/promote", json={"expected_current": None, "reason": "bench"})
+            # never judged by the gates: the first promotions override them
+            await api.post(f"/models/{kind}-a/promote", json={"expected_current": None, "reason": "bench", "force": True})
             for _ in range(100):
                 answer = await timed("promote", api.post(f"/models/{kind}-b/promote",
-                                                         json={"expected_current": f"{kind}-a", "reason": "bench"}))
+                                                         json={"expected_current": f"{kind}-a", "reason": "bench",
+                                                               "force": True}))
                 assert answer.status_code == 200
                 answer = await timed("read", api.get("/champion", params={"kind": kind}))
                 assert answer.status_code == 200 and answer.json()[0]["champion"]["version"] == f"{kind}-b"

@@ -42,7 +42,7 @@ from flare_cli.commands.demo import SHORT
 from services.evaluator.resolution import VERIFICATION_HOURS
 from shared.settings import Settings
 from tests.bench.baselines import bare_consume_seconds
-from tests.integration.test_gatekeeper_service import gatekeeper_running
+from tests.support.gatekeeper_process import gatekeeper_running
 from tests.support.predictor_models import FLARE_LIST, HOURLY, JULY_2015, register_model
 from tests.support.predictor_service import predictor_running
 from tests.support.service_process import ServiceProcess, running

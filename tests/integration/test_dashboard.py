@@ -18,7 +18,9 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from shared import messages as m
+from shared.forecast_model import bucket_labels
 from shared.kafka import Publisher, ensure_topics
+from shared.settings import ModelSettings
 from shared.topics import topic_registry
 from tests.conftest import PROJECT_ROOT
 from tests.support.service_process import ServiceProcess
@@ -44,7 +46,10 @@ def flare_profile(minute: int, peak_minute: int, peak_flux: float) -> float:
     return peak_flux * math.exp(-(minute - peak_minute) / 25)
 
 
-FLARES = [(190, "M2.4", 2.4e-5), (520, "C6.1", 6.1e-6)]  # (minute of the peak, class, peak flux)
+# (minute of the peak, class, peak flux): B flares, and a C flare four minutes after a bigger one, whose labels
+# would only be noise
+FLARES = [(190, "M2.4", 2.4e-5), (330, "B6.3", 6.3e-7), (420, "B8.0", 8.0e-7), (520, "C6.1", 6.1e-6),
+          (524, "C5.8", 5.8e-6)]
 
 
 def flux_history() -> list[m.FluxObserved]:
@@ -73,16 +78,16 @@ def flares() -> list[m.FlareObserved]:
 
 def forecast(version: str) -> m.ForecastIssued:
     at = START + timedelta(hours=HOURS_OF_FLUX)
-    buckets = ["0-6h", "6-12h", "12-24h", "24-48h", "48-72h", "72-168h", ">168h"]
+    buckets = bucket_labels(ModelSettings().time_bucket_edges_hours)  # the model's own bucket names
     survival = {
         target: m.SurvivalForecast(
             target_class=target, probability_distribution=dict(zip(buckets, shares)),
             time_points_hours=[6, 12, 24], survival_probabilities=[0.8, 0.7, 0.5], hazard_score=1.0,
             probability_within_24h=sum(shares[:3]),
         )
-        for target, shares in (("C", [0.30, 0.15, 0.15, 0.15, 0.08, 0.07, 0.10]),
-                               ("M", [0.08, 0.05, 0.07, 0.10, 0.07, 0.13, 0.50]),
-                               ("X", [0.01, 0.01, 0.02, 0.02, 0.02, 0.04, 0.88]))
+        for target, shares in (("C", [0.30, 0.15, 0.15, 0.15, 0.08, 0.03, 0.02, 0.02, 0.10]),
+                               ("M", [0.08, 0.05, 0.07, 0.10, 0.07, 0.05, 0.04, 0.04, 0.50]),
+                               ("X", [0.01, 0.01, 0.02, 0.02, 0.02, 0.01, 0.01, 0.02, 0.88]))
     }
     return m.ForecastIssued(
         message_id=m.stable_id("forecast", version, at), event_time=at, model_version=version, survival=survival,
@@ -110,10 +115,27 @@ def metrics(version: str, *, shadow: bool, skill: float) -> list[m.MetricsUpdate
     return updates
 
 
+def drift_alert(at: datetime) -> m.MetricDrift:
+    return m.MetricDrift(message_id=m.stable_id("drift", at), event_time=at, model_version="v2", metric="C.brier",
+                         value=0.31, baseline=0.2, threshold=0.3, window="30d")
+
+
 def promotion(version: str, previous: str) -> m.ModelPromoted:
     at = START + timedelta(hours=HOURS_OF_FLUX, minutes=5)
     return m.ModelPromoted(message_id=m.stable_id("promote", version), event_time=at, version=version,
                            previous_version=previous, actor="operator", reason="beats the champion on Brier and TSS")
+
+
+async def overlapping_labels(page, selector: str) -> list[list[str]]:
+    """Pairs of the texts under `selector` whose drawn boxes intersect."""
+    return await page.locator(selector).evaluate_all("""nodes => {
+        const boxes = nodes.map(n => [n.textContent, n.getBoundingClientRect()]);
+        const pairs = [];
+        boxes.forEach(([a, p], i) => boxes.slice(i + 1).forEach(([b, q]) => {
+            if (p.left < q.right && q.left < p.right && p.top < q.bottom && q.top < p.bottom) pairs.push([a, b]);
+        }));
+        return pairs;
+    }""")
 
 
 async def publish(settings, *messages_by_topic: tuple[str, list[m.Message]]) -> None:
@@ -177,6 +199,9 @@ async def test_the_stream_carries_a_snapshot_then_the_messages_published_after_i
         events.task.cancel()
 
     assert history[0]["kind"] == "ModelPromoted" and history[0]["version"] == "v2"
+    # two clocks: the flux time the decision is about, and when it was recorded (the broker record's timestamp)
+    assert history[0]["event_ms"] == promotion("v2", "v1").event_time.timestamp() * 1000
+    assert abs(history[0]["recorded_ms"] / 1000 - datetime.now(timezone.utc).timestamp()) < 120
     view = httpx.get(f"{dashboard}/api/snapshot").json()
     assert view["champion"] == "v2"
     assert max(row[3] for row in view["flux"]) == max(f.xrsb_flux for f in flux_history()[:30])
@@ -209,12 +234,21 @@ async def test_the_page_draws_every_chart_and_shows_a_promotion_live(settings, d
 
         await page.wait_for_function(
             "() => +document.querySelector('#flux-chart').dataset.points >= 144"
-            " && +document.querySelector('#flux-chart').dataset.flares === 2"
+            f" && +document.querySelector('#flux-chart').dataset.flares === {len(FLARES)}"
             " && +document.querySelector('#reliability-chart').dataset.points > 0", timeout=60_000)
         assert await page.get_attribute("#class-probabilities", "data-bars") == "4"
-        assert await page.get_attribute("#time-to-flare", "data-bars") == "21"
+        assert await page.get_attribute("#time-to-flare", "data-bars") == "27"
         assert await page.get_attribute("#metrics-charts", "data-series") == "2"
         assert await page.locator(".flare-marker[data-class='M2.4']").count() == 1
+        # every flare has a marker; labels from C up only, none overlapping another
+        assert await page.locator(".flare-marker").count() == len(FLARES)
+        labels = await page.locator(".flare-label").evaluate_all("nodes => nodes.map(n => n.textContent)")
+        assert sorted(labels) == ["C6.1", "M2.4"]
+        assert await overlapping_labels(page, "#flux-chart .flare-label") == []
+        # the time-to-flare buckets in hours after issue, each label clear of its neighbours
+        bucket_names = await page.locator("#time-to-flare .bar").evaluate_all("bars => bars.map(b => b.dataset.label)")
+        assert bucket_names[:9] == ["0–6", "6–12", "12–24", "24–48", "48–72", "72–96", "96–120", "120–168", ">168"]
+        assert await overlapping_labels(page, "#time-to-flare text") == []
         assert await page.inner_text("#champion") == "v1"
         assert await page.locator("#history tr[data-kind]").count() == 0
 
@@ -222,6 +256,17 @@ async def test_the_page_draws_every_chart_and_shows_a_promotion_live(settings, d
         promoted = page.locator("#history tr[data-kind='ModelPromoted'][data-version='v2']")
         await promoted.wait_for(timeout=30_000)
         assert "beats the champion" in await promoted.inner_text()
+        # a drift alert about earlier flux, recorded after the promotion: it heads the history (newest recorded
+        # first) and shows the flux time it is about beside the time it was recorded
+        await publish(settings, (settings.topics.alerts, [drift_alert(START + timedelta(hours=6))]))
+        drift = page.locator("#history tbody tr").first
+        await page.locator("#history tr[data-kind='MetricDrift']").wait_for(timeout=30_000)
+        assert await drift.get_attribute("data-kind") == "MetricDrift"
+        recorded, event_time = (await drift.locator("td").all_inner_texts())[:2]
+        assert event_time == "2015-03-11 06:00"
+        assert recorded.startswith(f"{datetime.now(timezone.utc):%Y-%m-%d} ")
+        assert await page.locator("#history th").all_inner_texts() == [
+            "recorded (UTC)", "event time (UTC)", "event", "version", "by", "details"]
         await page.wait_for_function("() => document.querySelector('#champion').textContent === 'v2'")
         assert await page.get_attribute("#connection", "data-state") == "live"
 

@@ -86,9 +86,11 @@ async def status_of(pool, version: str) -> str:
         return await conn.fetchval("SELECT status FROM model_registry WHERE version = $1", version)
 
 
-async def promote(api, version: str, expected: str | None, token: str = ALICE) -> httpx.Response:
+async def promote(api, version: str, expected: str | None, token: str = ALICE, *, force: bool = True) -> httpx.Response:
+    """The operator's promotion. These candidates were never judged (the gates are tested below), so by default
+    the operator overrides the gates, which the history records before each promotion."""
     return await api.post(f"/models/{version}/promote", headers=bearer(token),
-                          json={"expected_current": expected, "reason": "better backtest"})
+                          json={"expected_current": expected, "reason": "better backtest", "force": force})
 
 
 # ---- an operator's day --------------------------------------------------------------------------------------
@@ -114,7 +116,8 @@ async def test_an_operator_promotes_replaces_and_rolls_back_and_every_step_is_re
     history = [h for h in (await api.get("/history", params={"kind": kind}, headers=bearer(VIEWER))).json()
                if h["action"] != "registered"]
     assert [(h["action"], h["version"], h["actor"]) for h in reversed(history)] == [
-        ("promoted", v1, "alice"), ("promoted", v2, "bob"), ("rolled_back", v1, "alice"),
+        ("gate_overridden", v1, "alice"), ("promoted", v1, "alice"), ("gate_overridden", v2, "bob"),
+        ("promoted", v2, "bob"), ("rolled_back", v1, "alice"),
     ]
     assert history[0]["reason"] == "forecasts look wrong" and history[0]["evidence"]["previous_version"] == v2
 
@@ -129,7 +132,10 @@ async def test_an_operator_promotes_replaces_and_rolls_back_and_every_step_is_re
             [h["event_id"] for h in history],
         )
         unpublished = await conn.fetchval("SELECT count(*) FROM gatekeeper_outbox WHERE published_at IS NULL")
-    assert [(r["check_name"], r["actor"]) for r in logged] == [("promoted", "alice"), ("promoted", "bob"), ("rolled_back", "alice")]
+    assert [(r["check_name"], r["actor"]) for r in logged] == [
+        ("gate_overridden", "alice"), ("promoted", "alice"), ("gate_overridden", "bob"), ("promoted", "bob"),
+        ("rolled_back", "alice"),
+    ]
     assert unpublished == 0
 
 
@@ -317,6 +323,35 @@ async def test_a_held_candidate_can_be_rejected_by_an_operator(api, gatekeeper, 
     assert (await api.post(f"/models/{candidate}/approve", headers=bearer(BOB), json={"reason": "oops"})).status_code == 409
 
 
+async def test_a_candidate_without_a_passing_verdict_is_promoted_only_by_an_override_the_history_keeps(api, gatekeeper, kind):
+    unjudged = await register(gatekeeper.pool, kind, "unjudged")
+    refused = await promote(api, unjudged, None, force=False)
+    assert refused.status_code == 409 and "has no gate verdict" in refused.json()["detail"]
+    assert "--force --reason" in refused.json()["detail"] and await status_of(gatekeeper.pool, unjudged) == "candidate"
+
+    failed = await register(gatekeeper.pool, kind, "failed", backtest={"f1": 0.35, "precision": 0.5, "brier": 0.1})
+    assert (await gatekeeper.judge_candidate(trained(failed))).decision == "REJECT"
+    refused = await promote(api, failed, None, force=False)
+    assert refused.status_code == 409 and "failed the gates" in refused.json()["detail"]
+    assert "backtest.f1" in refused.json()["detail"] and await status_of(gatekeeper.pool, failed) == "rejected"
+
+    forced = await api.post(f"/models/{failed}/promote", headers=bearer(BOB),
+                            json={"expected_current": None, "reason": "F1 is low on a quiet month", "force": True})
+    assert forced.status_code == 200 and forced.json()["champion"] == failed
+    assert "forced past the gates" in forced.json()["detail"]
+    entries = (await api.get("/history", params={"version": failed}, headers=bearer(VIEWER))).json()
+    override, promotion = entries[1], entries[0]
+    assert (override["action"], override["actor"], override["reason"]) == ("gate_overridden", "bob", "F1 is low on a quiet month")
+    assert override["evidence"]["gates"] == ["backtest.f1"] and "failed the gates" in override["evidence"]["overridden"]
+    assert (promotion["action"], promotion["actor"], promotion["evidence"]["forced"]) == ("promoted", "bob", True)
+
+    # a former champion needs no new override to come back
+    again = await promote(api, unjudged, failed, force=True)
+    assert again.status_code == 200
+    back = await promote(api, failed, unjudged, force=False)
+    assert back.status_code == 200 and back.json()["champion"] == failed
+
+
 async def test_an_operators_retrain_request_is_published_and_a_retried_call_is_the_same_request(api, gatekeeper, gk_settings):
     body = {"target_class": "C", "reason": "C-class skill is poor", "request_key": "ticket-42"}
     first = await api.post("/retrain", headers=bearer(ALICE), json=body)
@@ -377,7 +412,7 @@ async def test_an_announcement_lost_to_a_broker_outage_is_published_by_the_relay
     offline = Publisher(gk_settings.kafka_bootstrap_servers)  # never started: every publish fails
     stranded = Gatekeeper(clean_db, gk_settings, offline, publish_timeout_seconds=1.0)
     version = await register(clean_db, kind, "v1")
-    await stranded.promote(version, None, "alice", "while the broker is away")
+    await stranded.promote(version, None, "alice", "while the broker is away", force=True)
     async with clean_db.acquire() as conn:
         waiting = await store.unpublished(conn)
     assert [row["payload"]["version"] for row in waiting if row["topic"] == gk_settings.topics.lifecycle] == [version]
@@ -418,7 +453,7 @@ async def test_retention_runs_through_the_gatekeeper_and_every_step_is_recorded(
                 data_window=(datetime(2014, 1, 1, tzinfo=timezone.utc), datetime(2015, 1, 1, tzinfo=timezone.utc)),
                 hyperparameters={}, validation={}, backtest={}, actor="trainer", reason="retention test")
             versions.append(version)
-    await gatekeeper.promote(versions[0], None, "alice", "the oldest stays champion")
+    await gatekeeper.promote(versions[0], None, "alice", "the oldest stays champion", force=True)
 
     report = await run_retention(gatekeeper)
     assert report.archived == [versions[1]]  # newest three kept, the champion protected

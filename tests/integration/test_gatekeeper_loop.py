@@ -17,7 +17,7 @@ from services.ingestor.readers import read_path
 from shared import messages as m
 from shared import registry
 from shared.kafka import Publisher
-from tests.integration.test_gatekeeper_service import OPERATORS, VIEWERS, gatekeeper_running
+from tests.support.gatekeeper_process import OPERATORS, VIEWERS, gatekeeper_running
 from services.trainer.artifacts import save_version
 from services.trainer.training import train
 from tests.support.predictor_models import JULY_2015

@@ -5,53 +5,16 @@ commands, which are refused without the operator role or with a stale view of th
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import uuid
-from contextlib import asynccontextmanager
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
-from typing import AsyncIterator
 
 from aiokafka import AIOKafkaProducer
 
 from shared import messages as m
 from shared import registry
 from shared.kafka import Publisher
-from shared.settings import Settings
-from tests.conftest import PROJECT_ROOT
-from tests.support.service_process import ServiceProcess, running
+from tests.support.gatekeeper_process import OPERATORS, VIEWERS, gatekeeper_running
 from tests.support.topic_reader import read_all
-
-OPERATORS = ["alice:alice-secret", "bob:bob-secret"]
-VIEWERS = ["carol:carol-secret"]
-GATEKEEPER_TABLES = "retrain_triggers, gatekeeper_outbox, gatekeeper_clock"
-
-
-class GatekeeperProcess(ServiceProcess):
-    """`python -m services.gatekeeper` with known operators and viewers, and the `flare` commands that drive it."""
-
-    def __init__(self, settings: Settings, log: Path, **overrides: str):
-        super().__init__("gatekeeper", settings, log, OPERATOR_TOKENS=json.dumps(OPERATORS),
-                         VIEWER_TOKENS=json.dumps(VIEWERS),
-                         GATEKEEPER__CONSUMER_GROUP=f"gatekeeper-{uuid.uuid4().hex[:8]}", **overrides)
-
-    def flare(self, *args: str, token: str | None = OPERATORS[0]) -> subprocess.CompletedProcess:
-        """A `flare` command as an operator runs it, finding the API from the same settings; with no token,
-        from a shell that knows none."""
-        env = {**self.env, "FLARE_TOKEN": token or ""}
-        if token is None:
-            del env["OPERATOR_TOKENS"], env["VIEWER_TOKENS"]
-        return subprocess.run([sys.executable, "-m", "flare_cli.main", *args], cwd=PROJECT_ROOT, env=env,
-                              capture_output=True, text=True, timeout=60)
-
-
-@asynccontextmanager
-async def gatekeeper_running(settings: Settings, pool, log: Path, **overrides: str) -> AsyncIterator[GatekeeperProcess]:
-    async with pool.acquire() as conn:
-        await conn.execute(f"TRUNCATE {GATEKEEPER_TABLES}")
-    async with running(GatekeeperProcess(settings, log, **overrides)) as gatekeeper:
-        yield gatekeeper
 
 
 async def count(pool, sql: str, *args) -> int:
@@ -111,8 +74,13 @@ async def test_an_operator_drives_the_registry_with_flare_commands_and_is_refuse
     kind = f"cli-{uuid.uuid4().hex[:6]}"
     v1, v2, v3 = [await register(clean_db, kind, name) for name in ("v1", "v2", "v3")]
     async with gatekeeper_running(settings, clean_db, tmp_path / "gatekeeper.log") as gatekeeper:
-        assert gatekeeper.flare("promote", v1).returncode == 0
-        promoted = gatekeeper.flare("promote", v2, "--reason", "better Brier on the spring data", token=OPERATORS[1])
+        unjudged = gatekeeper.flare("promote", v1)  # no gate has judged these candidates
+        assert unjudged.returncode == 1 and "HTTP 409" in unjudged.stderr and "has no gate verdict" in unjudged.stderr
+        no_reason = gatekeeper.flare("promote", v1, "--force")
+        assert no_reason.returncode == 2 and "--reason" in no_reason.stderr
+        assert gatekeeper.flare("promote", v1, "--force", "--reason", "the first model of this kind").returncode == 0
+        promoted = gatekeeper.flare("promote", v2, "--force", "--reason", "better Brier on the spring data",
+                                    token=OPERATORS[1])
         assert promoted.returncode == 0 and f"champion {v2}" in promoted.stdout
 
         stale = gatekeeper.flare("promote", v3, "--expect", v1)

@@ -22,7 +22,7 @@ import pytest
 
 from flare_cli.commands.demo import SHORT
 from shared.registry import FORECAST_KIND
-from tests.integration.test_gatekeeper_service import OPERATORS, GatekeeperProcess
+from tests.support.gatekeeper_process import OPERATORS, GatekeeperProcess
 from tests.reliability.test_kill_and_restart import Replay, kill_seed, replay  # noqa: F401 (kill_seed: fixture)
 from tests.support.service_process import ServiceProcess
 from tests.support.topic_reader import read_all

@@ -195,10 +195,10 @@ async def test_every_mutating_route_of_every_service_refuses_bad_credentials_and
         apps, gatekeeper, secure_settings, kind):
     champion = await register_with_file(gatekeeper.pool, secure_settings, kind, "champion")
     candidate = await register_with_file(gatekeeper.pool, secure_settings, kind, "candidate")
-    await gatekeeper.promote(champion["version"], None, "alice", "the champion the probes try to replace")
+    await gatekeeper.promote(champion["version"], None, "alice", "the champion the probes try to replace", force=True)
     values = {"version": candidate["version"], "expected_current": champion["version"], "from_version": None,
               "kind": kind, "reason": "a probe that must not get through", "target_class": "C", "request_key": None,
-              "timestamp": "2015-07-15T12:00:00Z", "window": 24, "time_buckets": None}
+              "timestamp": "2015-07-15T12:00:00Z", "window": 24, "time_buckets": None, "force": True}
     before = await snapshot(gatekeeper.pool)
 
     refused = 0
@@ -292,13 +292,14 @@ async def test_a_model_file_changed_after_registration_is_never_crowned_nor_load
     kind, run = registry.FORECAST_KIND, uuid.uuid4().hex[:8]
     champion = await register_with_file(gatekeeper.pool, secure_settings, kind, f"{run}-champion")
     candidate = await register_with_file(gatekeeper.pool, secure_settings, kind, f"{run}-candidate")
-    await gatekeeper.promote(champion["version"], None, "alice", "a champion before the tampering")
+    await gatekeeper.promote(champion["version"], None, "alice", "a champion before the tampering", force=True)
     flip_a_byte(candidate["artifacts"]["survival_C"])
     before = await snapshot(gatekeeper.pool)
 
     async with client(apps["gatekeeper"]) as http:
         promoted = await http.post(f"/models/{candidate['version']}/promote", headers=bearer(ALICE),
-                                   json={"expected_current": champion["version"], "reason": "promote the tampered one"})
+                                   json={"expected_current": champion["version"], "reason": "promote the tampered one",
+                                         "force": True})
     assert promoted.status_code == 422
     assert f"{candidate['version']}.joblib: sha256" in promoted.json()["detail"]
     assert "does not match the registered" in promoted.json()["detail"] and "nothing changed" in promoted.json()["detail"]
@@ -325,7 +326,7 @@ async def test_a_model_file_changed_after_registration_is_never_crowned_nor_load
 async def test_sql_in_every_text_field_is_refused_or_stored_as_text(apps, gatekeeper, secure_settings, kind, full_run):
     payloads = FULL_PAYLOADS if full_run else SHORT_PAYLOADS
     champion = await register_with_file(gatekeeper.pool, secure_settings, kind, "champion")
-    await gatekeeper.promote(champion["version"], None, "alice", "a champion the payloads must leave alone")
+    await gatekeeper.promote(champion["version"], None, "alice", "a champion the payloads must leave alone", force=True)
     before = await snapshot(gatekeeper.pool)
     at = "2015-07-01T00:00:00Z"
 

@@ -10,6 +10,7 @@ from fastapi.testclient import TestClient
 
 from services.dashboard.app import Hub, create_app, event_stream, sse_event, to_json
 from services.dashboard.view import DashboardView
+from shared.kafka import Received
 from tests.unit.test_dashboard_view import flux, metrics, promoted
 
 
@@ -27,13 +28,14 @@ async def test_a_page_gets_the_snapshot_first_then_the_changes():
     name, snapshot = parse_event(await anext(stream))
     assert name == "snapshot" and snapshot["reset"] and len(snapshot["flux"]) == 1
 
-    hub.apply([flux(1, 2e-7), promoted(1)])
+    recorded_ms = 1_764_000_000_000
+    hub.apply([flux(1, 2e-7), Received(promoted(1), "lifecycle", 0, 7, recorded_ms)])  # as consumed from the broker
     assert hub.push_changes()
 
     name, delta = parse_event(await asyncio.wait_for(anext(stream), 5))
     assert name == "delta"
     assert [row[3] for row in delta["flux"]] == [2e-7]
-    assert delta["history"][0]["version"] == "v2"
+    assert delta["history"][0]["version"] == "v2" and delta["history"][0]["recorded_ms"] == recorded_ms
     await stream.aclose()
     assert not hub.subscribers
 

@@ -130,6 +130,19 @@ def test_history_keeps_the_last_events_of_every_kind():
     assert view.champion == "v1"
 
 
+def test_a_history_row_keeps_the_flux_time_it_is_about_apart_from_when_it_was_recorded():
+    view = DashboardView()
+    recorded = datetime(2026, 12, 1, 9, 30, tzinfo=timezone.utc)
+    view.apply(promoted(30, "v2"), recorded_ms=epoch_ms(recorded))
+    view.apply(m.MetricDrift(message_id="d1", event_time=T0, model_version="v2", metric="C.brier", value=0.3,
+                             threshold=0.22, window="30d"))  # bare, as a test hands it: no recorded time
+
+    promotion, drift = view.snapshot()["history"]
+    assert promotion["event_ms"] == epoch_ms(T0 + timedelta(minutes=30))
+    assert promotion["recorded_ms"] == epoch_ms(recorded)
+    assert (drift["event_ms"], drift["recorded_ms"]) == (epoch_ms(T0), None)
+
+
 def test_metrics_keep_a_series_per_version_and_window_with_the_latest_figures():
     view = DashboardView()
     view.apply(metrics(1, "v1", brier=0.20))

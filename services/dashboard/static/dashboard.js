@@ -7,6 +7,7 @@ const HISTORY_LIMIT = 200;
 const SCORES = [["brier", "Brier", 0, 1], ["precision", "precision", 0, 1], ["recall", "recall", 0, 1], ["tss", "TSS", -1, 1]];
 const FLUX_DECADES = [-9, -3];  // log10 W/m² shown
 const CLASS_LEVELS = [["A", -8], ["B", -7], ["C", -6], ["M", -5], ["X", -4]];
+const LABELLED_CLASSES = ["C", "M", "X"];
 const FLARE_COLOURS = { A: "#7d8792", B: "#7d8792", C: "#e8d36a", M: "#f0a030", X: "#ff4d6d" };
 const SERIES_COLOURS = ["#f0a030", "#5ab0f0", "#4cc38a", "#c58af0", "#f07a8a", "#d8dee6", "#9fd356"];
 
@@ -88,9 +89,10 @@ function emptyNote(svg, message) {
 }
 
 const pad2 = (n) => String(n).padStart(2, "0");
-function utcLabel(ms, withDate = true) {
+function utcLabel(ms, withDate = true, withSeconds = false) {
   const d = new Date(ms);
-  const time = `${pad2(d.getUTCHours())}:${pad2(d.getUTCMinutes())}`;
+  const seconds = withSeconds ? `:${pad2(d.getUTCSeconds())}` : "";
+  const time = `${pad2(d.getUTCHours())}:${pad2(d.getUTCMinutes())}${seconds}`;
   return withDate ? `${d.getUTCFullYear()}-${pad2(d.getUTCMonth() + 1)}-${pad2(d.getUTCDate())} ${time}` : time;
 }
 function dayLabel(ms) { const d = new Date(ms); return `${pad2(d.getUTCMonth() + 1)}-${pad2(d.getUTCDate())}`; }
@@ -103,6 +105,15 @@ function timeTicks(t0, t1) {
   const ticks = [];
   for (let t = Math.ceil(t0 / step) * step; t <= t1; t += step) ticks.push(t);
   return { ticks, label: step >= 24 * hour ? dayLabel : (t) => utcLabel(t, false) };
+}
+
+// the model's bucket names ("0h-6h", ..., "none_within_168h") as an axis of hours after issue reads them:
+// "0–6", ..., "120–168", and ">168" for no flare within the horizon; other names are shown as they are
+function bucketLabel(name) {
+  const interval = /^(\d+)h-(\d+)h$/.exec(name);
+  if (interval) return `${interval[1]}–${interval[2]}`;
+  const none = /^none_within_(\d+)h$/.exec(name);
+  return none ? `>${none[1]}` : name;
 }
 
 function colourFor(index) { return SERIES_COLOURS[index % SERIES_COLOURS.length]; }
@@ -176,8 +187,11 @@ function drawFlux() {
   });
   legend(document.getElementById("flux-legend"), legendItems);
 
-  const flares = [...state.flares.values()].filter((f) => f.peak_ms >= t0 && f.peak_ms <= t1);
-  const labelAll = flares.length <= 30;
+  // every flare gets a marker (its class in the tooltip); only C and up get a label, the biggest first, and a
+  // label that would overlap one already placed is left out: a week of B flares labelled is unreadable
+  const flares = [...state.flares.values()].filter((f) => f.peak_ms >= t0 && f.peak_ms <= t1)
+    .sort((a, b) => b.peak_flux - a.peak_flux);
+  const placed = [];
   for (const flare of flares) {
     const fx = x(flare.peak_ms), fy = y(flare.peak_flux) - 6;
     const marker = svgEl("path", { d: `M${fx - 5},${fy - 8}L${fx + 5},${fy - 8}L${fx},${fy}Z`,
@@ -185,9 +199,13 @@ function drawFlux() {
                                    "data-class": flare.goes_class }, svg);
     svgEl("title", {}, marker).textContent = `${flare.goes_class} flare, peak ${utcLabel(flare.peak_ms)}` +
       (flare.region ? `, region ${flare.region}` : "");
-    if (labelAll || "MX".includes(flare.class_letter)) {
-      text(svg, fx, fy - 11, flare.goes_class, { "text-anchor": "middle", class: "label" });
-    }
+    if (!LABELLED_CLASSES.includes(flare.class_letter)) continue;
+    const box = { left: fx - 4 * flare.goes_class.length, right: fx + 4 * flare.goes_class.length,
+                  top: fy - 22, bottom: fy - 9 };
+    const overlaps = (p) => box.left < p.right && p.left < box.right && box.top < p.bottom && p.top < box.bottom;
+    if (placed.some(overlaps)) continue;
+    placed.push(box);
+    text(svg, fx, fy - 11, flare.goes_class, { "text-anchor": "middle", class: "label flare-label" });
   }
   svg.dataset.flares = String(flares.length);
 }
@@ -240,7 +258,7 @@ function drawForecast() {
       drawBars(buckets, targets.map((target, i) => ({
         title: `≥${target}: ${percent(champion.survival[target].within_24h)} within 24 h`,
         colour: ["#e8d36a", "#f0a030", "#ff4d6d"][i % 3],
-        bars: Object.entries(champion.survival[target].distribution),
+        bars: Object.entries(champion.survival[target].distribution).map(([bucket, p]) => [bucketLabel(bucket), p]),
       })), { max: 1 });
     } else { clear(buckets); emptyNote(buckets, "no time-to-flare distribution"); buckets.dataset.bars = "0"; }
   }
@@ -358,7 +376,10 @@ function drawReliability() {
 function drawHistory() {
   const body = document.querySelector("#history tbody");
   clear(body);
-  const rows = [...state.history.values()].sort((a, b) => b.t - a.t);
+  // newest recorded first (as decided); one never recorded (no broker timestamp) goes last, by arrival
+  const recorded = (row) => row.recorded_ms ?? -Infinity;
+  const rows = [...state.history.values()].reverse().sort((a, b) => (recorded(a) === recorded(b) ? 0
+    : recorded(b) > recorded(a) ? 1 : -1));
   for (const row of rows) {
     const tr = document.createElement("tr");
     tr.dataset.kind = row.kind;
@@ -366,7 +387,9 @@ function drawHistory() {
     const kind = document.createElement("span");
     kind.className = `kind ${row.kind}`;
     kind.textContent = row.kind.replace(/^Model/, "").replace(/([a-z])([A-Z])/g, "$1 $2").toLowerCase();
-    for (const cell of [utcLabel(row.t), kind, row.version || "", row.actor || "", row.summary]) {
+    const recordedAt = row.recorded_ms == null ? "–" : utcLabel(row.recorded_ms, true, true);
+    const cells = [recordedAt, utcLabel(row.event_ms), kind, row.version || "", row.actor || "", row.summary];
+    for (const cell of cells) {
       const td = document.createElement("td");
       td.append(cell);
       tr.appendChild(td);
@@ -375,7 +398,7 @@ function drawHistory() {
   }
   if (!rows.length) {
     const tr = document.createElement("tr"), td = document.createElement("td");
-    td.colSpan = 5; td.textContent = "no model events yet"; td.className = "meta";
+    td.colSpan = 6; td.textContent = "no model events yet"; td.className = "meta";
     tr.appendChild(td); body.appendChild(tr);
   }
 }
