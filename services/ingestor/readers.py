@@ -457,7 +457,9 @@ def _goes_r_epoch(units: str) -> datetime:
     return datetime.fromisoformat(f"{match.group(1)}T{match.group(2)}").replace(tzinfo=timezone.utc)
 
 
-def read_goes_r_avg1m_netcdf(data: bytes, result: ReadResult, *, label: str, satellite: str | None, max_flux: float) -> None:
+def read_goes_r_avg1m_netcdf(
+    data: bytes, result: ReadResult, *, label: str, satellite: str | None, max_flux: float,
+) -> None:
     """GOES-R XRS L2 1-minute averages (sci_xrsf-l2-avg1m_gNN_dYYYYMMDD_vX-Y-Z.nc): `time` in seconds since
     2000-01-01 12:00:00 UTC, `xrsa_flux`/`xrsb_flux` in true flux units (no SWPC scaling), `xrsa_flag`/`xrsb_flag`
     non-zero for a reading NOAA flags. Fill values and NaN are gaps, as in NOAA's own files."""
@@ -469,9 +471,12 @@ def read_goes_r_avg1m_netcdf(data: bytes, result: ReadResult, *, label: str, sat
         raise Invalid(f"netCDF file cannot be opened: {exc}") from None
     with dataset:
         dataset.set_auto_mask(False)
-        if "platform" in dataset.ncattrs():
-            satellite = satellite_name(str(dataset.getncattr("platform")))
-        satellite = _require_satellite(satellite, result.format)
+        # NOAA's files name themselves in the global attribute `id` (sunpy's XRSTimeSeries reads the satellite
+        # there); `platform` ("g16") where a file has it
+        attributes = {name: str(dataset.getncattr(name)) for name in ("id", "platform") if name in dataset.ncattrs()}
+        named = satellite_from_name(attributes.get("id", "")) or (
+            satellite_name(attributes["platform"]) if "platform" in attributes else None)
+        satellite = _require_satellite(named if named and named.startswith("GOES-") else satellite, result.format)
         epoch = _goes_r_epoch(str(getattr(dataset.variables["time"], "units", "")))
         fills = {name: getattr(dataset.variables[name], "_FillValue", None) for name in ("xrsa_flux", "xrsb_flux")
                  if name in dataset.variables}

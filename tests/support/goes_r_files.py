@@ -2,7 +2,7 @@
 
 The data set holds no NOAA `sci_xrsf-l2-avg1m_*.nc` file, so these are written in that product's layout
 (variables `time` in seconds since 2000-01-01 12:00:00, `xrsa_flux`, `xrsb_flux`, `xrsa_flag`, `xrsb_flag`,
-global attribute `platform`) from the real GOES-16 1-minute flux of `goes16_xrs_1m_51_days_2021_2025.csv`
+global attribute `id`, the file's name) from the real GOES-16 1-minute flux of `goes16_xrs_1m_51_days_2021_2025.csv`
 (the 1st of each month, 2021-01 to 2025-04, plus 2020-12-31 23:59).
 """
 
@@ -47,7 +47,7 @@ def write_goes_r_avg1m(path: Path, day: date, *, satellite: int = 16, flagged: f
     rows = goes16_rows(day)
     path.parent.mkdir(parents=True, exist_ok=True)
     with netCDF4.Dataset(path, "w", format="NETCDF4") as nc:
-        nc.platform = f"g{satellite}"
+        nc.id = path.name  # as NOAA's files do
         nc.title = "GOES-R XRS L2 1-minute averages (test file built from real GOES-16 readings)"
         nc.createDimension("time", len(rows))
         time = nc.createVariable("time", "f8", ("time",))

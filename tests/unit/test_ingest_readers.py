@@ -328,3 +328,6 @@ def test_a_goes_r_l2_one_minute_file_gives_true_flux_readings_at_their_utc_minut
     assert result.flux[20].quality == "fill" and result.flux[20].xrsb_flux is None
     peak = max(result.flux, key=lambda r: r.xrsb_flux or 0)
     assert peak.xrsb_flux == pytest.approx(max(b for _, _, b in rows), rel=1e-6) and peak.xrsb_flux >= 7e-4
+    # the satellite comes from the file's own `id` attribute, whatever the file is called here
+    renamed = path.rename(tmp_path / "download.nc")
+    assert read_path(renamed).flux[0].satellite == "GOES-16"
