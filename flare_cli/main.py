@@ -20,6 +20,7 @@ COMMAND_MODULES = [
     "flare_cli.commands.models",
     "flare_cli.commands.contract",
     "flare_cli.commands.skill",
+    "flare_cli.commands.export",
 ]
 
 

@@ -90,6 +90,37 @@ def final_estimator(estimator: Any) -> Any:
     return estimator.steps[-1][1] if hasattr(estimator, "steps") else estimator
 
 
+def fit_hazard_recalibration(p24: np.ndarray, y: np.ndarray) -> dict[str, float] | None:
+    """A recalibration of 24-hour probabilities that keeps every survival curve a survival curve: the
+    cumulative hazard H = -ln S becomes scale * H ** power (scale, power > 0), fit by maximum likelihood of the
+    observed 24-hour outcomes (a complementary log-log regression on ln H). Monotone in H, so curves stay
+    non-increasing and the ranking of forecasts is unchanged; only the level and spread of the probabilities
+    move. None when the outcomes cannot inform it (no event or no quiet period)."""
+    from scipy.optimize import minimize
+
+    p_arr, y_arr = np.asarray(p24, dtype=float), np.asarray(y, dtype=float)
+    if len(p_arr) == 0 or y_arr.sum() == 0 or y_arr.sum() == len(y_arr):
+        return None
+    log_hazard = np.log(np.clip(-np.log(np.clip(1.0 - p_arr, 1e-12, 1.0)), 1e-9, None))
+
+    def loss(theta: np.ndarray) -> float:
+        hazard = np.exp(np.clip(theta[0] + np.exp(theta[1]) * log_hazard, -30.0, 30.0))
+        quiet = np.clip(np.exp(-hazard), 1e-12, 1.0 - 1e-12)
+        return -float(np.mean(y_arr * np.log1p(-quiet) + (1.0 - y_arr) * np.log(quiet)))
+
+    fit = minimize(loss, np.zeros(2), method="L-BFGS-B", bounds=[(-5.0, 5.0), (-2.0, 2.0)])
+    return {"log_scale": float(fit.x[0]), "power": float(np.exp(fit.x[1]))}
+
+
+def recalibrate_survival(curves: np.ndarray, recalibration: Mapping[str, float] | None) -> np.ndarray:
+    """Survival curves with `fit_hazard_recalibration`'s map applied (unchanged without one)."""
+    if not recalibration:
+        return curves
+    hazard = -np.log(np.clip(curves, 1e-300, 1.0))
+    scaled = np.exp(recalibration["log_scale"]) * np.power(hazard, recalibration["power"])
+    return np.minimum.accumulate(np.clip(np.exp(-scaled), 0.0, 1.0), axis=1)
+
+
 def survival_at(estimator: Any, X: np.ndarray, times: list[float] | np.ndarray) -> np.ndarray:
     """S(t) for each row of X at each of `times`: non-increasing in t, within [0, 1], S(0) = 1."""
     curves = estimator.predict_survival_function(X, return_array=True)
@@ -183,6 +214,11 @@ class ForecastModel:
     def climatology(self, target: str) -> float:
         return float(self.survival[target]["climatology"])
 
+    def survival_curves(self, target: str, X: np.ndarray, times: list[float] | np.ndarray) -> np.ndarray:
+        """S(t) of the target's model at `times` for each row of X, recalibrated as training chose."""
+        artifact = self.survival[target]
+        return recalibrate_survival(survival_at(artifact["estimator"], X, times), artifact.get("recalibration"))
+
     @classmethod
     def load(cls, version: str, artifacts: Mapping[str, str], digests: Mapping[str, str]) -> "ForecastModel":
         """Load a registered version: every file's digest must match before anything is unpickled."""
@@ -205,7 +241,7 @@ class ForecastModel:
             curves = np.zeros((n, len(self.time_points)))
             scores = np.zeros(n)
             if len(X):
-                curves[sufficient] = survival_at(artifact["estimator"], X, self.time_points)
+                curves[sufficient] = self.survival_curves(target, X, self.time_points)
                 scores[sufficient] = artifact["estimator"].predict(X)
             survival[target] = curves
             risk[target] = scores

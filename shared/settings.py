@@ -77,6 +77,9 @@ class ModelSettings(_Section):
     survival_subsample_hours: int = Field(6, gt=0, description="fit survival models on every n-th hourly issue time")
     classifier_max_iter: int = Field(200, gt=0)
     classifier_learning_rate: float = Field(0.05, gt=0)
+    recalibration: Literal["none", "recent_hazard"] = Field(
+        "none", description="recent_hazard: rescale each survival model's hazard to the validation period's "
+                            "24 h outcomes at every retrain (shared.forecast_model.fit_hazard_recalibration)")
     random_state: int = 0
 
     @field_validator("time_bucket_edges_hours")

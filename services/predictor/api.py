@@ -11,11 +11,12 @@ import asyncio
 from datetime import datetime
 from typing import Any, Literal, Protocol
 
-from fastapi import Depends, FastAPI, Header, Request
+from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from services.predictor import ccmc
 from services.predictor.access import ApiKeyGuard, KeyRejected, RateLimited
 from services.predictor.forecasts import (
     ForecastUnavailable, PointForecast, class_probabilities_within, most_likely_class, survival_buckets,
@@ -129,6 +130,8 @@ class PredictorService(Protocol):
     async def health(self) -> dict[str, Any]: ...
 
     def current_models(self) -> dict[str, Any]: ...
+
+    async def latest_logged_forecast(self) -> Any: ...
 
 
 def survival_response(point: PointForecast, target: str, edges: list[int] | None) -> SurvivalResponse:
@@ -252,6 +255,21 @@ def build_api(service: PredictorService) -> FastAPI:
             survival={target: survival_response(point, target, body.time_buckets) for target in point.model.targets},
             classification=classification_response(point, body.window),
         )
+
+    @api.get("/forecasts/latest", tags=["forecasts"], responses={
+                 401: errors[401], 429: errors[429],
+                 404: {"model": Problem, "description": "no forecast with probabilities has been logged yet"},
+                 503: {"model": Problem, "description": "the database is unreachable"}},
+             summary="the newest logged forecast of the champion, in the CCMC Flare Scoreboard JSON format")
+    async def latest_forecast(
+        format: Literal["ccmc"] = Query("ccmc", description="ccmc: CCMC Flare Scoreboard JSON submission "
+                                                            "(docs/ccmc/README.md)"),
+        _: str | None = Depends(admitted),
+    ) -> dict[str, Any]:
+        row = await service.latest_logged_forecast()
+        if row is None:
+            raise ForecastUnavailable(404, "no forecast with probabilities has been logged yet")
+        return ccmc.submission(row)
 
     @api.get("/health", tags=["operations"], summary="healthy or degraded, with the reasons; never needs a key")
     async def health() -> JSONResponse:

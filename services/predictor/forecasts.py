@@ -14,7 +14,7 @@ import numpy as np
 from shared import messages as m
 from shared.features import FeatureVector
 from shared.forecast_model import (
-    OUTCOME_CLASSES, Forecast, ForecastModel, bucket_edges, bucket_labels, forecast_message, survival_at,
+    OUTCOME_CLASSES, Forecast, ForecastModel, bucket_edges, bucket_labels, forecast_message,
 )
 
 
@@ -41,7 +41,7 @@ class PointForecast:
     def survival_on(self, target: str, hours: list[float]) -> np.ndarray:
         """S(t) of the target's model at `hours`, for this instant's features."""
         row = np.array([[self.features.values[name] for name in self.model.feature_names]], dtype=float)
-        return survival_at(self.model.survival[target]["estimator"], row, hours)[0]
+        return self.model.survival_curves(target, row, hours)[0]
 
 
 def forecast_id(model_version: str, shadow: bool, issued_at: datetime) -> str:

@@ -13,7 +13,7 @@ from typing import Any, Awaitable, Callable, Sequence, TypeVar
 
 import asyncpg
 
-from services.predictor import store
+from services.predictor import ccmc, store
 from services.predictor.access import ApiKeyGuard
 from services.predictor.cache import ForecastCache
 from services.predictor.forecasts import ForecastUnavailable, PointForecast
@@ -163,6 +163,14 @@ class Predictor:
         self.counters.rest_forecasts_computed += 1
         self.cache.put(key, point)
         return point
+
+    async def latest_logged_forecast(self) -> asyncpg.Record | None:
+        """The champion's newest logged forecast with probabilities (what GET /forecasts/latest serves)."""
+        try:
+            async with self.pool.acquire() as conn:
+                return await ccmc.latest_forecast(conn)
+        except DATABASE_OUTAGES as exc:
+            raise ForecastUnavailable(503, f"the database is not reachable: {exc}") from exc
 
     def current_models(self) -> dict[str, Any]:
         def describe(model) -> dict[str, Any] | None:

@@ -23,7 +23,7 @@ from services.trainer.data import History
 from services.trainer.targets import OUTCOME_CLASSES, observability, outcomes, persistence
 from shared import scoring
 from shared.features import HOUR_NS, TARGET_CLASSES, feature_table, flare_timeline, hourly_issue_times
-from shared.forecast_model import ForecastModel, ForecastTable, survival_at
+from shared.forecast_model import ForecastModel, ForecastTable
 from shared.settings import Settings
 
 # A verdict on F1/precision from a handful of flares would be noise; fewer distinct flares -> not assessed.
@@ -103,7 +103,7 @@ def run_backtest(
             outs.event[target][followed], outs.time_hours[target][followed], table.risk[target][followed])
         grid = np.arange(1.0, model.horizon_hours, 1.0)
         X = features.loc[followed, model.feature_names].to_numpy(dtype=float)
-        curves = survival_at(model.survival[target]["estimator"], X, grid) if len(X) else np.zeros((0, len(grid)))
+        curves = model.survival_curves(target, X, grid) if len(X) else np.zeros((0, len(grid)))
         scores[target]["integrated_brier"] = scoring.integrated_brier(
             outs.event[target][followed], np.ceil(outs.time_hours[target][followed]), curves, grid)
     if table.class_probabilities is not None:

@@ -31,7 +31,8 @@ from services.trainer.targets import OUTCOME_CLASSES, Outcomes, observability, o
 from shared import scoring
 from shared.features import HOUR_NS, TARGET_CLASSES, FeatureParams, feature_names, feature_table, flare_timeline
 from shared.forecast_model import (
-    CLASSIFICATION_KIND, SURVIVAL_KIND, SigmoidCalibratedClassifier, bucket_edges, survival_at,
+    CLASSIFICATION_KIND, SURVIVAL_KIND, SigmoidCalibratedClassifier, bucket_edges, fit_hazard_recalibration,
+    recalibrate_survival, survival_at,
 )
 from shared.logging import get_logger
 from shared.settings import ModelSettings, Settings
@@ -217,6 +218,7 @@ class SurvivalChoice:
     climatology: float
     holdout_climatology: float
     validation: dict[str, Any]
+    recalibration: dict[str, float] | None = None
 
 
 def train_survival(data: TrainingSet, target: str, settings: Settings, progress: Progress | None = None) -> SurvivalChoice:
@@ -246,6 +248,9 @@ def train_survival(data: TrainingSet, target: str, settings: Settings, progress:
     observed = val_out.observed_24h
     y_val = val_out.within_24h(target)[observed]
     p_val = candidates[chosen]["p24"][observed]
+    # the most recent period's outcomes, forecast out of sample by the estimator fit before it, set the level
+    recalibration = fit_hazard_recalibration(p_val, y_val) if model.recalibration == "recent_hazard" else None
+    p_val = 1.0 - recalibrate_survival((1.0 - p_val)[:, None], recalibration)[:, 0]
     threshold = scoring.best_threshold(p_val, y_val) if y_val.sum() else 0.5
     clim_rows = usable & data.all_outcomes.observed_24h
     climatology = float(data.all_outcomes.within_24h(target)[clim_rows].mean())
@@ -263,10 +268,12 @@ def train_survival(data: TrainingSet, target: str, settings: Settings, progress:
         "fit_events": fit_events,
         "refit_rows": int(all_rows.sum()),
         "climatology": climatology,
+        "recalibration": recalibration,
     }
     log.info("trainer.survival_chosen", target=target, chosen=chosen, **{
         f"{n}_ibs": c["integrated_brier"] for n, c in candidates.items()})
-    return SurvivalChoice(target, chosen, fitted[chosen], final, threshold, climatology, holdout_climatology, validation)
+    return SurvivalChoice(target, chosen, fitted[chosen], final, threshold, climatology, holdout_climatology,
+                          validation, recalibration)
 
 
 # ---- classification ---------------------------------------------------------------------------------------
@@ -340,13 +347,16 @@ def train(
     hyperparameters: dict[str, Any] = {"features": params.to_dict(), "survival": {}, "model": {
         "horizon_hours": model.horizon_hours, "validation_fraction": model.validation_fraction,
         "censor_gap_hours": model.censor_gap_hours, "survival_subsample_hours": model.survival_subsample_hours,
-        "survival_estimators": list(model.survival_estimators), "random_state": model.random_state}}
+        "survival_estimators": list(model.survival_estimators), "random_state": model.random_state,
+        "recalibration": model.recalibration}}
     for target in targets:
         choice = train_survival(data, target, settings, progress)
         base = {**common, "kind": SURVIVAL_KIND, "target_class": target, "estimator_name": choice.estimator_name,
                 "threshold": choice.threshold, "hyperparameters": estimator_hyperparameters(choice.estimator_name, model)}
         name = survival_artifact_name(target)
-        artifacts[name] = {**base, "estimator": choice.final_estimator, "climatology": choice.climatology}
+        # the holdout models stay raw: their recalibration was fit on the very period their evidence covers
+        artifacts[name] = {**base, "estimator": choice.final_estimator, "climatology": choice.climatology,
+                           "recalibration": choice.recalibration}
         holdout[name] = {**base, "estimator": choice.holdout_estimator, "climatology": choice.holdout_climatology}
         validation[target] = choice.validation
         hyperparameters["survival"][target] = {"estimator": choice.estimator_name, **base["hyperparameters"]}

@@ -1,0 +1,103 @@
+"""Forecasts in the CCMC Flare Scoreboard's JSON submission format, from the predictor's prediction log.
+
+One submission per issued forecast: the full-disk probabilities of a flare of at least C1, M1 and X1 within
+24 h of the issue time (`p_ge_c_24h` ... in `flare_prediction_log`), the issue time, the prediction window and
+the model. Which version of the format this follows, and where it is documented, is in docs/ccmc/README.md;
+the JSON Schema the tests validate exports against is docs/ccmc/flare_scoreboard_submission.schema.json.
+Only the champion's forecasts (not shadow) with status ok are exported: an insufficient-data forecast has no
+probabilities to submit.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import asyncpg
+
+from shared.paths import project_root
+
+SCHEMA_PATH = Path("docs") / "ccmc" / "flare_scoreboard_submission.schema.json"
+MODEL_SHORT_NAME = "FlarePlus"
+# the scoreboard's SPASE id pattern; Flare+ is not registered with CCMC, so the id names the version only
+SPASE_ID = "spase://CCMC/SimulationModel/FlarePlus/{version}"
+PREDICTION_WINDOW = timedelta(hours=24)
+CLASS_COLUMNS = {"C": "p_ge_c_24h", "M": "p_ge_m_24h", "X": "p_ge_x_24h"}
+MODES = ("forecast", "historical", "nowcast", "simulated_realtime_forecast")
+
+# one forecast per issue time: where a promotion left two champions' forecasts of one hour, the later logged
+LOGGED_FORECASTS = """
+    SELECT DISTINCT ON (prediction_timestamp) prediction_timestamp, model_version, p_ge_c_24h, p_ge_m_24h, p_ge_x_24h
+    FROM flare_prediction_log
+    WHERE status = 'ok' AND NOT shadow
+      AND ($1::timestamptz IS NULL OR prediction_timestamp >= $1)
+      AND ($2::timestamptz IS NULL OR prediction_timestamp < $2)
+    ORDER BY prediction_timestamp, logged_at DESC
+"""
+LATEST_FORECAST = """
+    SELECT prediction_timestamp, model_version, p_ge_c_24h, p_ge_m_24h, p_ge_x_24h
+    FROM flare_prediction_log
+    WHERE status = 'ok' AND NOT shadow
+    ORDER BY prediction_timestamp DESC, logged_at DESC
+    LIMIT 1
+"""
+
+
+def ccmc_time(moment: datetime) -> str:
+    """The scoreboard's time stamps: UTC to the minute, `YYYY-MM-DDTHH:MMZ`."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%MZ")
+
+
+def submission(row: Mapping[str, Any], *, mode: str = "forecast") -> dict[str, Any]:
+    """One logged forecast as a Flare Scoreboard submission."""
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
+    issued: datetime = row["prediction_timestamp"]
+    probabilities = [{"class": label, "probability": round(float(row[column]), 4)}
+                     for label, column in CLASS_COLUMNS.items() if row[column] is not None]
+    return {"forecast_submission": {
+        "model": {"short_name": MODEL_SHORT_NAME, "spase_id": SPASE_ID.format(version=row["model_version"])},
+        "issue_time": ccmc_time(issued),
+        "mode": mode,
+        "full_disk_forecasts": [{
+            "prediction_window": {"start_time": ccmc_time(issued), "end_time": ccmc_time(issued + PREDICTION_WINDOW)},
+            "flare_probabilities": probabilities,
+        }],
+    }}
+
+
+def file_name(document: Mapping[str, Any]) -> str:
+    """`FlarePlus.<window start>.<issue time>.json`, the scoreboards' suggested naming."""
+    body = document["forecast_submission"]
+    start = body["full_disk_forecasts"][0]["prediction_window"]["start_time"]
+    stamp = lambda text: text.replace("-", "").replace(":", "")  # noqa: E731
+    return f"{MODEL_SHORT_NAME}.{stamp(start)}.{stamp(body['issue_time'])}.json"
+
+
+def schema() -> dict[str, Any]:
+    return json.loads((project_root() / SCHEMA_PATH).read_text())
+
+
+async def logged_forecasts(
+    conn: asyncpg.Connection, start: datetime | None, end: datetime | None,
+) -> list[asyncpg.Record]:
+    """The champion's ok forecasts issued in [start, end), oldest first (read only)."""
+    return await conn.fetch(LOGGED_FORECASTS, start, end)
+
+
+async def latest_forecast(conn: asyncpg.Connection) -> asyncpg.Record | None:
+    return await conn.fetchrow(LATEST_FORECAST)
+
+
+def write_files(documents: Iterable[Mapping[str, Any]], out_dir: Path) -> list[Path]:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for document in documents:
+        path = out_dir / file_name(document)
+        path.write_text(json.dumps(document, indent=2) + "\n")
+        written.append(path)
+    return written
