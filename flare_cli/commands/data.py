@@ -60,7 +60,7 @@ def cmd_fetch(args: argparse.Namespace) -> int:
     end = args.end or args.start
 
     def progress(name: str, total: int | None, already: int):
-        return tqdm(desc=name, total=total, initial=already, unit="B", unit_scale=True, unit_divisor=1024,
+        return tqdm(desc=name, total=total, initial=already, unit="B", unit_scale=True,
                     file=sys.stderr)  # kept: one finished bar per file is the record of what arrived
 
     try:

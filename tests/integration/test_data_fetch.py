@@ -95,7 +95,7 @@ async def test_a_user_fetches_their_period_with_a_progress_bar_again_for_nothing
     assert "fetched   goes-avg-1m/2015/07/goes15/csv/g15_xrs_1m_20150701_20150731.csv" in first.stdout
     assert "1 fetched" in first.stdout and "1 missing at NOAA" in first.stdout and "0 failed" in first.stdout
     bar = next(line for line in first.stderr.replace("\r", "\n").splitlines() if "100%" in line)
-    assert bar.startswith("g15_xrs_1m_20150701_20150731.csv: 100%") and "2.30M/2.30M" in bar
+    assert bar.startswith("g15_xrs_1m_20150701_20150731.csv: 100%") and "2.41M/2.41M" in bar
     assert noaa.gets(JULY_2015) == [None]
 
     again = flare(env, "data", "fetch", "goes-avg-1m", "--from", "2015-07-01", "--to", "2015-07-31")
