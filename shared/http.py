@@ -2,12 +2,59 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import asyncpg
+import prometheus_client
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.datastructures import MutableHeaders
+
+from shared.telemetry import HTTP_REQUEST_DURATION
+
+
+def serve_metrics(app: FastAPI) -> None:
+    """`GET /metrics` in Prometheus' text format, and every request's latency in
+    `flare_http_request_duration_seconds` by route template (never the raw path: its parameters are unbounded)."""
+    app.add_middleware(_RequestTimer)
+
+    @app.get("/metrics", include_in_schema=False)
+    async def _metrics() -> Response:
+        return Response(prometheus_client.generate_latest(), media_type=prometheus_client.CONTENT_TYPE_LATEST)
+
+
+class _RequestTimer:
+    """Pure ASGI, so a streamed answer (server-sent events) is timed to its first byte and passes unbuffered."""
+
+    def __init__(self, app: Any):
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        timed = False
+
+        def observe(status: int) -> None:
+            nonlocal timed
+            timed = True
+            route = getattr(scope.get("route"), "path", None) or "unmatched"  # the router names the route it took
+            HTTP_REQUEST_DURATION.labels(method=scope["method"], route=route, status=str(status)).observe(
+                time.perf_counter() - started)
+
+        async def send_timed(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                observe(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_timed)
+        except BaseException:
+            if not timed:
+                observe(500)
+            raise
 
 
 def refuse_unstorable_text(app: FastAPI) -> None:

@@ -24,6 +24,7 @@ from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, w
 
 from shared import messages as m
 from shared.logging import get_logger
+from shared.telemetry import MESSAGES_CONSUMED, MESSAGES_DEAD_LETTERED, MESSAGES_PUBLISHED, ConsumerLag
 from shared.topics import TopicSpec
 
 CORRELATION_HEADER = "correlation_id"
@@ -119,6 +120,7 @@ def dead_letter_for(
     service: str, topic: str, raw: bytes | None, reason: str, *, partition: int | None = None,
     offset: int | None = None, correlation_id: str | None = None,
 ) -> m.DeadLettered:
+    MESSAGES_DEAD_LETTERED.labels(topic=topic).inc()
     # as text that can be stored and read back: bad UTF-8 and NUL bytes become U+FFFD
     text = (raw or b"").decode("utf-8", errors="replace").replace("\x00", "\ufffd")
     return m.DeadLettered(
@@ -172,6 +174,7 @@ class Publisher:
     async def publish(self, topic: str, message: m.Message) -> None:
         value, key, headers = encode(message)
         await self._producer.send_and_wait(topic, value, key=key, headers=headers)
+        MESSAGES_PUBLISHED.labels(topic=topic).inc()
 
     async def publish_many(self, topic: str, messages: Iterable[m.Message]) -> int:
         """Send in order without waiting per record; return once all are acknowledged.
@@ -205,6 +208,7 @@ class Publisher:
                 futures.append(await self._send_batch(builder, topic, partition))
         if futures:
             await asyncio.gather(*futures)
+        MESSAGES_PUBLISHED.labels(topic=topic).inc(count)
         return count
 
     async def _send_batch(self, builder: Any, topic: str, partition: int) -> asyncio.Future:
@@ -240,6 +244,7 @@ class TypedConsumer:
             auto_offset_reset="earliest" if from_beginning else "latest",
             enable_auto_commit=False,
         )
+        self._lag = ConsumerLag(self._consumer.highwater)
 
     async def start(self) -> None:
         await _retry_connect(self._consumer.start, "consumer")
@@ -255,11 +260,16 @@ class TypedConsumer:
         while True:
             polled = await self._consumer.getmany(timeout_ms=timeout_ms, max_records=max_records)
             accepted: list[Received] = []
-            for records in polled.values():
+            for tp, records in polled.items():
+                MESSAGES_CONSUMED.labels(topic=tp.topic).inc(len(records))
                 for record in records:
                     received = await self._accept(record)
                     if received is not None:
                         accepted.append(received)
+                if records:
+                    self._lag.read(tp, records[-1].offset)
+            if not polled:
+                self._lag.refresh()
             yield accepted
 
     async def _accept(self, record) -> Received | None:

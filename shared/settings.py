@@ -185,6 +185,9 @@ class Settings(BaseSettings):
     evaluator_port: int = Field(5002, ge=1, le=65535)
     gatekeeper_port: int = Field(5003, ge=1, le=65535)
     ui_port: int = Field(7860, ge=1, le=65535)
+    # the trainer and the live ingestor have no REST API: they serve Prometheus' /metrics on these
+    trainer_metrics_port: int = Field(5004, ge=1, le=65535)
+    ingestor_metrics_port: int = Field(5005, ge=1, le=65535)
     api_keys: list[SecretStr] = []
     operator_tokens: list[SecretStr] = []
     viewer_tokens: list[SecretStr] = []

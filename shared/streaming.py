@@ -10,6 +10,7 @@ from shared import messages as m
 from shared.kafka import CORRELATION_HEADER, Rejected, dead_letter_for, decode, encode
 from shared.logging import get_logger
 from shared.settings import Settings
+from shared.telemetry import MESSAGES_CONSUMED, MESSAGES_PUBLISHED, ConsumerLag
 from shared.topics import TopicSpec
 
 log = get_logger(__name__)
@@ -52,8 +53,12 @@ class Acceptor:
         self.spec = spec
         self.dead_letters = raw_topic(app, dead_letter_spec)
         self.rejected = 0
+        self._consumed = MESSAGES_CONSUMED.labels(topic=spec.name)
+        self._lag = ConsumerLag(lambda tp: app.consumer.highwater(tp))  # faust makes its consumer at start
 
     async def accept(self, event: faust.EventT) -> m.Message | None:
+        self._consumed.inc()
+        self._lag.read(event.message.tp, event.message.offset)
         headers = _headers(event)
         try:
             return decode(self.spec, event.value, headers)
@@ -72,4 +77,5 @@ class Acceptor:
 async def send(topic: faust.TopicT, message: m.Message) -> Awaitable:
     """Queue `message` for the broker; awaiting what this returns waits until the broker has it."""
     value, key, headers = encode(message)
+    MESSAGES_PUBLISHED.labels(topic=topic.get_topic_name()).inc()
     return await topic.send(key=key, value=value, headers=headers)

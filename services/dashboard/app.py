@@ -20,7 +20,7 @@ from fastapi.staticfiles import StaticFiles
 
 from services.dashboard.view import DashboardView
 from shared import messages as m
-from shared.http import send_hardening_headers
+from shared.http import send_hardening_headers, serve_metrics
 from shared.kafka import Received
 
 STATIC_DIR = Path(__file__).parent / "static"
@@ -138,6 +138,7 @@ async def event_stream(hub: Hub, keepalive_seconds: float = KEEPALIVE_SECONDS) -
 def create_app(hub: Hub) -> FastAPI:
     app = FastAPI(title="Flare+ dashboard", docs_url=None, redoc_url=None)
     send_hardening_headers(app, pages=("/",))
+    serve_metrics(app)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
     @app.get("/", include_in_schema=False)

@@ -7,7 +7,7 @@ from typing import Any, Awaitable, Callable
 import asyncpg
 from fastapi import FastAPI, HTTPException, Query
 
-from shared.http import refuse_unstorable_text, send_hardening_headers
+from shared.http import refuse_unstorable_text, send_hardening_headers, serve_metrics
 from shared.settings import Settings
 from services.evaluator import store
 from services.evaluator.metrics import window_name
@@ -19,6 +19,7 @@ def create_api(settings: Settings, pool: Callable[[], Awaitable[asyncpg.Pool]]) 
     # an enum, so the OpenAPI document lists the windows and an unknown one is refused like any invalid parameter
     Window = Enum("Window", {name: name for name in windows}, type=str)
     refuse_unstorable_text(api)
+    serve_metrics(api)  # /metrics alone: /metrics/performance stays the skill figures
     send_hardening_headers(api)
 
     @api.get("/health")

@@ -26,6 +26,7 @@ import asyncpg
 import faust
 import uvicorn
 from aiokafka.errors import KafkaError
+from prometheus_client import Gauge
 
 from shared import infra
 from shared import messages as m
@@ -49,6 +50,23 @@ METRICS_INTERVAL_SECONDS = 1.0
 # Errors that mean "the broker is away", not "this message is bad" (the database's are waited out).
 TRANSIENT = (KafkaError,)
 log = get_logger(__name__)
+SKILL_LABELS = ["model_version", "shadow", "window", "target"]
+SKILL_GAUGES = {
+    "brier": Gauge("flare_forecast_brier_score", "Latest Brier score of the >=target forecasts (0 best, 1 worst)",
+                   SKILL_LABELS),
+    "tss": Gauge("flare_forecast_true_skill_statistic", "Latest true skill statistic of the >=target forecasts "
+                 "(-1 to 1; 0 is no skill)", SKILL_LABELS),
+}
+
+
+def record_skill(updates: list[m.MetricsUpdated]) -> None:
+    """The skill gauges from what the metrics topic just got; a figure without a value (no event yet) is left out."""
+    for update in updates:
+        for name, gauge in SKILL_GAUGES.items():
+            for target in ("C", "M", "X"):
+                value = update.metrics.get(f"{target}.{name}")
+                if value is not None:
+                    gauge.labels(update.model_version, str(update.shadow).lower(), update.window, target).set(value)
 
 
 class _EmbeddedServer(uvicorn.Server):
@@ -207,6 +225,7 @@ class EvaluatorWorker:
         for update in updates:
             await send(self.metrics_topic, update)
         await self._with_database(lambda conn: store.record_metrics(conn, updates))
+        record_skill(updates)
 
     async def serve_api(self) -> None:
         config = uvicorn.Config(

@@ -20,7 +20,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from services.gatekeeper import auth, retraining, store
 from services.gatekeeper.lifecycle import Gatekeeper, GatekeeperError
 from shared import contract, registry
-from shared.http import refuse_unstorable_text, send_hardening_headers
+from shared.http import refuse_unstorable_text, send_hardening_headers, serve_metrics
 
 _bearer = HTTPBearer(auto_error=False, description="an operator token for writes, a viewer token for reads")
 
@@ -180,6 +180,7 @@ def create_app(gatekeeper: Gatekeeper) -> FastAPI:
         return JSONResponse({"detail": str(exc)}, status_code=exc.status_code)
 
     refuse_unstorable_text(app)
+    serve_metrics(app)
     send_hardening_headers(app)
 
     @app.get("/health", tags=["service"], summary="liveness: the API answers and the database is reachable")

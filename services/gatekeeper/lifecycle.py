@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
+from prometheus_client import Counter
 
 from services.gatekeeper import gates, monitoring, retraining, store
 from services.gatekeeper.evidence import candidate_evidence
@@ -27,6 +28,10 @@ from shared.settings import Settings
 from shared.topics import spec_by_name
 
 log = get_logger(__name__)
+RETRAIN_DECISIONS = Counter(
+    "flare_retrain_requests", "Retrain triggers (drift, X-class flare, schedule, operator) and what came of them: a "
+    "new request published, or folded into the request in flight or in cooldown", ["trigger", "decision"])
+GATE_VERDICTS = Counter("flare_gate_verdicts", "Trained candidates judged by the gates, by verdict", ["decision"])
 
 SYSTEM = "gatekeeper"
 AUTO_ROLLBACK = "gatekeeper:auto-rollback"
@@ -352,6 +357,7 @@ class Gatekeeper:
                     decision=decision.why,
                 )
         await self._publish(queued)
+        RETRAIN_DECISIONS.labels(trigger.source, "requested" if queued else "folded").inc()
         log.info("retrain." + ("requested" if queued else "folded"), request_id=decision.request_id,
                  trigger=trigger.source, why=decision.why)
         return RetrainOutcome(decision.request_id, trigger.trigger_id, decision.action == "fold", decision.why)
@@ -398,6 +404,7 @@ class Gatekeeper:
                 else:
                     await store.set_status(conn, trained.version, "held" if verdict.decision == "HOLD" else "rejected")
         await self._publish(queued)
+        GATE_VERDICTS.labels(verdict.decision.lower()).inc()
         log.info("gate.verdict", version=trained.version, decision=verdict.decision, reason=verdict.reason)
         return verdict
 

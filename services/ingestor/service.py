@@ -13,6 +13,7 @@ from shared.db import create_pool
 from shared.kafka import Publisher
 from shared.logging import configure_logging, get_logger
 from shared.settings import get_settings
+from shared.telemetry import start_metrics_server
 
 SERVICE = "ingestor"
 log = get_logger(__name__)
@@ -43,5 +44,10 @@ async def serve() -> None:
 
 
 def main() -> None:
-    configure_logging(SERVICE, level=get_settings().log_level)
-    asyncio.run(serve())
+    settings = get_settings()
+    configure_logging(SERVICE, level=settings.log_level)
+    stop_metrics = start_metrics_server(settings.ingestor_metrics_port, settings.bind_host)
+    try:
+        asyncio.run(serve())
+    finally:
+        stop_metrics()

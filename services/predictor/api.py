@@ -22,7 +22,7 @@ from services.predictor.forecasts import (
     ForecastUnavailable, PointForecast, class_probabilities_within, most_likely_class, survival_buckets,
 )
 from shared import messages as m
-from shared.http import send_hardening_headers
+from shared.http import send_hardening_headers, serve_metrics
 from shared.logging import get_logger
 
 log = get_logger(__name__)
@@ -192,6 +192,8 @@ def build_api(service: PredictorService) -> FastAPI:
                     "before the requested timestamp, with the champion model.",
     )
     send_hardening_headers(api)
+
+    serve_metrics(api)
 
     @api.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:

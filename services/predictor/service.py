@@ -12,6 +12,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Awaitable, Callable, Sequence, TypeVar
 
 import asyncpg
+from prometheus_client import Counter
 
 from services.predictor import ccmc, store
 from services.predictor.access import ApiKeyGuard
@@ -30,6 +31,8 @@ Publish = Callable[[Sequence[m.ForecastIssued]], Awaitable[None]]
 LAG_WARNING = 10_000  # flux records behind the topic's end before /health says so
 REST_CACHE_ENTRIES = 1024  # about 18 kB each (measured): a month of hourly instants fits in under 20 MB
 T = TypeVar("T")
+FORECASTS_ISSUED = Counter("flare_forecasts_issued", "Forecasts published, by model version, status and shadow",
+                           ["model_version", "status", "shadow"])
 
 
 @dataclass
@@ -124,6 +127,7 @@ class Predictor:
         self.counters.forecasts_published += len(new)
         self.counters.forecasts_logged += await self._waiting_out_outages(lambda conn: store.log_forecasts(conn, new))
         for forecast in new:
+            FORECASTS_ISSUED.labels(forecast.model_version, forecast.status, str(forecast.shadow).lower()).inc()
             log.info("forecast.issued", issued_at=forecast.event_time.isoformat(), model_version=forecast.model_version,
                      shadow=forecast.shadow, status=forecast.status, reason=forecast.reason,
                      correlation_id=forecast.correlation_id)

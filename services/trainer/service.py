@@ -27,6 +27,7 @@ from shared.db import DATABASE_OUTAGES, create_pool, outlasting_outages_on
 from shared.kafka import Publisher, TypedConsumer
 from shared.logging import bind_correlation, configure_logging, get_logger
 from shared.settings import Settings, get_settings
+from shared.telemetry import start_metrics_server
 from shared.topics import topic_registry
 
 SERVICE = "trainer"
@@ -152,6 +153,7 @@ async def run(settings: Settings, stop: asyncio.Event | None = None) -> None:
 def main() -> None:
     settings = get_settings()
     configure_logging(SERVICE, level=settings.log_level)
+    stop_metrics = start_metrics_server(settings.trainer_metrics_port, settings.bind_host)
     stop = asyncio.Event()
 
     async def serve() -> None:
@@ -160,4 +162,7 @@ def main() -> None:
             loop.add_signal_handler(signum, stop.set)
         await run(settings, stop)
 
-    asyncio.run(serve())
+    try:
+        asyncio.run(serve())
+    finally:
+        stop_metrics()

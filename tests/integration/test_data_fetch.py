@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import subprocess
 import sys
 import time
@@ -161,6 +162,34 @@ def test_an_interrupted_download_resumes_where_it_stopped_and_a_damaged_file_is_
     held.write_bytes(july[:-10] + b"0123456789")  # damaged on disk: same size, another sha256
     repaired = fetch(once, "goes-avg-1m", date(2015, 7, 1), date(2015, 7, 31), progress=Bars())
     assert len(repaired.fetched) == 1 and held.read_bytes() == july and len(noaa.gets(JULY_2015)) == 3
+
+
+def test_a_fetch_killed_mid_download_is_resumed_by_the_next_run_from_where_it_stopped(noaa, tmp_path):
+    home = tmp_path / "home"
+    env = {**os.environ, "FLARE_DATA_HOME": str(home), "ARCHIVE__NCEI_AVG_BASE_URL": noaa.base_url + "avg/"}
+    args = [sys.executable, "-m", "flare_cli.main", "data", "fetch", "goes-avg-1m", "--from", "2015-07-01"]
+    part = home / "goes-avg-1m" / "2015" / "07" / "goes15" / "csv" / "g15_xrs_1m_20150701_20150731.csv.part"
+    july = recorded("goes15_1m/g15_xrs_1m_20150701_20150731.csv")
+    noaa.fail_next(JULY_2015, "slow")  # ~2 s for the whole month
+    running = subprocess.Popen(args, cwd=PROJECT_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while not (part.exists() and part.stat().st_size >= 1 << 18) and time.monotonic() < deadline:
+            time.sleep(0.02)
+    finally:
+        running.kill()
+        running.wait(timeout=30)
+    kept = part.stat().st_size
+    assert 0 < kept < len(july) and read_index(home) == {}
+
+    resumed = subprocess.run(args, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=300)
+
+    assert resumed.returncode == 0, resumed.stderr
+    assert "1 fetched" in resumed.stdout
+    assert noaa.gets(JULY_2015) == [None, f"bytes={kept}-"]
+    held = home / "goes-avg-1m" / JULY_2015.removeprefix("avg/")
+    assert held.read_bytes() == july and not part.exists()
+    assert [entry.sha256 for entry in read_index(home).values()] == [sha256(july)]
 
 
 def test_a_server_failing_twice_is_asked_again_with_backoff_and_a_cut_is_resumed_in_the_same_run(noaa, tmp_path):

@@ -1,12 +1,13 @@
 """A local stand-in for NOAA's archive servers: serves a folder laid out like NCEI/NGDC over HTTP on 127.0.0.1,
 with directory listings (as NOAA's Apache pages list a month's files), byte ranges, and faults on request
-(a 500, or a response cut off half-way), logging every request."""
+(a 500, a response cut off half-way, or one sent slowly), logging every request."""
 
 from __future__ import annotations
 
 import gzip
 import re
 import threading
+import time
 from collections import defaultdict
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -14,7 +15,7 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Iterator, Literal
 
-Fault = Literal["fail", "truncate"]
+Fault = Literal["fail", "truncate", "slow"]
 
 
 @dataclass
@@ -75,6 +76,15 @@ def _handler(server_state: NoaaServer):
                 self.wfile.write(payload[: len(payload) // 2])
                 self.wfile.flush()
                 self.close_connection = True
+                return
+            if fault == "slow":  # a long download, for a client to be killed in the middle of
+                try:
+                    for at in range(0, len(payload), 1 << 16):
+                        self.wfile.write(payload[at:at + (1 << 16)])
+                        self.wfile.flush()
+                        time.sleep(0.05)
+                except (BrokenPipeError, ConnectionResetError):  # the client was killed: what the test wants
+                    pass
                 return
             self.wfile.write(payload)
 

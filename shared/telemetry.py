@@ -1,0 +1,69 @@
+"""Prometheus metrics common to every service, read by operators' Prometheus at each service's `/metrics`.
+
+The services with a REST API serve `/metrics` from it (`shared.http.serve_metrics`); the trainer and the live
+ingestor, which have none, serve it on a port of their own (`start_metrics_server`). One process is one
+service, so no metric carries a service label: Prometheus adds `job` and `instance` when it scrapes. Counting
+happens once, in the shared consume, publish and dead-letter code, never per service.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any, Callable
+
+import prometheus_client
+from prometheus_client import Counter, Gauge, Histogram
+
+# the `_created` series of every counter and histogram only double the scrape
+prometheus_client.disable_created_metrics()
+
+MESSAGES_CONSUMED = Counter(
+    "flare_messages_consumed", "Records read from a topic (accepted or not)", ["topic"])
+MESSAGES_DEAD_LETTERED = Counter(
+    "flare_messages_dead_lettered",
+    "Records set aside on the dead-letter topic, by the topic they came from (for the ingestor: its source)",
+    ["topic"])
+MESSAGES_PUBLISHED = Counter("flare_messages_published", "Messages published to a topic", ["topic"])
+CONSUMER_LAG = Gauge(
+    "flare_consumer_lag_messages", "Records on a partition after the last one this service read", ["topic", "partition"])
+HTTP_REQUEST_DURATION = Histogram(
+    "flare_http_request_duration_seconds", "REST request latency until the response starts",
+    ["method", "route", "status"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+)
+
+
+class ConsumerLag:
+    """The lag gauge of one consumer: the partition's high watermark less the offset after the last record read.
+    `highwater` is the client's (aiokafka's or faust's); it is unknown until the first fetch of a partition."""
+
+    def __init__(self, highwater: Callable[[Any], int | None]):
+        self._highwater = highwater
+        self._next: dict[Any, int] = {}
+
+    def read(self, tp: Any, offset: int) -> None:
+        self._next[tp] = offset + 1
+        self._update(tp)
+
+    def refresh(self) -> None:
+        for tp in self._next:
+            self._update(tp)
+
+    def _update(self, tp: Any) -> None:
+        # the partition may be revoked meanwhile (the clients assert it is assigned): the gauge keeps its value
+        with contextlib.suppress(Exception):
+            end = self._highwater(tp)
+            if end is not None:
+                CONSUMER_LAG.labels(topic=tp.topic, partition=str(tp.partition)).set(max(end - self._next[tp], 0))
+
+
+def start_metrics_server(port: int, host: str) -> Callable[[], None]:
+    """Serve `/metrics` on `host:port` from a thread, for a service without a REST API; returns its stop."""
+    server, thread = prometheus_client.start_http_server(port, addr=host)
+
+    def stop() -> None:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+    return stop
