@@ -64,11 +64,6 @@ class Unusable(GatekeeperError):
     status_code = 422
 
 
-@dataclass(frozen=True)
-class Outcome:
-    """What an act left behind: the kind's champion and challenger, and whether the act changed anything."""
-
-    kind: str
 class GateRefused(Conflict):
     """The version has not passed the gates; promoting it needs an explicit override."""
 
@@ -82,6 +77,11 @@ class GateStanding:
     gates: list[str]
 
 
+@dataclass(frozen=True)
+class Outcome:
+    """What an act left behind: the kind's champion and challenger, and whether the act changed anything."""
+
+    kind: str
     champion: str | None
     challenger: str | None
     changed: bool
@@ -504,13 +504,6 @@ class Gatekeeper:
             raise Conflict(f"no champion before {version} is recorded; name the version to roll back to")
         return previous
 
-    async def _held_verdict(self, conn: asyncpg.Connection, target: dict[str, Any], actor: str, act: str) -> dict[str, Any]:
-        if target["status"] != "held":
-            raise Conflict(f"{target['version']} is {target['status']}; only a held candidate can be approved or rejected")
-        verdict = await store.last_entry(conn, target["version"], "gate_verdict")
-        requested_by = verdict["evidence"].get("requested_by") if verdict else None
-        if requested_by is not None and requested_by == actor:
-            raise NotAllowed(f"{actor} asked for this model and cannot also {act} it; another operator must")
     async def _gate_standing(self, conn: asyncpg.Connection, target: dict[str, Any]) -> GateStanding | None:
         """Why `target` has not passed the gates, or None: its last verdict was PROMOTE, or it was champion
         once (a retired version, or a challenger that had been champion)."""
@@ -529,6 +522,13 @@ class Gatekeeper:
         return GateStanding(f"{judged} the gates ({evidence.get('decision')}): {verdict['reason']}",
                             verdict["event_id"], gates_named)
 
+    async def _held_verdict(self, conn: asyncpg.Connection, target: dict[str, Any], actor: str, act: str) -> dict[str, Any]:
+        if target["status"] != "held":
+            raise Conflict(f"{target['version']} is {target['status']}; only a held candidate can be approved or rejected")
+        verdict = await store.last_entry(conn, target["version"], "gate_verdict")
+        requested_by = verdict["evidence"].get("requested_by") if verdict else None
+        if requested_by is not None and requested_by == actor:
+            raise NotAllowed(f"{actor} asked for this model and cannot also {act} it; another operator must")
         return verdict or {"event_id": None}
 
     async def _crown(

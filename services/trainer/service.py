@@ -52,7 +52,6 @@ def model_trained(
     )
 
 
-def training_failed(request: m.RetrainRequested, reason: str) -> m.TrainingFailed:
 def trained_announcement(registered: RegisteredVersion, request: m.RetrainRequested | None = None) -> m.ModelTrained:
     event_time = request.event_time if request else registered.training.data_window[1]
     return model_trained(registered.version, registered.artifacts, registered.evidence, event_time=event_time,
@@ -64,6 +63,7 @@ async def announce(publisher: Publisher, settings: Settings, answer: m.ModelTrai
     await publisher.publish(settings.topics.lifecycle, answer)
 
 
+def training_failed(request: m.RetrainRequested, reason: str) -> m.TrainingFailed:
     return m.TrainingFailed(
         message_id=m.stable_id("training-failed", request.message_id),
         event_time=request.event_time,
