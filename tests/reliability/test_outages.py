@@ -50,7 +50,7 @@ import pytest
 
 from shared import infra
 from shared.broker_watch import BrokerWatch
-from shared.db import create_pool, migrate_dsn
+from shared.db import DATABASE_OUTAGES, create_pool, migrate_dsn
 from services.ingestor.pipeline import Ingestor
 from shared.kafka import Publisher, ensure_topics
 from shared.settings import Settings, load_settings
@@ -177,10 +177,25 @@ async def _count_at_least(pool, count: int) -> bool:
 
 
 async def _logged_equal(pool, expected: list[datetime]) -> bool:
+    """Whether the log holds exactly the expected hours; otherwise what it holds instead is printed (once per
+    change), so a failure's captured output tells a forecast lost from the log from one never issued."""
     try:
-        return await logged_hours(pool) == expected
-    except (OSError, ConnectionError):  # the test's own pool while the database is restarting
-        return False
+        logged = await logged_hours(pool)
+    except DATABASE_OUTAGES as exc:  # the test's own pool while the database is restarting
+        state = f"the test's query failed: {exc!r}"
+    else:
+        if logged == expected:
+            return True
+        missing, extra = sorted(set(expected) - set(logged)), sorted(set(logged) - set(expected))
+        state = (f"logged {len(logged)} of {len(expected)} hours, {len(logged) - len(set(logged))} twice;"
+                 f" missing {[t.isoformat() for t in missing[:5]]}, extra {[t.isoformat() for t in extra[:5]]}")
+    if _last_printed.get(id(expected)) != state:
+        _last_printed[id(expected)] = state
+        print(state, flush=True)
+    return False
+
+
+_last_printed: dict[int, str] = {}
 
 
 async def test_the_predictor_and_evaluator_start_again_by_themselves_after_the_broker_restarts_empty(
