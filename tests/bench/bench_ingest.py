@@ -1,5 +1,7 @@
 """Benchmark (not a timed test): ingest + publish of the July 2015 1-minute month and the 2010-2015 hourly
-file, against a plain aiokafka producer sending the same records to the same broker in the same run.
+file (bundled), and of two whole new_avg netCDF months (the reference data set's September 2010 GOES-14 and
+GOES-15 originals, skipped without it), against a plain aiokafka producer sending the same records to the same
+broker in the same run.
 
 Run with `make bench` (or `.venv/bin/pytest -m slow -s tests/bench/bench_ingest.py`). The ingest figure is
 the whole run: read and decompress, validate, compare with the database, detect flares, publish, store.
@@ -9,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaProducer
@@ -24,6 +27,11 @@ from tests.conftest import DATA_DIR
 FILES = {
     "July 2015 1-min": DATA_DIR / "goes15_1m" / "g15_xrs_1m_20150701_20150731.csv.gz",
     "2010-2015 hourly": DATA_DIR / "goes15_hourly" / "goes15_xrs_hourly_2010-09_2015-12.csv.gz",
+}
+# the sample's netCDF holds 30 minutes; these are whole months, in the reference data set only
+REFERENCE_FILES = {
+    "Sep 2010 GOES-14 netCDF": "goes_overlap/g14_xrs_1m_20100901_20100930.nc",
+    "Sep 2010 GOES-15 netCDF": "goes_overlap/g15_xrs_1m_20100901_20100930.nc",
 }
 
 
@@ -44,10 +52,21 @@ async def plain_producer_seconds(bootstrap: str, records: list[tuple[bytes, byte
 
 @pytest.mark.slow
 async def test_ingest_throughput_against_a_plain_producer(settings, clean_db, bench_figures):
+    await measure_ingest(settings, clean_db, bench_figures, FILES)
+
+
+@pytest.mark.slow
+async def test_ingest_throughput_of_whole_netcdf_months(reference_file, settings, clean_db, bench_figures):
+    files = {name: reference_file(relative) for name, relative in REFERENCE_FILES.items()}
+    await measure_ingest(settings, clean_db, bench_figures, files)
+
+
+async def measure_ingest(settings, clean_db, bench_figures, files: dict[str, Path]) -> None:
+    """Ingest each file into emptied tables, then again (nothing new), beside the plain producer's rate."""
     await ensure_topics(settings.kafka_bootstrap_servers, topic_registry(settings).values())
     async with Publisher(settings.kafka_bootstrap_servers) as publisher:
         ingestor = Ingestor(settings, clean_db, publisher)
-        for name, path in FILES.items():
+        for name, path in files.items():
             async with clean_db.acquire() as conn:
                 await conn.execute("TRUNCATE flux_observations, flare_events")
             started = time.perf_counter()

@@ -2,7 +2,8 @@
 
 A benchmark asks for `bench_figures` and calls it once per figure; at the end of the session the table is
 printed and the figures are written as JSON to `var/bench/results.json` (or `$BENCH_RESULTS`), with the
-machine they were measured on.
+machine they were measured on. A benchmark on files larger than the bundled sample holds asks for them through
+`reference_file`, and is skipped with the reason when the reference data set is not there.
 """
 
 from __future__ import annotations
@@ -13,10 +14,12 @@ import platform
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Callable
 
 import psutil
 import pytest
 
+from shared.settings import load_settings
 from tests.conftest import PROJECT_ROOT
 
 _FIGURES = pytest.StashKey[list]()
@@ -58,6 +61,29 @@ def pytest_configure(config: pytest.Config) -> None:
 @pytest.fixture(scope="session")
 def bench_figures(pytestconfig: pytest.Config) -> FigureBook:
     return FigureBook(pytestconfig.stash[_FIGURES])
+
+
+@pytest.fixture(scope="session")
+def reference_file() -> Callable[[str], Path]:
+    """A file of the team's larger reference data set, for benchmarks on what the bundled sample does not hold.
+    The set is optional (a clone has nothing beside it): without the file the benchmark is skipped, saying
+    which file, where it was looked for and the setting that moves it."""
+    folder = load_settings().reference_data_dir
+
+    def skip(what: str, path: Path) -> None:
+        pytest.skip(f"needs {what}, not found at {path}; set reference_data_dir (env REFERENCE_DATA_DIR) to the "
+                    "folder holding it (default ../shared/data)")
+
+    if not folder.is_dir():  # before any broker or database is started for the benchmark
+        skip("the reference data set", folder)
+
+    def find(relative: str) -> Path:
+        path = folder / relative
+        if not path.is_file():
+            skip(f"{relative} of the reference data set", path)
+        return path
+
+    return find
 
 
 def _number(value: float) -> str:
