@@ -11,7 +11,13 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.datastructures import MutableHeaders
 
-from shared.telemetry import HTTP_REQUEST_DURATION
+import shared.telemetry  # noqa: F401  (first: it configures the registry before this module's histogram)
+
+HTTP_REQUEST_DURATION = prometheus_client.Histogram(
+    "flare_http_request_duration_seconds", "REST request latency until the response starts",
+    ["method", "route", "status"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+)
 
 
 def serve_metrics(app: FastAPI) -> None:

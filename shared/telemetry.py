@@ -1,9 +1,10 @@
 """Prometheus metrics common to every service, read by operators' Prometheus at each service's `/metrics`.
 
-The services with a REST API serve `/metrics` from it (`shared.http.serve_metrics`); the trainer and the live
-ingestor, which have none, serve it on a port of their own (`start_metrics_server`). One process is one
-service, so no metric carries a service label: Prometheus adds `job` and `instance` when it scrapes. Counting
-happens once, in the shared consume, publish and dead-letter code, never per service.
+The services with a REST API serve `/metrics` from it (`shared.http.serve_metrics`, which also times every
+request); the trainer and the live ingestor, which have none, serve it on a port of their own
+(`start_metrics_server`). One process is one service, so no metric carries a service label: Prometheus adds
+`job` and `instance` when it scrapes. Counting happens once, in the shared consume, publish and dead-letter
+code, never per service.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import contextlib
 from typing import Any, Callable
 
 import prometheus_client
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import Counter, Gauge
 
 # the `_created` series of every counter and histogram only double the scrape
 prometheus_client.disable_created_metrics()
@@ -23,14 +24,9 @@ MESSAGES_DEAD_LETTERED = Counter(
     "flare_messages_dead_lettered",
     "Records set aside on the dead-letter topic, by the topic they came from (for the ingestor: its source)",
     ["topic"])
-MESSAGES_PUBLISHED = Counter("flare_messages_published", "Messages published to a topic", ["topic"])
+MESSAGES_PUBLISHED = Counter("flare_messages_published", "Messages handed to the producer for a topic", ["topic"])
 CONSUMER_LAG = Gauge(
     "flare_consumer_lag_messages", "Records on a partition after the last one this service read", ["topic", "partition"])
-HTTP_REQUEST_DURATION = Histogram(
-    "flare_http_request_duration_seconds", "REST request latency until the response starts",
-    ["method", "route", "status"],
-    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
-)
 
 
 class ConsumerLag:

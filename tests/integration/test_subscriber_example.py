@@ -20,6 +20,7 @@ from tests.support.evaluator_data import at, reference_flares
 from tests.unit.test_predictor_stream import feed, forecaster, july_readings, model
 
 EXAMPLE = PROJECT_ROOT / "docs" / "examples" / "subscribe_forecasts.py"
+README = PROJECT_ROOT / "README.md"
 
 
 def test_the_example_needs_nothing_of_flare_plus():
@@ -28,6 +29,12 @@ def test_the_example_needs_nothing_of_flare_plus():
     imported |= {node.module.split(".")[0] for node in ast.walk(ast.parse(EXAMPLE.read_text()))
                  if isinstance(node, ast.ImportFrom)}
     assert imported == {"asyncio", "json", "sys", "aiokafka"}
+
+
+def test_the_readme_quotes_the_example_as_it_is():
+    section = README.read_text().split("## For downstream apps", 1)[1]
+    quoted = section.split("```python\n", 1)[1].split("```", 1)[0]
+    assert len(quoted.splitlines()) >= 12 and quoted in EXAMPLE.read_text()
 
 
 async def lines_of(process: asyncio.subprocess.Process, count: int, timeout: float = 60.0) -> list[str]:
