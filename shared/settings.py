@@ -80,6 +80,8 @@ class ModelSettings(_Section):
     recalibration: Literal["none", "recent_hazard"] = Field(
         "none", description="recent_hazard: rescale each survival model's hazard to the validation period's "
                             "24 h outcomes at every retrain (shared.forecast_model.fit_hazard_recalibration)")
+    training_window_days: int | None = Field(
+        None, gt=0, description="train on the last this many days before the cut-off only (None: the whole history)")
     random_state: int = 0
 
     @field_validator("time_bucket_edges_hours")

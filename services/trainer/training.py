@@ -158,6 +158,12 @@ def training_set(history: History, settings: Settings, until: datetime | None) -
     params = FeatureParams.from_settings(settings.features)
     model = settings.model
     known = history.until(until) if until is not None else history
+    if model.training_window_days is not None and len(known.observations):
+        # recency: issue times (which follow the flux record) only in the last window, so the models learn the
+        # activity level of the recent cycle phase; earlier flares stay, for the flare-history lookbacks
+        window_end = pd.Timestamp(until) if until is not None else known.observations["time_tag"].max()
+        start = window_end - pd.Timedelta(days=model.training_window_days)
+        known = History(known.observations[known.observations["time_tag"] >= start], known.flares)
     record = observability(known.observations, model.censor_gap_hours)
     if until is not None:
         record = record.with_end(int(pd.Timestamp(until).value))
@@ -348,7 +354,7 @@ def train(
         "horizon_hours": model.horizon_hours, "validation_fraction": model.validation_fraction,
         "censor_gap_hours": model.censor_gap_hours, "survival_subsample_hours": model.survival_subsample_hours,
         "survival_estimators": list(model.survival_estimators), "random_state": model.random_state,
-        "recalibration": model.recalibration}}
+        "recalibration": model.recalibration, "training_window_days": model.training_window_days}}
     for target in targets:
         choice = train_survival(data, target, settings, progress)
         base = {**common, "kind": SURVIVAL_KIND, "target_class": target, "estimator_name": choice.estimator_name,

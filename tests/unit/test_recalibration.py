@@ -59,3 +59,14 @@ def test_a_retrain_with_recent_recalibration_stores_it_and_forecasts_with_it():
     raw = survival_at(artifact["estimator"], features[model.feature_names].to_numpy(dtype=float), [24.0])
     expected = 1.0 - recalibrate_survival(raw, artifact["recalibration"])[0, 0]
     assert model.forecast_table(features).p_within("C", 24.0)[0] == pytest.approx(expected)
+
+
+def test_a_training_window_trains_on_the_recent_days_only():
+    settings = load_settings()
+    settings = settings.model_copy(update={"model": settings.model.model_copy(update={
+        "survival_estimators": ["coxph"], "training_window_days": 190})})
+    until = datetime(2012, 2, 1, tzinfo=timezone.utc)
+    result = train(history("2011-01-01", "2012-03-20"), settings, until=until, targets=("C",), with_classifier=False)
+    start, end = result.data_window
+    assert (until - start).days <= 190 and end <= until
+    assert result.hyperparameters["model"]["training_window_days"] == 190
