@@ -20,11 +20,10 @@ import asyncpg
 from shared import messages as m
 from shared.forecast_model import DigestMismatch, ForecastModel, ModelFileError, read_verified
 from shared.logging import get_logger
+from shared.model_status import GONE, PROTECTED
 
 log = get_logger(__name__)
 FORECAST_KIND = "forecast"
-PROTECTED_STATUSES = ("champion", "challenger")
-GONE_STATUSES = ("archived", "deleted")
 
 
 def survival_kind(target_class: str) -> str:
@@ -178,10 +177,10 @@ async def apply_retention(
         live = await conn.fetch(
             "SELECT * FROM model_registry WHERE kind = $1 AND status <> ALL($2::text[])"
             " ORDER BY created_at DESC, version DESC",
-            kind, list(GONE_STATUSES),
+            kind, sorted(GONE),
         )
         for row in live[keep:]:
-            if row["status"] in PROTECTED_STATUSES:
+            if row["status"] in PROTECTED:
                 continue
             async with conn.transaction():
                 moved = {name: _move(path, archive_dir) for name, path in row["artifacts"].items()}

@@ -80,7 +80,8 @@ async def handle_request(conn: asyncpg.Connection, settings: Settings, request: 
         log.info("trainer.already_trained", request_id=request.message_id, version=done["version"])
         evidence = {"validation": done["validation"], "backtest": done["backtest"],
                     "comparison": (done["validation"] or {}).get("comparison"), "kind": done["kind"]}
-        return model_trained(done["version"], done["artifacts"], evidence, event_time=request.event_time, request=request)
+        return model_trained(done["version"], done["artifacts"], evidence, event_time=request.event_time,
+                             request=request)
     # A forecast version bundles all three targets, so a request naming one class retrains the bundle.
     reason = f"retrain requested by {request.requested_by}: {request.reason}"
     if request.target_class != "all":
