@@ -140,7 +140,8 @@ def asyncapi_document(settings: Settings) -> dict[str, Any]:
             "address": spec.name,
             "title": role,
             "description": spec.description,
-            "messages": {model.__name__: {"$ref": f"#/components/messages/{model.__name__}"} for model in spec.value_types},
+            "messages": {model.__name__: {"$ref": f"#/components/messages/{model.__name__}"}
+                         for model in spec.value_types},
             "bindings": {"kafka": {
                 "topic": spec.name,
                 "partitions": spec.partitions,

@@ -268,8 +268,6 @@ class TypedConsumer:
                         accepted.append(received)
                 if records:
                     self._lag.read(tp, records[-1].offset)
-            if not polled:
-                self._lag.refresh()
             yield accepted
 
     async def _accept(self, record) -> Received | None:

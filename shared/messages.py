@@ -156,6 +156,9 @@ class ForecastResolved(Message):
 
 
 class MetricsUpdated(Message):
+    """The skill of one model version (champion, or shadow challenger) over one window, as of `event_time`:
+    `metrics` holds per target class C/M/X e.g. `M.brier`, `M.tss`, `M.precision` (null while undefined)."""
+
     type: Literal["MetricsUpdated"] = "MetricsUpdated"
     model_version: str
     shadow: bool = False
@@ -166,6 +169,8 @@ class MetricsUpdated(Message):
 
 
 class MetricDrift(Message):
+    """A model's skill left its bounds over a window: `metric` is at `value`, beyond `threshold` (once an episode)."""
+
     type: Literal["MetricDrift"] = "MetricDrift"
     model_version: str
     metric: str
@@ -176,6 +181,8 @@ class MetricDrift(Message):
 
 
 class XClassFlareObserved(Message):
+    """An X-class flare was reported (once per flare, however many sources report it); `event_time` is its peak."""
+
     type: Literal["XClassFlareObserved"] = "XClassFlareObserved"
     flare_id: str
     goes_class: str
@@ -183,6 +190,8 @@ class XClassFlareObserved(Message):
 
 
 class RetrainRequested(Message):
+    """The gatekeeper asks the trainer for a model trained on the data until `train_until`."""
+
     type: Literal["RetrainRequested"] = "RetrainRequested"
     target_class: TargetClass | Literal["all"] = "all"
     reason: str
@@ -192,6 +201,8 @@ class RetrainRequested(Message):
 
 
 class ModelTrained(Message):
+    """A candidate version was trained, validated, backtested and registered; `evidence` holds its figures."""
+
     type: Literal["ModelTrained"] = "ModelTrained"
     version: str
     request_id: str | None = None
@@ -200,12 +211,16 @@ class ModelTrained(Message):
 
 
 class TrainingFailed(Message):
+    """A retrain request could not be answered with a candidate; `reason` says why."""
+
     type: Literal["TrainingFailed"] = "TrainingFailed"
     request_id: str | None = None
     reason: str
 
 
 class ModelPromoted(Message):
+    """`version` became the champion (replacing `previous_version`), by `actor`, for `reason`."""
+
     type: Literal["ModelPromoted"] = "ModelPromoted"
     version: str
     previous_version: str | None = None
@@ -214,6 +229,8 @@ class ModelPromoted(Message):
 
 
 class ModelRolledBack(Message):
+    """The champion went back from `from_version` to `version`, by `actor`, for `reason`."""
+
     type: Literal["ModelRolledBack"] = "ModelRolledBack"
     version: str
     from_version: str
@@ -222,6 +239,8 @@ class ModelRolledBack(Message):
 
 
 class ChallengerChanged(Message):
+    """`version` now runs in shadow beside the champion (null: no challenger any more)."""
+
     type: Literal["ChallengerChanged"] = "ChallengerChanged"
     version: str | None
     actor: str

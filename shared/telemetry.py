@@ -9,7 +9,7 @@ code, never per service.
 
 from __future__ import annotations
 
-import contextlib
+import math
 from typing import Any, Callable
 
 import prometheus_client
@@ -26,31 +26,30 @@ MESSAGES_DEAD_LETTERED = Counter(
     ["topic"])
 MESSAGES_PUBLISHED = Counter("flare_messages_published", "Messages handed to the producer for a topic", ["topic"])
 CONSUMER_LAG = Gauge(
-    "flare_consumer_lag_messages", "Records on a partition after the last one this service read", ["topic", "partition"])
+    "flare_consumer_lag_messages", "Records on a partition after the last one this service read",
+    ["topic", "partition"])
 
 
 class ConsumerLag:
-    """The lag gauge of one consumer: the partition's high watermark less the offset after the last record read.
-    `highwater` is the client's (aiokafka's or faust's); it is unknown until the first fetch of a partition."""
+    """The lag gauge of one consumer: the partition's high watermark less the offset after the last record read,
+    computed when Prometheus scrapes (so a consumer that stopped reading shows its lag growing). `highwater` is
+    the client's (aiokafka's or faust's); it is unknown until the first fetch of a partition."""
 
     def __init__(self, highwater: Callable[[Any], int | None]):
         self._highwater = highwater
         self._next: dict[Any, int] = {}
 
     def read(self, tp: Any, offset: int) -> None:
+        if tp not in self._next:
+            CONSUMER_LAG.labels(topic=tp.topic, partition=str(tp.partition)).set_function(lambda: self._lag(tp))
         self._next[tp] = offset + 1
-        self._update(tp)
 
-    def refresh(self) -> None:
-        for tp in self._next:
-            self._update(tp)
-
-    def _update(self, tp: Any) -> None:
-        # the partition may be revoked meanwhile (the clients assert it is assigned): the gauge keeps its value
-        with contextlib.suppress(Exception):
+    def _lag(self, tp: Any) -> float:
+        try:
             end = self._highwater(tp)
-            if end is not None:
-                CONSUMER_LAG.labels(topic=tp.topic, partition=str(tp.partition)).set(max(end - self._next[tp], 0))
+        except Exception:  # the partition was revoked meanwhile (the clients assert it is assigned)
+            end = None
+        return math.nan if end is None else float(max(end - self._next[tp], 0))
 
 
 def start_metrics_server(port: int, host: str) -> Callable[[], None]:

@@ -13,7 +13,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                     "its schema_version. Refuses, naming the field, when a message changed incompatibly without a "
                     "higher schema_version.",
     )
-    parser.add_argument("--check", action="store_true", help="write nothing; exit 1 if a file is stale or a change breaks")
+    parser.add_argument("--check", action="store_true",
+                        help="write nothing; exit 1 if a file is stale or a change breaks")
     parser.set_defaults(handler=cmd_contract)
 
 

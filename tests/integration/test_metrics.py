@@ -166,8 +166,9 @@ async def test_the_dashboard_counts_the_topics_it_reads(settings, tmp_path):
 async def test_the_trainer_serves_its_counts_on_its_metrics_port(settings, clean_db, tmp_path):
     port = infra.free_port()
     url = f"http://127.0.0.1:{port}"
-    too_early = m.RetrainRequested(message_id=str(uuid.uuid4()), event_time=datetime(1971, 1, 1, tzinfo=timezone.utc),
-                                   reason="test", requested_by="test", train_until=datetime(1971, 1, 1, tzinfo=timezone.utc))
+    year_1971 = datetime(1971, 1, 1, tzinfo=timezone.utc)  # nothing to train on before it: refused at once
+    too_early = m.RetrainRequested(message_id=str(uuid.uuid4()), event_time=year_1971, reason="test",
+                                   requested_by="test", train_until=year_1971)
     trainer = ServiceProcess("trainer", settings, tmp_path / "trainer.log", TRAINER_METRICS_PORT=str(port))
     async with running(trainer):
         await publish_raw(settings, settings.topics.retrain_requests, b'{"type": "RetrainRequested", "reason": 3}')
@@ -180,7 +181,8 @@ async def test_the_trainer_serves_its_counts_on_its_metrics_port(settings, clean
     assert total(samples, "flare_messages_published_total", topic=settings.topics.dead_letters) == 1
 
 
-async def test_the_live_ingestor_serves_what_it_published_on_its_metrics_port(settings, clean_db, swpc, tmp_path):  # noqa: F811
+async def test_the_live_ingestor_serves_what_it_published_on_its_metrics_port(
+        settings, clean_db, swpc, tmp_path):  # noqa: F811
     port = infra.free_port()
     url = f"http://127.0.0.1:{port}"
     ingestor = ServiceProcess("ingestor", settings, tmp_path / "ingestor.log", INGESTOR_METRICS_PORT=str(port),
