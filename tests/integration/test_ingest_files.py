@@ -91,6 +91,10 @@ async def test_every_file_of_the_data_set_ingests_into_the_database_and_onto_the
             "SELECT count(*) AS rows, count(*) FILTER (WHERE xrsb_flux IS NULL) AS missing FROM flux_observations"
             " WHERE cadence_seconds = 3600"
         )
+        overlap = {row["satellite"]: (row["rows"], row["missing"]) for row in await conn.fetch(
+            "SELECT satellite, count(*) AS rows, count(*) FILTER (WHERE xrsb_flux IS NULL) AS missing"
+            " FROM flux_observations WHERE cadence_seconds = 60"
+            " AND time_tag >= '2010-10-27' AND time_tag < '2010-11-01' GROUP BY satellite")}
         catalogue = dict(await conn.fetch("SELECT source, count(*) FROM flare_events GROUP BY source"))
         log = await conn.fetch("SELECT * FROM flare_ingestion_log ORDER BY started_at")
     with gzip.open(HOURLY, "rt") as handle:
@@ -99,7 +103,9 @@ async def test_every_file_of_the_data_set_ingests_into_the_database_and_onto_the
     assert (hourly["rows"], hourly["missing"]) == (46_580, non_positive_hours)
     assert catalogue["catalog:swpc_sc24"] == 7_970
     assert catalogue["catalog:swpc_1996_2015"] == sum(len(r.flares) for r in expected if r.format == "swpc_flarelist_1996_csv")
-    assert catalogue["catalog:ngdc"] == sum(len(r.flares) for r in expected if r.format == "ngdc_xrs_report")
+    ngdc = sum(len(r.flares) for r in expected if r.format == "ngdc_xrs_report")
+    assert catalogue["catalog:ngdc"] == ngdc == 11_664  # the 2010-2015 reports
+    assert overlap == {"GOES-14": (7_200, 212), "GOES-15": (7_200, 11)}  # the sample's goes_overlap/GAPS.md
     assert catalogue["detected"] > 0
 
     assert [row["source"] for row in log] == [str(path) for path in files]
