@@ -15,6 +15,10 @@ from typing import Any, Callable
 import prometheus_client
 from prometheus_client import Counter, Gauge
 
+from shared.logging import get_logger
+
+log = get_logger(__name__)
+
 # the `_created` series of every counter and histogram only double the scrape
 prometheus_client.disable_created_metrics()
 
@@ -53,8 +57,15 @@ class ConsumerLag:
 
 
 def start_metrics_server(port: int, host: str) -> Callable[[], None]:
-    """Serve `/metrics` on `host:port` from a thread, for a service without a REST API; returns its stop."""
-    server, thread = prometheus_client.start_http_server(port, addr=host)
+    """Serve `/metrics` on `host:port` from a thread, for a service without a REST API; returns its stop.
+    A port already taken is logged and the service runs on without metrics: training or ingesting matters more
+    than being scraped (and Prometheus shows the target down)."""
+    try:
+        server, thread = prometheus_client.start_http_server(port, addr=host)
+    except OSError as exc:
+        log.error("metrics.unavailable", host=host, port=port, error=str(exc))
+        return lambda: None
+    log.info("metrics.serving", url=f"http://{host}:{port}/metrics")
 
     def stop() -> None:
         server.shutdown()

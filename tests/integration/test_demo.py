@@ -23,7 +23,8 @@ FLARE = [sys.executable, "-m", "flare_cli.main"]
 @pytest.fixture
 def new_user_env(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL", "DB_HOST")}
-    ports = {name: str(infra.free_port()) for name in ("API_PORT", "EVALUATOR_PORT", "GATEKEEPER_PORT", "UI_PORT")}
+    ports = {name: str(infra.free_port()) for name in ("API_PORT", "EVALUATOR_PORT", "GATEKEEPER_PORT", "UI_PORT",
+                                                       "TRAINER_METRICS_PORT", "INGESTOR_METRICS_PORT")}
     env.update(ports, STATE_DIR=str(tmp_path / "var"), MODEL_PATH=str(tmp_path / "models"),
                FLARE_ENV_FILE=str(tmp_path / ".env"), DATA_DIR=str(DATA_DIR))
     yield env

@@ -23,6 +23,8 @@ from tests.conftest import PROJECT_ROOT, service_env
 # The setting that names each service's HTTP port, for the services that answer on /health.
 HTTP_PORT_SETTING = {"predictor": "API_PORT", "evaluator": "EVALUATOR_PORT", "gatekeeper": "GATEKEEPER_PORT",
                      "dashboard": "UI_PORT"}
+# The trainer and the live ingestor serve only Prometheus' /metrics, on a port of their own.
+METRICS_PORT_SETTING = {"trainer": "TRAINER_METRICS_PORT", "ingestor": "INGESTOR_METRICS_PORT"}
 LOG_TAIL_CHARS = 4000
 S = TypeVar("S", bound="ServiceProcess")
 
@@ -41,6 +43,8 @@ class ServiceProcess:
         self.settings = settings
         self.log = log
         self.env = {**service_env(settings), "LOG_LEVEL": "info", **env}
+        if name in METRICS_PORT_SETTING:
+            self.env.setdefault(METRICS_PORT_SETTING[name], str(infra.free_port()))
         port_setting = HTTP_PORT_SETTING.get(name)
         if port_setting:
             self.env.setdefault(port_setting, str(infra.free_port()))

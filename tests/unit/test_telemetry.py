@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import socket
+import urllib.request
 import uuid
 
 import httpx
@@ -12,7 +14,7 @@ from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
 
 from shared.http import serve_metrics
-from shared.telemetry import ConsumerLag
+from shared.telemetry import ConsumerLag, start_metrics_server
 
 
 def lag_of(topic: str) -> float | None:
@@ -65,3 +67,20 @@ async def test_each_request_is_timed_under_its_route_template_and_metrics_are_se
     }
     assert counts == {(f"/{marker}/{{item}}", "200"): 2, (f"/{marker}/{{item}}", "422"): 1}
     assert "/metrics" not in app.openapi()["paths"]
+
+
+def test_a_service_whose_metrics_port_is_taken_runs_on_without_metrics_and_a_free_one_serves_them():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        stop = start_metrics_server(taken.getsockname()[1], "127.0.0.1")  # logs metrics.unavailable
+        stop()
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    stop = start_metrics_server(port, "127.0.0.1")
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
+            assert b"flare_messages_consumed_total" in answer.read()
+    finally:
+        stop()
