@@ -11,6 +11,11 @@ Conventions (the guarantees the models rely on):
 - One scale. True-flux readings (GOES-16+) are converted to the SWPC-scaled equivalent (B x 0.7, A x 0.85)
   before anything else, so models trained on GOES-13/15 apply to both eras. Flare peaks are ranked on the
   same scale. All flux features are log10.
+- Every satellite's readings are kept (storage, the predictor's buffer); features read one satellite per hour,
+  the primary of that hour: the one whose XRS-B covers most of the hour, ties going to the finer cadence, then
+  to the order of `satellite_preference` (the operator's primary first, as SWPC designates one), then to the
+  name. So a gap in one satellite is bridged hour by hour by another's flux, and an hour is never a blend of
+  two instruments (their calibrations differ by a few per cent).
 - A flare counts at `t` once its peak has passed (`peak_time <= t`), among the flares the caller knew at `t`:
   the predictor passes those known by then (`FlareObserved.known_at`: a detected flare only from its end);
   the trainer's history passes every stored flare. Only flares of class C and above are used, because
@@ -58,6 +63,7 @@ class FeatureParams:
     max_staleness_minutes: int
     min_coverage: float
     hours_since_cap_days: int
+    satellite_preference: tuple[str, ...] = ()
 
     @classmethod
     def from_settings(cls, features: FeatureSettings) -> "FeatureParams":
@@ -67,6 +73,7 @@ class FeatureParams:
             max_staleness_minutes=features.max_staleness_minutes,
             min_coverage=features.min_coverage,
             hours_since_cap_days=features.hours_since_cap_days,
+            satellite_preference=tuple(features.satellite_preference),
         )
 
     @classmethod
@@ -77,6 +84,8 @@ class FeatureParams:
             max_staleness_minutes=int(data["max_staleness_minutes"]),
             min_coverage=float(data["min_coverage"]),
             hours_since_cap_days=int(data["hours_since_cap_days"]),
+            # models stored before the preference existed chose by name alone, as an empty preference does
+            satellite_preference=tuple(data.get("satellite_preference", ())),
         )
 
     def to_dict(self) -> dict:
@@ -119,19 +128,28 @@ def _scaled_flux(observations: pd.DataFrame, band: str, true_flux: np.ndarray) -
     return np.where(np.isfinite(values) & (values > 0), values, np.nan)
 
 
-def hourly_bins(observations: pd.DataFrame) -> pd.DataFrame:
+def _satellite_rank(satellites: pd.Series, preference: tuple[str, ...]) -> np.ndarray:
+    """Each reading's satellite as a tie-break rank: the preferred ones in their order, then the rest by name."""
+    codes, names = pd.factorize(satellites.astype(str), sort=True)
+    rank = np.array([preference.index(name) if name in preference else len(preference) + i
+                     for i, name in enumerate(names)], dtype=np.int64)
+    return rank[codes] if len(codes) else codes.astype(np.int64)
+
+
+def hourly_bins(observations: pd.DataFrame, satellite_preference: tuple[str, ...] = ()) -> pd.DataFrame:
     """Hourly mean flux (SWPC scale) per hour start: columns xrsa, xrsb, xrsb_seconds.
 
     Each reading weighs its cadence (at most an hour). When several satellites or cadences cover an hour, the
-    one covering most of it wins (ties: the finer cadence, then the satellite name), so one hour is never a
-    blend of two instruments. Plain numpy on purpose: the predictor computes this for every REST request and
-    every stream forecast, and the pandas groupby it replaced cost ten times more at that size.
+    one covering most of it is that hour's primary (ties: the finer cadence, then `satellite_preference`, then
+    the satellite name), so one hour is never a blend of two instruments. Plain numpy on purpose: the predictor
+    computes this for every REST request and every stream forecast, and the pandas groupby it replaced cost
+    ten times more at that size.
     """
     true_flux = (observations["scaling_era"] == "true_flux").to_numpy()
     xrsa, xrsb = (_scaled_flux(observations, band, true_flux) for band in ("xrsa", "xrsb"))
     usable = np.isfinite(xrsa) | np.isfinite(xrsb)
     time_ns = _utc_ns(observations["time_tag"])[usable]
-    satellite_code = pd.factorize(observations["satellite"], sort=True)[0][usable]
+    satellite_code = _satellite_rank(observations["satellite"], satellite_preference)[usable]
     cadence = observations["cadence_seconds"].to_numpy(dtype=np.int64)[usable]
     xrsa, xrsb = xrsa[usable], xrsb[usable]
     if not len(time_ns):
@@ -149,7 +167,7 @@ def hourly_bins(observations: pd.DataFrame) -> pd.DataFrame:
         np.nan_to_num(xrsb) * weight, np.where(np.isfinite(xrsb), weight, 0.0),
     ]), starts, axis=0)
     group_hour, group_satellite, group_cadence = hour[starts], satellite_code[starts], cadence[starts]
-    # per hour, the source covering most of it (ties: finer cadence, then satellite name)
+    # per hour, the source covering most of it (ties: finer cadence, then preference, then satellite name)
     best = np.lexsort((group_satellite, group_cadence, -sums[:, 3], group_hour))
     first = best[np.concatenate([[True], np.diff(group_hour[best]) != 0])]
     xrsa_sum, xrsa_seconds, xrsb_sum, xrsb_seconds = sums[first].T
@@ -338,7 +356,7 @@ def feature_table(observations: pd.DataFrame, flares: pd.DataFrame, issue_times,
     names = feature_names(params)
     if len(issue_ns) == 0:
         return pd.DataFrame(columns=[*names, *META_COLUMNS], index=index)
-    flux, meta = _flux_features(hourly_bins(observations), issue_ns, params)
+    flux, meta = _flux_features(hourly_bins(observations, params.satellite_preference), issue_ns, params)
     flare = _flare_features(flare_timeline(flares), issue_ns, params)
     values = np.column_stack([flux[name] if name in flux else flare[name] for name in names])
     reason = meta["reason"]
@@ -406,6 +424,15 @@ class FeatureState:
         self._flares: dict[str, tuple[int, float, str, str]] = {}
         self._newest_ns = 0
         self._next_prune_ns = 0
+        self._kept_from_ns: int | None = None
+
+    def keep_from(self, time: datetime | None) -> None:
+        """Keep what features at `time` read however far the newest reading moves on, until called with None:
+        the predictor computes the forecasts a batch of readings makes due once it has taken in the batch."""
+        self._kept_from_ns = None if time is None else int(pd.Timestamp(time).value)
+
+    def knows_flare(self, message_id: str) -> bool:
+        return message_id in self._flares
 
     def update_flux(self, observation: m.FluxObserved) -> None:
         time_ns = int(pd.Timestamp(observation.event_time).value)
@@ -427,8 +454,9 @@ class FeatureState:
         if time_ns < self._next_prune_ns:
             return
         self._next_prune_ns = time_ns + HOUR_NS
-        flux_cutoff = time_ns - (self.params.flux_lookback_hours + 2) * HOUR_NS
-        flare_cutoff = time_ns - self.params.flare_lookback.value - 2 * HOUR_NS
+        kept_ns = time_ns if self._kept_from_ns is None else min(time_ns, self._kept_from_ns)
+        flux_cutoff = kept_ns - (self.params.flux_lookback_hours + 2) * HOUR_NS
+        flare_cutoff = kept_ns - self.params.flare_lookback.value - 2 * HOUR_NS
         if len(self._flux) and min(key[2] for key in self._flux) < flux_cutoff:
             self._flux = {key: value for key, value in self._flux.items() if key[2] >= flux_cutoff}
         self._flares = {key: value for key, value in self._flares.items() if value[0] >= flare_cutoff}

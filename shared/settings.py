@@ -58,6 +58,9 @@ class FeatureSettings(_Section):
     max_staleness_minutes: int = Field(180, gt=0, description="no forecast from flux older than this")
     min_coverage: float = Field(0.5, gt=0, le=1, description="fraction of the last 24 h that must hold flux")
     hours_since_cap_days: int = Field(90, gt=0, description="'hours since the last flare' saturates here")
+    satellite_preference: list[str] = Field(
+        [], description="satellites in order of preference (primary first) when several cover an hour equally;"
+                        " the others follow by name. Every satellite ingested is kept; see shared/features.py")
 
 
 class ModelSettings(_Section):
