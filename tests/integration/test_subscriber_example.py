@@ -14,7 +14,8 @@ from services.evaluator.core import Evaluator
 from services.evaluator.metrics import MetricBook
 from services.predictor.models import ModelSlots
 from shared import messages as m
-from shared.kafka import Publisher
+from shared.kafka import Publisher, ensure_topics
+from shared.topics import topic_registry
 from tests.conftest import PROJECT_ROOT
 from tests.support.evaluator_data import at, reference_flares
 from tests.unit.test_predictor_stream import feed, forecaster, july_readings, model
@@ -57,6 +58,8 @@ async def test_the_subscriber_example_prints_forecasts_once_and_alerts(settings)
     x_alert = Evaluator.for_settings(settings, MetricBook()).take_flare(x_flare)
     drift = m.MetricDrift(message_id=m.stable_id("drift-example"), event_time=at(14, 14), model_version="v-example",
                           metric="M.brier", value=0.2113, baseline=0.05, threshold=0.15, window="7d")
+    # with the registry's one partition each, as the system creates them: order holds on the topic
+    await ensure_topics(settings.kafka_bootstrap_servers, topic_registry(settings).values())
     async with Publisher(settings.kafka_bootstrap_servers) as publisher:
         await publisher.publish_many(settings.topics.forecasts, [*shown, shown[-1]])  # the last one redelivered
         await publisher.publish_many(settings.topics.alerts, [x_alert, drift])
