@@ -54,7 +54,7 @@ class ArchiveSettings(_Section):
 
 class FeatureSettings(_Section):
     flux_windows_hours: list[int] = [1, 6, 24, 72]
-    flare_count_days: list[int] = [1, 3, 7, 27]
+    flare_count_days: list[int] = [1, 3, 7, 27, 81]  # 81 d: three rotations, the cycle's level (see config.yaml)
     max_staleness_minutes: int = Field(180, gt=0, description="no forecast from flux older than this")
     min_coverage: float = Field(0.5, gt=0, le=1, description="fraction of the last 24 h that must hold flux")
     hours_since_cap_days: int = Field(90, gt=0, description="'hours since the last flare' saturates here")
