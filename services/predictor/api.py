@@ -261,6 +261,7 @@ def build_api(service: PredictorService) -> FastAPI:
     @api.get("/forecasts/latest", tags=["forecasts"], responses={
                  401: errors[401], 429: errors[429],
                  404: {"model": Problem, "description": "no forecast with probabilities has been logged yet"},
+                 422: {"model": Problem, "description": "`format` is not one the predictor serves (ccmc)"},
                  503: {"model": Problem, "description": "the database is unreachable"}},
              summary="the newest logged forecast of the champion, in the CCMC Flare Scoreboard JSON format")
     async def latest_forecast(
