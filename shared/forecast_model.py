@@ -18,7 +18,7 @@ import io
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import joblib
 import numpy as np
@@ -28,6 +28,7 @@ from shared import messages as m
 from shared.features import TARGET_CLASSES, FeatureParams, FeatureVector
 
 OUTCOME_CLASSES = ("none", "C", "M", "X")
+ROW_BLOCK = 16
 SURVIVAL_KIND = "survival"
 CLASSIFICATION_KIND = "classification"
 
@@ -128,6 +129,19 @@ def survival_at(estimator: Any, X: np.ndarray, times: list[float] | np.ndarray) 
     column = np.searchsorted(known, np.asarray(times, dtype=float), side="right") - 1
     values = np.where(column >= 0, curves[:, np.maximum(column, 0)], 1.0)
     return np.minimum.accumulate(np.clip(values, 0.0, 1.0), axis=1)
+
+
+def in_row_blocks(compute: Callable[[np.ndarray], np.ndarray], X: np.ndarray) -> np.ndarray:
+    """`compute(X)`, called on blocks of exactly ROW_BLOCK rows (the last one padded with copies of the last row).
+
+    BLAS picks how it goes through a matrix by its shape and sums some rows in another order than others, so
+    a row's numbers would change in the last bit with the number of rows computed beside it. With every call
+    of the same shape, a forecast is the same computed alone (the predictor live, the REST API) or with a
+    thousand others (a replay, the backtest)."""
+    rows = len(X)
+    # row-major too: BLAS reads a column-major matrix (what pandas gives) another way again
+    padded = np.ascontiguousarray(np.concatenate([X, np.repeat(X[-1:], -rows % ROW_BLOCK, axis=0)]))
+    return np.concatenate([compute(padded[i:i + ROW_BLOCK]) for i in range(0, len(padded), ROW_BLOCK)])[:rows]
 
 
 class SigmoidCalibratedClassifier:
@@ -231,7 +245,7 @@ class ForecastModel:
     # ---- forecasting ----------------------------------------------------------------------------------
 
     def forecast_table(self, features: pd.DataFrame) -> ForecastTable:
-        """Forecasts for every row of a `feature_table` frame."""
+        """Forecasts for every row of a `feature_table` frame; a row's numbers do not depend on the other rows."""
         n = len(features)
         sufficient = features["sufficient"].to_numpy(dtype=bool)
         X = features.loc[sufficient, self.feature_names].to_numpy(dtype=float)
@@ -241,15 +255,15 @@ class ForecastModel:
             curves = np.zeros((n, len(self.time_points)))
             scores = np.zeros(n)
             if len(X):
-                curves[sufficient] = self.survival_curves(target, X, self.time_points)
-                scores[sufficient] = artifact["estimator"].predict(X)
+                curves[sufficient] = in_row_blocks(lambda block: self.survival_curves(target, block, self.time_points), X)
+                scores[sufficient] = in_row_blocks(artifact["estimator"].predict, X)
             survival[target] = curves
             risk[target] = scores
         probabilities = None
         if self.classifier is not None:
             probabilities = np.zeros((n, len(OUTCOME_CLASSES)))
             if len(X):
-                probabilities[sufficient] = self._class_probabilities(X)
+                probabilities[sufficient] = in_row_blocks(self._class_probabilities, X)
         return ForecastTable(
             issued_at=pd.DatetimeIndex(features.index),
             sufficient=sufficient,

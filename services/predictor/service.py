@@ -114,10 +114,9 @@ class Predictor:
     async def on_flux(self, readings: Sequence[m.FluxObserved], publish: Publish) -> list[m.ForecastIssued]:
         """Take a batch of readings in order; publish, then log, the forecasts they make due."""
         issued: dict[str, m.ForecastIssued] = {}
-        for reading in readings:
-            for forecast in await self.stream.on_flux(reading):
-                # a replay starting inside this batch may issue again what the batch issued before being logged
-                issued.setdefault(forecast.message_id, forecast)
+        for forecast in await self.stream.on_readings(readings):
+            # a replay starting inside this batch may issue again what the batch issued before being logged
+            issued.setdefault(forecast.message_id, forecast)
         new = list(issued.values())
         self.counters.flux_seen += len(readings)
         if not new:

@@ -120,10 +120,12 @@ async def has_flux_before(conn: asyncpg.Connection, until: datetime) -> bool:
 
 # ---- the prediction log --------------------------------------------------------------------------------------
 
-LOG_COLUMNS = (
-    "forecast_id", "prediction_timestamp", "model_version", "shadow", "status", "predicted_class",
-    "class_probabilities", "probability_distribution", "p_ge_c_24h", "p_ge_m_24h", "p_ge_x_24h", "correlation_id",
-)
+# the columns the predictor writes, with their types (the batch insert passes one array per column)
+LOG_COLUMNS = {
+    "forecast_id": "text", "prediction_timestamp": "timestamptz", "model_version": "text", "shadow": "boolean",
+    "status": "text", "predicted_class": "text", "class_probabilities": "jsonb", "probability_distribution": "jsonb",
+    "p_ge_c_24h": "float8", "p_ge_m_24h": "float8", "p_ge_x_24h": "float8", "correlation_id": "text",
+}
 
 # not in the forecast the evaluator keeps while it waits for the outcome
 PREDICTOR_ONLY_COLUMNS = ("predicted_class", "class_probabilities", "probability_distribution")
@@ -158,18 +160,16 @@ async def log_forecasts(conn: asyncpg.Connection, forecasts: Sequence[m.Forecast
     row with the columns an outcome needs: the columns only the predictor knows are filled in then."""
     if not forecasts:
         return 0
-    placeholders = ", ".join(f"${i}" for i in range(1, len(LOG_COLUMNS) + 1))
+    # one statement for the whole batch (one round trip): a column of values per array parameter
+    arrays = ", ".join(f"${i}::{kind}[]" for i, kind in enumerate(LOG_COLUMNS.values(), start=1))
     own = ", ".join(PREDICTOR_ONLY_COLUMNS)
     logged = ", ".join(f"flare_prediction_log.{c}" for c in PREDICTOR_ONLY_COLUMNS)
     excluded = ", ".join(f"EXCLUDED.{c}" for c in PREDICTOR_ONLY_COLUMNS)
-    sql = (f"INSERT INTO flare_prediction_log ({', '.join(LOG_COLUMNS)}) VALUES ({placeholders})"
+    sql = (f"INSERT INTO flare_prediction_log ({', '.join(LOG_COLUMNS)}) SELECT * FROM unnest({arrays})"
            f" ON CONFLICT (forecast_id) DO UPDATE SET ({own}) = ROW({excluded}) WHERE ({logged}) IS DISTINCT FROM ({excluded})")
-    inserted = 0
-    async with conn.transaction():
-        for row in map(log_row, forecasts):
-            status = await conn.execute(sql, *row)
-            inserted += int(status.rsplit(" ", 1)[-1])
-    return inserted
+    columns = [list(column) for column in zip(*map(log_row, forecasts))]
+    status = await conn.execute(sql, *columns)
+    return int(status.rsplit(" ", 1)[-1])
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,14 @@ in shadow) before the reading itself is added. The features come from the one fe
 state's buffer, which holds the same readings the database holds for that instant, so a forecast from the
 stream equals the REST forecast for the same instant.
 
+Readings come in batches: one at a time live, thousands when the stream is behind (a replay, a backlog after
+an outage). The issue times a batch makes due are computed together, as the trainer's backtest does: one
+feature table and one model call per model for all of them, from the state after the batch. That equals
+computing each when it became due, because features at `t` read only readings before `t` and flares that
+peaked by `t`, and the state is kept from the earliest pending issue time on; whatever the batch brings that
+a pending forecast would read (a late reading, a flare known after its peak, a rewind) makes the pending ones
+computed first, from the state as it was.
+
 At the first reading after a start, and when the stream is rewound for a replay, the state is rebuilt from
 the database (the lookback before that reading), so nothing needs replaying from the topic. A forecast the
 prediction log already holds (a replay, a redelivery after a crash) is not computed or issued again.
@@ -21,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 from datetime import datetime, timedelta
-from typing import Awaitable, Callable
+from typing import Awaitable, Callable, Sequence
 
 import pandas as pd
 
@@ -31,6 +39,7 @@ from services.predictor.models import ModelSlots
 from services.predictor.store import History
 from shared import messages as m
 from shared.features import FeatureParams, FeatureState, FeatureVector, feature_table
+from shared.forecast_model import Forecast, ForecastModel, forecast_message
 from shared.logging import get_logger
 
 log = get_logger(__name__)
@@ -48,6 +57,46 @@ def compute_points(models: list, observations: pd.DataFrame, flares: pd.DataFram
             features[params] = FeatureVector.from_table(feature_table(observations, flares, [issued_at], params))
         points.append(forecast_point(model, features[params]))
     return points
+
+
+def forecast_batch(models: Sequence[ForecastModel], observations: pd.DataFrame, flares: pd.DataFrame,
+                   issue_times: Sequence[datetime]) -> list[list[Forecast]]:
+    """Each model's forecasts at every issue time: one feature table per distinct feature parameters and one
+    `forecast_table` call per model (the backtest's path; `forecast` is the same call with one row)."""
+    tables: dict[FeatureParams, pd.DataFrame] = {}
+    forecasts = []
+    for model in models:
+        params = model.feature_params
+        if params not in tables:
+            tables[params] = feature_table(observations, flares, list(issue_times), params)
+        table = model.forecast_table(tables[params])
+        forecasts.append([model.forecast_at(table, row) for row in range(len(issue_times))])
+    return forecasts
+
+
+class _Pending:
+    """Issue times a batch has made due and not yet computed (ascending), with the correlation id of each."""
+
+    def __init__(self) -> None:
+        self.times: list[datetime] = []
+        self.correlation_ids: list[str | None] = []
+
+    def add(self, times: list[datetime], correlation_id: str | None) -> None:
+        self.times += times
+        self.correlation_ids += [correlation_id] * len(times)
+
+    def read_reading(self, time: datetime) -> bool:
+        """Would a pending forecast read a reading at `time` (one before its issue time)?"""
+        return bool(self.times) and time < self.times[-1]
+
+    def read_flare(self, peak_time: datetime) -> bool:
+        """Would a pending forecast read a flare peaking at `peak_time` (by its issue time)?"""
+        return bool(self.times) and peak_time <= self.times[-1]
+
+    def take(self) -> tuple[list[datetime], list[str | None]]:
+        taken = self.times, self.correlation_ids
+        self.times, self.correlation_ids = [], []
+        return taken
 
 
 class StreamForecaster:
@@ -75,16 +124,30 @@ class StreamForecaster:
 
     async def on_flux(self, reading: m.FluxObserved) -> list[m.ForecastIssued]:
         """The forecasts this reading makes due (usually none; one per cadence step; several after a gap)."""
-        time = reading.event_time
-        if self.clock.needs_position(time):
-            await self._reposition(time)
-        self._release_flares(time)
+        return await self.on_readings([reading])
+
+    async def on_readings(self, readings: Sequence[m.FluxObserved]) -> list[m.ForecastIssued]:
+        """The forecasts these readings (in order) make due, computed together where they can be."""
+        pending = _Pending()
         issued: list[m.ForecastIssued] = []
-        for issue_time in self.clock.advance(time):
-            issued += await self._forecast(issue_time, self._correlation_id or reading.correlation_id)
-        self.state.update_flux(reading)
-        self._correlation_id = reading.correlation_id or self._correlation_id
-        return issued
+        for reading in readings:
+            time = reading.event_time
+            if self.clock.needs_position(time):
+                issued += await self._forecast(pending)
+                await self._reposition(time)
+            for flare in self._flares_known_by(time):
+                if pending.read_flare(flare.peak_time) or self.state.knows_flare(flare.message_id):
+                    issued += await self._forecast(pending)
+                self.state.update_flare(flare)
+            if pending.read_reading(time):  # a late reading, in an hour a pending forecast reads
+                issued += await self._forecast(pending)
+            due = self.clock.advance(time)
+            if due and not pending.times:
+                self.state.keep_from(due[0])
+            pending.add(due, self._correlation_id or reading.correlation_id)
+            self.state.update_flux(reading)
+            self._correlation_id = reading.correlation_id or self._correlation_id
+        return issued + await self._forecast(pending)
 
     def on_flare(self, flare: m.FlareObserved) -> None:
         newest = self.clock.newest
@@ -95,10 +158,13 @@ class StreamForecaster:
                 heapq.heappush(self._held_order, (flare.known_at, flare.message_id))
             self._held_flares[flare.message_id] = flare
 
-    def _release_flares(self, until: datetime) -> None:
+    def _flares_known_by(self, until: datetime) -> list[m.FlareObserved]:
+        """The held flares known by `until`, no longer held."""
+        known = []
         while self._held_order and self._held_order[0][0] <= until:
             _, message_id = heapq.heappop(self._held_order)
-            self.state.update_flare(self._held_flares.pop(message_id))
+            known.append(self._held_flares.pop(message_id))
+        return known
 
     async def _reposition(self, time: datetime) -> None:
         rewound = self.clock.newest is not None
@@ -112,21 +178,34 @@ class StreamForecaster:
         log.info("stream.positioned", at=time.isoformat(), rewound=rewound, readings=len(history.flux_rows),
                  flares=len(history.flare_rows), next_issue=self.clock.next_issue.isoformat())
 
-    async def _forecast(self, issued_at: datetime, correlation_id: str | None) -> list[m.ForecastIssued]:
+    async def _forecast(self, pending: _Pending) -> list[m.ForecastIssued]:
+        """The forecasts of the pending issue times by the models serving now, but those the log holds."""
+        times, correlation_ids = pending.take()
+        self.state.keep_from(None)
+        if not times:
+            return []
         serving = self.slots.serving()
         if not serving:
-            self.skipped_without_model += 1
-            log.warning("forecast.skipped", issued_at=issued_at.isoformat(), reason="no champion model is loaded")
+            self.skipped_without_model += len(times)
+            log.warning("forecast.skipped", issued_at=[t.isoformat() for t in times], reason="no champion model is loaded")
             return []
-        ids = [forecast_id(model.version, shadow, issued_at) for model, shadow in serving]
-        logged = await self._logged(ids)
-        due = [(model, shadow) for (model, shadow), id_ in zip(serving, ids) if id_ not in logged]
-        self.already_logged += len(serving) - len(due)
-        if not due:
-            return []
-        # the frames are taken on the event loop (the flare agent changes the state there); the work runs aside
+        # the frames are taken before anything awaits: the flare agent changes the state meanwhile
         observations, flares = self.state.observations(), self.state.flares()
-        points = await self._run(compute_points, [model for model, _ in due], observations, flares, issued_at)
-        messages = [point.message(shadow=shadow, correlation_id=correlation_id) for point, (_, shadow) in zip(points, due)]
-        self.latest = messages[0]
+        ids = [[forecast_id(model.version, shadow, t) for model, shadow in serving] for t in times]
+        logged = await self._logged([id_ for row in ids for id_ in row])
+        self.already_logged += sum(id_ in logged for row in ids for id_ in row)
+        wanted = [i for i, row in enumerate(ids) if not logged.issuperset(row)]
+        if not wanted:
+            return []
+        forecasts = await self._run(forecast_batch, [model for model, _ in serving], observations, flares,
+                                    [times[i] for i in wanted])
+        messages = []
+        for row, i in enumerate(wanted):
+            at_time = [
+                forecast_message(forecasts[column][row], model.version, horizon_hours=model.horizon_hours,
+                                 shadow=shadow, correlation_id=correlation_ids[i])
+                for column, (model, shadow) in enumerate(serving) if ids[i][column] not in logged
+            ]
+            self.latest = at_time[0]
+            messages += at_time
         return messages

@@ -245,3 +245,80 @@ async def test_a_restart_counts_a_stored_detected_flare_from_its_end_as_the_live
 
     assert flares_known_before_its_end == [0, 0]  # the restarted stream knew no more than the live one
     assert before + after == uninterrupted
+
+
+def replay_story() -> tuple[list[m.FluxObserved], list[m.FlareObserved]]:
+    """Two and a half days of minutes with what makes batching hard: a detected flare known only at its end
+    (after the hour it peaked in has been made due), a catalogue flare ahead of the flux, a corrected reading
+    delivered late, and a five-hour gap."""
+    readings = [r for r in july_readings() if r.event_time < datetime(2015, 7, 3, 12, tzinfo=timezone.utc)]
+    gap = (datetime(2015, 7, 2, 22, tzinfo=timezone.utc), datetime(2015, 7, 3, 3, tzinfo=timezone.utc))
+    readings = [r for r in readings if not gap[0] <= r.event_time < gap[1]]
+    corrected = readings[2500].model_copy(update={"xrsb_flux": readings[2500].xrsb_flux * 3})
+    readings.insert(3100, corrected)
+    peak = datetime(2015, 7, 2, 6, 50, tzinfo=timezone.utc)
+    detected = m.FlareObserved(message_id="detected", event_time=peak, start_time=peak - HOUR / 4, peak_time=peak,
+                               end_time=peak + HOUR / 2, goes_class="M3.0", class_letter="M", peak_flux=3e-5,
+                               source=m.DETECTED_SOURCE)
+    peak = datetime(2015, 7, 2, 20, 10, tzinfo=timezone.utc)
+    catalogued = m.FlareObserved(message_id="catalogued", event_time=peak, start_time=peak - HOUR / 4,
+                                 peak_time=peak, goes_class="X1.2", class_letter="X", peak_flux=1.2e-4,
+                                 source="catalog:swpc")
+    return readings, [detected, catalogued]
+
+
+async def replay(stream: StreamForecaster, readings, flares, batch: int) -> list[m.ForecastIssued]:
+    for flare in flares:
+        stream.on_flare(flare)
+    issued = []
+    for start in range(0, len(readings), batch):
+        issued += await stream.on_readings(readings[start:start + batch])
+    return issued
+
+
+async def test_a_replay_taken_in_batches_issues_exactly_the_forecasts_of_one_reading_at_a_time():
+    readings, flares = replay_story()
+    slots = ModelSlots(champion=model("v-champion"), challenger=model("v-challenger", coxph_alpha=1.0))
+    one_at_a_time = await replay(forecaster(slots), readings, flares, batch=1)
+    computations = []
+
+    async def counted(function, *args):
+        computations.append(len(args[-1]))
+        return function(*args)
+
+    params = FeatureParams.from_settings(load_settings().features)
+    batched = StreamForecaster(params, HOUR, slots, nothing_stored, nothing_logged, run=counted)
+    in_batches = await replay(batched, readings, flares, batch=1000)
+
+    assert len(one_at_a_time) == 2 * 60  # champion and shadow challenger, hourly (insufficient data in the gap)
+    assert {f.status for f in one_at_a_time} == {"ok", "insufficient_data"}
+    assert in_batches == one_at_a_time  # every field and number of every message, in the same order
+    # one computation per batch (and one more where the detected flare or the late reading made the pending
+    # hours be computed first), instead of one per hour
+    assert len(computations) < 10 and sum(computations) == 60
+
+
+async def test_a_promotion_inside_a_batch_applies_from_the_next_computation_with_the_same_numbers():
+    readings, flares = replay_story()
+    old, new = model("v-old"), model("v-new", coxph_alpha=1.0)
+    alone = {}
+    for serving in (old, new):
+        for forecast in await replay(forecaster(ModelSlots(champion=serving)), readings, flares, batch=1):
+            alone[(forecast.model_version, forecast.event_time)] = forecast
+    slots = ModelSlots(champion=old)
+
+    async def promoted_while_computing(function, *args):
+        """The lifecycle agent swaps the champion while the batch's first forecasts are computed aside."""
+        result = function(*args)
+        slots.champion = new
+        return result
+
+    params = FeatureParams.from_settings(load_settings().features)
+    stream = StreamForecaster(params, HOUR, slots, nothing_stored, nothing_logged, run=promoted_while_computing)
+    issued = await replay(stream, readings, flares, batch=len(readings))
+
+    versions = [f.model_version for f in issued]
+    assert versions[0] == "v-old" and versions[-1] == "v-new"
+    assert versions == sorted(versions, key=lambda v: v == "v-new")  # one swap, between two issue times
+    assert [f.event_time for f in issued] == sorted({t for _, t in alone})
+    assert all(f == alone[(f.model_version, f.event_time)] for f in issued)
