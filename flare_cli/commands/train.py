@@ -117,6 +117,8 @@ def _print_registered(registered: RegisteredVersion) -> None:
         if target == "classifier":
             print(f"classifier   fit on {info['fit_rows']} hours, calibrated on {info['calibration_rows']}")
             continue
+        if target not in TARGET_CLASSES:  # evidence of models beside the targets' own survival models
+            continue
         candidates = ", ".join(f"{name} IBS {_fmt(c['integrated_brier'], 4)} C-index {_fmt(c['c_index'])}"
                                for name, c in info["candidates"].items())
         print(f">={target:<11} chose {info['chosen']} ({candidates}); threshold {info['threshold']:.2f}")

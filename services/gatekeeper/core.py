@@ -16,7 +16,13 @@ from services.gatekeeper import gates
 from services.gatekeeper.store import HistoryEntry
 from shared import messages as m
 from shared.model_status import (
-    CHALLENGER_SOURCES, JUDGED, PROMOTABLE, ROLLBACK_TARGETS, ModelStatus, allowed, ordered,
+    CHALLENGER_SOURCES,
+    JUDGED,
+    PROMOTABLE,
+    ROLLBACK_TARGETS,
+    ModelStatus,
+    allowed,
+    ordered,
 )
 from shared.settings import ThresholdSettings
 
@@ -95,7 +101,7 @@ class Change:
     messages: tuple[tuple[str, m.Message], ...] = ()
     crowns: str | None = None
 
-    def then(self, other: "Change", **update: Any) -> "Change":
+    def then(self, other: Change, **update: Any) -> Change:
         """This change followed by `other` (same kind), with `update` for the caller's view."""
         return replace(self, statuses=self.statuses + other.statuses, history=self.history + other.history,
                        messages=self.messages + other.messages, crowns=other.crowns or self.crowns, **update)

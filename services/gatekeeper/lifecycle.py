@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, AsyncIterator
+from typing import Any
 
 import asyncpg
 from prometheus_client import Counter
@@ -186,10 +187,9 @@ class Gatekeeper:
     @asynccontextmanager
     async def unit_of_work(self) -> AsyncIterator[UnitOfWork]:
         """One transaction for one act; what it queued is published once it has committed."""
-        async with self.pool.acquire() as conn:
-            async with conn.transaction():
-                work = UnitOfWork(conn, self._topics)
-                yield work
+        async with self.pool.acquire() as conn, conn.transaction():
+            work = UnitOfWork(conn, self._topics)
+            yield work
         await self._publish(work.queued)
 
     # ---- publishing ---------------------------------------------------------------------------------------

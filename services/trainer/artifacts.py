@@ -35,13 +35,15 @@ def plan_survival_file_name(target_class: str, now: datetime | None = None) -> s
 
 
 def save_version(
-    artifacts: dict[str, dict[str, Any]], model_dir: Path, *, now: datetime | None = None, file_name: str | None = None,
+    artifacts: dict[str, dict[str, Any]], model_dir: Path, *, now: datetime | None = None,
+    file_names: dict[str, str] | None = None,
 ) -> SavedVersion:
     """Write each artifact, hash it, name the version `v<UTC time>-<digest>`, and give files their final names:
-    the plan's names with the version id, or `file_name` for a single artifact (with the version id added if
-    a file of that name is already there: a registered file is never overwritten)."""
-    if file_name is not None and len(artifacts) != 1:
-        raise ValueError("a file name names a single artifact")
+    the plan's names with the version id, or the one `file_names` gives an artifact (with the version id added
+    if a file of that name is already there: a registered file is never overwritten)."""
+    file_names = file_names or {}
+    if set(file_names) - set(artifacts):
+        raise ValueError(f"no artifact {', '.join(sorted(set(file_names) - set(artifacts)))} to name")
     now = now or datetime.now(timezone.utc)
     model_dir.mkdir(parents=True, exist_ok=True)
     staged: dict[str, Path] = {}
@@ -56,10 +58,10 @@ def save_version(
     paths: dict[str, str] = {}
     for name, path in staged.items():
         final = model_dir / f"{file_stem(artifacts[name], f'{now:%Y%m%d}')}_{version}.joblib"
-        if file_name is not None:
-            final = model_dir / file_name
+        if name in file_names:
+            final = model_dir / file_names[name]
             if final.exists():
-                final = model_dir / f"{Path(file_name).stem}_{version}{Path(file_name).suffix}"
+                final = model_dir / f"{Path(file_names[name]).stem}_{version}{Path(file_names[name]).suffix}"
         os.replace(path, final)
         paths[name] = str(final.resolve())
     return SavedVersion(version, paths, digests)

@@ -22,7 +22,9 @@ import pandas as pd
 from services.trainer.artifacts import save_version
 from services.trainer.backtest import BacktestResult, run_backtest
 from services.trainer.data import History, load_history
-from services.trainer.training import Progress, TrainingResult, progress_step, train, training_steps
+from services.trainer.training import (
+    Progress, TrainingResult, progress_step, survival_artifact_name, train, training_steps,
+)
 from services.trainer.validation import (
     Check, ValidationReport, assessed_c_index, champion_comparison, forecast_checks, validate,
 )
@@ -98,7 +100,9 @@ async def train_and_register(
     history = await load_history(conn, until=until)
     result = await asyncio.to_thread(
         train, history, settings, until=until, targets=targets, with_classifier=with_classifier, progress=progress)
-    saved = save_version(result.artifacts, save_to or settings.model_path, file_name=file_name)
+    # `file_name` names the survival model itself; what else the version holds keeps the plan's names
+    file_names = {survival_artifact_name(targets[0]): file_name} if file_name and not with_classifier else None
+    saved = save_version(result.artifacts, save_to or settings.model_path, file_names=file_names)
     model = ForecastModel.load(saved.version, saved.artifacts, saved.digests)
     holdout = ForecastModel(f"{saved.version}+holdout", result.holdout_artifacts)
     champion, champion_problem = await current_champion(conn, kind)

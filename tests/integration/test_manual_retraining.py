@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from services.ingestor.pipeline import Ingestor
 from shared import messages as m
@@ -17,7 +17,6 @@ from tests.support.gatekeeper_process import OPERATORS, gatekeeper_running
 from tests.support.topic_reader import read_all
 from tests.support.trainer_data import insert_history
 
-UTC = timezone.utc
 SMALL_MODELS = {"MODEL__RSF_N_ESTIMATORS": "10", "MODEL__CLASSIFIER_MAX_ITER": "30"}
 # a gate no candidate of this small history passes: every verdict here is a REJECT naming backtest.f1
 STRICT_GATE = {"THRESHOLDS__BACKTEST_MIN_F1": "0.99"}
@@ -81,7 +80,8 @@ async def test_a_survival_model_trained_by_hand_is_gated_deployed_by_override_an
         first = registered_version(trained.stdout)
         assert f"{first} ({survival_kind('C')}, candidate)" in trained.stdout and str(saved) in trained.stdout
         assert saved.exists() and f"announced  {first} to the gatekeeper" in trained.stdout
-        assert re.search(rf"^verdict    REJECT: failed backtest\.f1 .*; {first} is rejected$", trained.stdout, re.M)
+        assert re.search(rf"^verdict    REJECT: failed backtest\.f1 .*; {first} is rejected$", trained.stdout,
+                         re.MULTILINE)
 
         taken = flare("train-survival", "--target-class", "C", "--save-model", plan_path)
         assert taken.returncode == 1 and "exists already" in taken.stderr

@@ -7,9 +7,9 @@ import json
 import subprocess
 import sys
 import uuid
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import AsyncIterator
 
 from shared.settings import Settings
 from tests.conftest import PROJECT_ROOT
@@ -35,8 +35,8 @@ class GatekeeperProcess(ServiceProcess):
         command_env = {**self.env, "FLARE_TOKEN": token or "", **env}
         if token is None:
             del command_env["OPERATOR_TOKENS"], command_env["VIEWER_TOKENS"]
-        return subprocess.run([sys.executable, "-m", "flare_cli.main", *args], cwd=PROJECT_ROOT, env=command_env,
-                              capture_output=True, text=True, timeout=timeout)
+        return subprocess.run([sys.executable, "-m", "flare_cli.main", *args], check=False, cwd=PROJECT_ROOT,
+                              env=command_env, capture_output=True, text=True, timeout=timeout)
 
 
 @asynccontextmanager

@@ -4,7 +4,7 @@ keeps the registry, the history, the validation log and the outbox in memory: no
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -15,7 +15,7 @@ from shared.paths import project_root
 from shared.settings import ThresholdSettings
 
 S = ModelStatus
-T0 = datetime(2015, 3, 10, 12, tzinfo=timezone.utc)
+T0 = datetime(2015, 3, 10, 12, tzinfo=UTC)
 KIND = "forecast"
 
 
