@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import heapq
 from dataclasses import dataclass, field
-from typing import MutableMapping
+from typing import Iterable, MutableMapping
 
 from shared import messages as m
 from shared.features import CLASS_RANK
@@ -186,6 +186,15 @@ class Evaluator:
         self._pruned_hour = horizon_hour
         self.record.forget_before(horizon_hour)
         self.flares.forget_before(horizon_hour * HOUR_NS)
+
+
+def unique_resolutions(resolutions: Iterable[Resolution]) -> list[Resolution]:
+    """A batch's resolutions in order, each forecast once: a forecast delivered again inside the batch that
+    resolved it (before it was settled) resolves again, and only the first is published and scored."""
+    first: dict[str, Resolution] = {}
+    for resolution in resolutions:
+        first.setdefault(resolution.forecast.forecast_id, resolution)
+    return list(first.values())
 
 
 def metrics_message(figures: WindowMetrics) -> m.MetricsUpdated:

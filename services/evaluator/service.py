@@ -4,9 +4,11 @@ completed from PostgreSQL, which holds the same facts: a broker that lost its ch
 publishes outcomes, metrics and alerts, and serves `GET /metrics/performance` from the same process.
 
 One agent reads all four topics, so every message is handled in turn and the decisions in
-`services.evaluator.core` never interleave. For each message that resolves forecasts, the outcomes are
-published and written before the forecasts leave the pending table: a crash in between resolves them again
-after the restart, under the same ids, and the metric book (rebuilt from the prediction log) scores each once.
+`services.evaluator.core` never interleave. It takes them in batches (one message at a time live, thousands
+when behind: a replay, a backlog): the forecasts a batch resolves are published together, and once the broker
+has them all, written in one round trip and then settled (they leave the pending table, are scored, drift is
+judged after each in order). A crash in between resolves them again after the restart, under the same ids, and
+the metric book (rebuilt from the prediction log) scores each once.
 Metrics are computed from a timer for the groups that changed, at most once a second and at most a fifth of
 the time: a replay of years resolves thousands of forecasts a second, and recomputing every window after each
 would cost more than the replay. Drift is still judged after every resolution (on the drift window only).
@@ -40,12 +42,14 @@ from shared.streaming import Acceptor, make_app, raw_topic, send
 from shared.topics import topic_registry
 from services.evaluator import store
 from services.evaluator.api import create_api
-from services.evaluator.core import RETENTION_NS, Evaluator
+from services.evaluator.core import RETENTION_NS, Evaluator, unique_resolutions
 from services.evaluator.metrics import GroupKey, MetricBook
 from services.evaluator.resolution import FlareMark, FlareRecord, Resolution, hour_of, to_ns
 
 SERVICE = "evaluator"
 INPUT_ROLES = ("forecasts", "flux", "flares", "lifecycle")
+BATCH = 2000
+BATCH_SECONDS = 0.05  # live, a message waits at most this long for company
 METRICS_INTERVAL_SECONDS = 1.0
 # Errors that mean "the broker is away", not "this message is bad" (the database's are waited out).
 TRANSIENT = (KafkaError,)
@@ -88,8 +92,10 @@ class EvaluatorWorker:
         self.outcomes = raw_topic(app, topics["outcomes"])
         self.metrics_topic = raw_topic(app, topics["metrics"])
         self.alerts = raw_topic(app, topics["alerts"])
+        # keys and values as JSON; written while a batch is taken, not inside one event's iteration (which says
+        # the partition): with one partition, the producer's partitioner picks the one the event would
         self.tables = {
-            name: app.Table(name, partitions=1)  # keys and values as JSON
+            name: app.Table(name, partitions=1, use_partitioner=True)
             for name in ("pending-forecasts", "flux-hours", "flares")
         }
         self.core: Evaluator | None = None
@@ -148,31 +154,51 @@ class EvaluatorWorker:
                  flares=len(self.tables["flares"]))
 
     async def run(self, stream) -> None:
-        async for event in stream.events():
-            acceptor = self.acceptors[event.message.topic]
-            message = await acceptor.accept(event)
-            if message is None:
+        async for events in stream.take_events(BATCH, within=BATCH_SECONDS):
+            resolved: list[tuple[object, m.Message, list[Resolution]]] = []  # (event, message, its resolutions)
+            for event in events:
+                acceptor = self.acceptors[event.message.topic]
+                message = await acceptor.accept(event)
+                if message is None:
+                    continue
+                with bind_correlation(message.correlation_id):
+                    try:
+                        if self.core is None:
+                            self.core = await self._load()
+                        resolutions = await self.handle(self.core, message)
+                    except TRANSIENT as exc:
+                        await self._stop(exc, event)
+                        return
+                    except Exception as exc:  # a message the evaluator cannot handle must not stop the stream
+                        await self._dead_letter(event, message, exc)
+                        continue
+                if resolutions:
+                    resolved.append((event, message, resolutions))
+            if not resolved:
                 continue
-            with bind_correlation(message.correlation_id):
-                try:
-                    if self.core is None:
-                        self.core = await self._load()
-                    await self.handle(self.core, message)
-                except TRANSIENT as exc:
-                    # the broker is away: stop before this message is committed, so the restarted
-                    # service sees it again
-                    log.error("evaluator.stopping", reason=repr(exc), topic=event.message.topic, offset=event.message.offset)
-                    await self.app.crash(exc)
-                    return
-                except Exception as exc:  # a message the evaluator cannot handle must not stop the stream
-                    log.exception("message.failed", topic=event.message.topic, offset=event.message.offset)
-                    await send(acceptor.dead_letters, dead_letter_for(
-                        SERVICE, event.message.topic, event.value, f"evaluator failed on it: {exc!r}",
-                        partition=event.message.partition, offset=event.message.offset,
-                        correlation_id=message.correlation_id,
-                    ))
+            try:
+                await self._settle(self.core, unique_resolutions(r for _, _, rs in resolved for r in rs))
+            except TRANSIENT as exc:
+                await self._stop(exc, resolved[-1][0])
+                return
+            except Exception as exc:  # the messages whose outcomes could not be settled go aside, the stream on
+                for event, message, _ in resolved:
+                    await self._dead_letter(event, message, exc)
 
-    async def handle(self, core: Evaluator, message: m.Message) -> None:
+    async def _stop(self, exc: Exception, event) -> None:
+        # the broker is away: stop before this batch is committed, so the restarted service sees it again
+        log.error("evaluator.stopping", reason=repr(exc), topic=event.message.topic, offset=event.message.offset)
+        await self.app.crash(exc)
+
+    async def _dead_letter(self, event, message: m.Message, exc: Exception) -> None:
+        log.exception("message.failed", topic=event.message.topic, offset=event.message.offset)
+        await send(self.acceptors[event.message.topic].dead_letters, dead_letter_for(
+            SERVICE, event.message.topic, event.value, f"evaluator failed on it: {exc!r}",
+            partition=event.message.partition, offset=event.message.offset, correlation_id=message.correlation_id,
+        ))
+
+    async def handle(self, core: Evaluator, message: m.Message) -> list[Resolution]:
+        """The decisions on one message; the forecasts it resolves are settled with the rest of its batch."""
         if isinstance(message, m.ForecastIssued):
             await self._know_version(core, message.model_version)
             resolutions = core.take_forecast(message)
@@ -183,14 +209,13 @@ class EvaluatorWorker:
             if alert is not None:
                 await send(self.alerts, alert)
                 log.warning("alert.x_class_flare", goes_class=alert.goes_class, peak_time=alert.peak_time.isoformat())
-            return
+            return []
         elif isinstance(message, (m.ModelPromoted, m.ModelRolledBack)):
             await self._know_version(core, message.version, refresh=True)
-            return
+            return []
         else:
-            return
-        if resolutions:
-            await self._settle(core, resolutions)
+            return []
+        return resolutions
 
     async def _know_version(self, core: Evaluator, version: str, refresh: bool = False) -> None:
         if refresh or version not in core.references:

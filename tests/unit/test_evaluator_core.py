@@ -8,7 +8,7 @@ from datetime import timedelta
 
 import pytest
 
-from services.evaluator.core import Evaluator
+from services.evaluator.core import Evaluator, unique_resolutions
 from services.evaluator.metrics import DAY_NS, MetricBook, Reference
 from shared import messages as m
 from shared import scoring
@@ -252,3 +252,47 @@ def test_shadow_versions_raise_no_drift(settings):
     run = run_period(evaluator, at(1), 3, lambda t: 0.05, shadow=True)
     run = run_period(evaluator, at(4), 7, lambda t: 0.05, shadow=True, flares=c_flares_every(6, at(4), 8), run=run)
     assert len(run.resolutions) == 240 and run.episodes == []
+
+
+def drive_in_batches(evaluator, messages, size: int) -> Run:
+    """What the worker does when behind: the decisions on a batch of messages, then its resolutions settled."""
+    run = Run()
+    for start in range(0, len(messages), size):
+        resolutions = []
+        for message in messages[start:start + size]:
+            if isinstance(message, m.FluxObserved):
+                resolutions += evaluator.take_flux(message)
+            elif isinstance(message, m.ForecastIssued):
+                resolutions += evaluator.take_forecast(message)
+            else:
+                evaluator.take_flare(message)
+        resolutions = unique_resolutions(resolutions)
+        settled = evaluator.settle(resolutions)
+        run.resolutions += resolutions
+        run.episodes += settled.episodes
+        run.dirty.update(settled.dirty)
+    return run
+
+
+def test_a_backlog_settled_in_batches_scores_and_alerts_as_one_message_at_a_time(settings):
+    """Ten quiet days then a flaring week, every forecast delivered twice (the second time just after it
+    resolved): settled batch by batch, the outcomes, scores and the drift episode are those of one message at a time."""
+    timeline = [(f.event_time, f) for f in c_flares_every(6, at(11), 8)]
+    for reading in hourly_flux(at(1), at(18, 12)):
+        timeline.append((reading.event_time, reading))
+        issued = reading.event_time - timedelta(minutes=30)
+        if issued < at(17):
+            timeline.append((issued, forecast(issued, 0.05)))
+            # delivered again just after the reading that resolves it: inside the same batch, before it settles
+            timeline.append((issued + GRACE + timedelta(hours=24, minutes=31), forecast(issued, 0.05)))
+    messages = [message for _, message in sorted(timeline, key=lambda pair: pair[0])]
+    one_at_a_time, at_once = new_evaluator(settings), new_evaluator(settings)
+    expected = drive(one_at_a_time, messages)
+    batched = drive_in_batches(at_once, messages, size=500)
+
+    assert len(batched.resolutions) == len(expected.resolutions) == 16 * 24
+    assert [r.message() for r in batched.resolutions] == [r.message() for r in expected.resolutions]
+    assert [e.alert() for e in batched.episodes] == [e.alert() for e in expected.episodes] != []
+    assert batched.dirty == expected.dirty
+    as_of = expected.dirty[("v1", False)]
+    assert at_once.metrics(("v1", False), as_of) == one_at_a_time.metrics(("v1", False), as_of)
