@@ -107,6 +107,10 @@ class UnitOfWork:
         and the second sees what the first did."""
         return core.KindState(kind, tuple(await store.lock_kind(self.conn, kind)), await self.event_now())
 
+    async def state_of(self, version: str) -> core.KindState:
+        """The locked state of the kind `version` belongs to."""
+        return await self.kind_state((await self.model(version))["kind"])
+
     async def only_kind(self, kind: str | None, status: ModelStatus) -> str:
         if kind is not None:
             return kind
@@ -169,7 +173,9 @@ class UnitOfWork:
 
 
 class Gatekeeper:
-    def __init__(self, pool: asyncpg.Pool, settings: Settings, publisher: Publisher, *, publish_timeout_seconds: float = 10.0):
+    def __init__(
+        self, pool: asyncpg.Pool, settings: Settings, publisher: Publisher, *, publish_timeout_seconds: float = 10.0,
+    ):
         self.pool = pool
         self.settings = settings
         self.publisher = publisher
@@ -226,7 +232,7 @@ class Gatekeeper:
         and was never champion is refused naming the gate; with `force` it is promoted and the override is
         recorded before the promotion, with the actor, the reason and the gate it overrode."""
         async with self.unit_of_work() as work:
-            state = await work.kind_state((await work.model(version))["kind"])
+            state = await work.state_of(version)
             target = state.row(version)
             standing = core.gate_standing(target, await work.last_entry(version, "gate_verdict"),
                                           await work.was_champion(version))
@@ -273,23 +279,24 @@ class Gatekeeper:
 
     async def approve(self, version: str, actor: str, reason: str) -> Outcome:
         """Promote a held candidate; its requester may not approve it (four eyes)."""
-        async with self.unit_of_work() as work:
-            state = await work.kind_state((await work.model(version))["kind"])
-            outcome = await work.apply(core.approve(
-                state, version, actor, reason, verdict=await work.last_entry(version, "gate_verdict"),
-                already_approved=await work.last_entry(version, "approved") is not None, event_id=_new_event_id()))
-        if outcome.changed:
-            log.info("model.approved", version=version, actor=actor)
-        return outcome
+        return await self._decide_held(version, actor, reason, approve=True)
 
     async def reject(self, version: str, actor: str, reason: str) -> Outcome:
+        return await self._decide_held(version, actor, reason, approve=False)
+
+    async def _decide_held(self, version: str, actor: str, reason: str, *, approve: bool) -> Outcome:
+        """An operator's decision on a held candidate: approved (and promoted), or rejected."""
         async with self.unit_of_work() as work:
-            state = await work.kind_state((await work.model(version))["kind"])
-            outcome = await work.apply(core.reject(
-                state, version, actor, reason, verdict=await work.last_entry(version, "gate_verdict"),
-                event_id=_new_event_id()))
+            state = await work.state_of(version)
+            verdict = await work.last_entry(version, "gate_verdict")
+            if approve:
+                change = core.approve(state, version, actor, reason, verdict=verdict, event_id=_new_event_id(),
+                                      already_approved=await work.last_entry(version, "approved") is not None)
+            else:
+                change = core.reject(state, version, actor, reason, verdict=verdict, event_id=_new_event_id())
+            outcome = await work.apply(change)
         if outcome.changed:
-            log.info("model.rejected", version=version, actor=actor)
+            log.info("model.approved" if approve else "model.rejected", version=version, actor=actor)
         return outcome
 
     async def request_retrain(self, trigger: retraining.Trigger) -> RetrainOutcome:
@@ -401,8 +408,10 @@ class Gatekeeper:
         if before is None:
             return None
         reason = monitoring.rollback_reason(
-            monitoring.LiveMetrics(update.model_version, update.window, update.scored_count, update.event_time, update.metrics),
-            monitoring.LiveMetrics(predecessor, before["window_name"], before["scored_count"], before["as_of"], before["metrics"]),
+            monitoring.LiveMetrics(update.model_version, update.window, update.scored_count, update.event_time,
+                                   update.metrics),
+            monitoring.LiveMetrics(predecessor, before["window_name"], before["scored_count"], before["as_of"],
+                                   before["metrics"]),
             promoted_at=crowned["event_time"], window=timedelta(hours=gk.monitoring_window_hours),
             margin=gk.rollback_margin, min_scored=gk.rollback_min_scored,
         )
