@@ -22,7 +22,8 @@ def available_services() -> list[str]:
     return [name for name in SERVICES if (root / "services" / name / "__main__.py").exists()]
 
 
-def service_environment(settings: Settings, endpoints: infra.Endpoints, extra: dict[str, str] | None = None) -> dict[str, str]:
+def service_environment(settings: Settings, endpoints: infra.Endpoints,
+                        extra: dict[str, str] | None = None) -> dict[str, str]:
     """The service sees the same broker, database and folders as the command that started it, and accepts the
     operator token the CLI presents."""
     env = dict(os.environ)

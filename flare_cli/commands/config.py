@@ -57,7 +57,8 @@ async def _ping(dsn: str) -> str:
 def check_database(settings: Settings) -> Check:
     found = infra.recorded_endpoints(settings.kafka_bootstrap_servers or "-", settings.database_dsn, settings.state_dir)
     if found is None:
-        return Check("database", False, "no DATABASE_URL/DB_HOST and the embedded PostgreSQL is not running: `flare up`")
+        return Check("database", False,
+                     "no DATABASE_URL/DB_HOST and the embedded PostgreSQL is not running: `flare up`")
     try:
         version = asyncio.run(_ping(found.database_url))
     except Exception as exc:  # any failure to reach the database is the finding itself
@@ -75,7 +76,8 @@ def check_directories(settings: Settings) -> Check:
         problems.append(f"data dir {settings.data_dir} does not exist")
     if problems:
         return Check("directories", False, "; ".join(problems))
-    return Check("directories", True, f"state {settings.state_dir}, models {settings.model_path}, data {settings.data_dir}")
+    return Check("directories", True,
+                 f"state {settings.state_dir}, models {settings.model_path}, data {settings.data_dir}")
 
 
 def check_disk(settings: Settings) -> Check:

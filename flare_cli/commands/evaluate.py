@@ -14,7 +14,8 @@ SHOWN = ("brier", "bss_climatology", "precision", "recall", "f1", "tss", "c_inde
 
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
-        "match-actuals", help="resolve logged forecasts against the stored flux and flares (the stream's rules, in batch)",
+        "match-actuals",
+        help="resolve logged forecasts against the stored flux and flares (the stream's rules, in batch)",
         description="Writes, for every forecast in flare_prediction_log whose 24 h window the stored flux has "
                     "passed, the largest flare class observed, the hours to the first flare of each class, or "
                     "'unscorable' when the window had a flux gap. Safe to repeat; corrects outcomes when flares "
@@ -29,7 +30,8 @@ def cmd_match_actuals(args: argparse.Namespace) -> int:
     settings = context.settings()
     summary, lines = asyncio.run(_match(endpoints.database_url, settings, args.unresolved_only))
     print(f"forecasts examined   {summary.forecasts}")
-    print(f"resolved             {summary.resolved} ({summary.scorable} scorable, {summary.resolved - summary.scorable} with a flux gap)")
+    print(f"resolved             {summary.resolved} ({summary.scorable} scorable, "
+          f"{summary.resolved - summary.scorable} with a flux gap)")
     print(f"outcomes changed     {summary.changed}")
     print(f"window not yet over  {summary.waiting}")
     for line in lines:

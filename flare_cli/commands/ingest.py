@@ -36,8 +36,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                         help="files: store new and changed records for training without publishing them, so the "
                              "running system does not react to history (retraining triggers, forecasts)")
     ingest.add_argument("--satellite", help="for files whose content and name do not say it, e.g. GOES-15")
-    ingest.add_argument("--from", dest="start", type=parse_when, help="files: only readings and flares at or after this (UTC)")
-    ingest.add_argument("--until", dest="end", type=parse_when, help="files: only readings and flares before this (UTC)")
+    ingest.add_argument("--from", dest="start", type=parse_when,
+                        help="files: only readings and flares at or after this (UTC)")
+    ingest.add_argument("--until", dest="end", type=parse_when,
+                        help="files: only readings and flares before this (UTC)")
     ingest.add_argument("--to", dest="end", type=parse_when_end,
                         help="files: only readings and flares up to this day (whole day) or time (UTC)")
     ingest.set_defaults(handler=cmd_ingest)
@@ -173,7 +175,8 @@ async def _ingest_live(ingestor: Ingestor, once: bool) -> int:
     return 1 if runs and all(run.status == "failed" for run in runs) else 0
 
 
-SUMMARY_COLUMNS = ("source", "format", "status", "read", "published", "flares", "corrected", "missing", "rejected", "gaps", "seconds")
+SUMMARY_COLUMNS = ("source", "format", "status", "read", "published", "flares", "corrected", "missing", "rejected",
+                   "gaps", "seconds")
 
 
 def print_summary(runs: Sequence[RunStats]) -> None:
@@ -187,7 +190,8 @@ def print_summary(runs: Sequence[RunStats]) -> None:
     table = [SUMMARY_COLUMNS, *rows, totals]
     widths = [max(len(str(row[i])) for row in table) for i in range(len(SUMMARY_COLUMNS))]
     for row in table:
-        print("  ".join(str(cell).ljust(w) if i < 3 else str(cell).rjust(w) for i, (cell, w) in enumerate(zip(row, widths))))
+        print("  ".join(str(cell).ljust(w) if i < 3 else str(cell).rjust(w)
+                        for i, (cell, w) in enumerate(zip(row, widths))))
     for run in runs:
         if run.error:
             print(f"{Path(run.source).name}: {run.error}")

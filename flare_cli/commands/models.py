@@ -51,14 +51,16 @@ class GatekeeperClient:
         self._client = httpx.Client(base_url=url, headers=headers, timeout=timeout)
         self.url = url
 
-    def request(self, method: str, path: str, *, params: dict[str, Any] | None = None, body: dict[str, Any] | None = None) -> Any:
+    def request(self, method: str, path: str, *, params: dict[str, Any] | None = None,
+                body: dict[str, Any] | None = None) -> Any:
         import httpx
 
         try:
             response = self._client.request(
                 method, path, params={k: v for k, v in (params or {}).items() if v is not None}, json=body)
         except httpx.TransportError as exc:
-            raise ApiError(0, f"the gatekeeper does not answer at {self.url} ({exc}); is it running? (`flare up`)") from exc
+            raise ApiError(
+                0, f"the gatekeeper does not answer at {self.url} ({exc}); is it running? (`flare up`)") from exc
         if response.status_code >= 400:
             try:
                 detail = response.json().get("detail")
@@ -87,14 +89,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     models = sub.add_parser("models", help="list model versions with their status and evidence (gatekeeper API)")
     models.add_argument("--kind", help="only this model kind (e.g. forecast)")
     models.add_argument("--status", help="only this status (candidate, held, champion, challenger, retired, ...)")
-    models.add_argument("--pending", action="store_true", help="only held candidates awaiting approval, with the verdict")
+    models.add_argument("--pending", action="store_true",
+                        help="only held candidates awaiting approval, with the verdict")
     _common(models, writes=False)
     models.set_defaults(handler=cmd_models)
 
     promote = sub.add_parser("promote", help="make VERSION the champion of its kind (409 if the champion changed, "
                                              "or VERSION has not passed the gates)")
     promote.add_argument("version")
-    promote.add_argument("--expect", help="the champion you expect to replace ('none' for none); default: the current one")
+    promote.add_argument("--expect",
+                         help="the champion you expect to replace ('none' for none); default: the current one")
     promote.add_argument("--force", action="store_true",
                          help="override: promote a version without a passing gate verdict (needs --reason; the "
                               "history records the override, who gave it and why)")
@@ -176,7 +180,8 @@ def _number(value: Any) -> str:
 
 def _model_line(row: dict[str, Any]) -> str:
     backtest = row.get("backtest") or {}
-    scores = f"F1 {_number(backtest.get('f1'))}  precision {_number(backtest.get('precision'))}  Brier {_number(backtest.get('brier'))}"
+    scores = (f"F1 {_number(backtest.get('f1'))}  precision {_number(backtest.get('precision'))}  "
+              f"Brier {_number(backtest.get('brier'))}")
     return f"{row['version']:<40} {row['kind']:<12} {row['status']:<10} {row['created_at'][:19]}  {scores}"
 
 

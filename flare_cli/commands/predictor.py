@@ -77,7 +77,8 @@ def cmd_api_bg(args: argparse.Namespace) -> int:
         return 1
     print(f"API       {url} (OpenAPI documentation at {url}/docs)")
     print(f"status    {health['status']}{': ' + '; '.join(health['reasons']) if health['reasons'] else ''}")
-    print(f"models    champion {health['models']['champion'] or '-'}, challenger {health['models']['challenger'] or '-'}")
+    print(f"models    champion {health['models']['champion'] or '-'}, "
+          f"challenger {health['models']['challenger'] or '-'}")
     return 0
 
 

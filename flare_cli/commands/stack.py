@@ -6,7 +6,6 @@ import argparse
 import asyncio
 import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -15,7 +14,8 @@ from shared import infra
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    up = sub.add_parser("up", help="start the broker and database (embedded unless configured), prepare them, start the services")
+    up = sub.add_parser(
+        "up", help="start the broker and database (embedded unless configured), prepare them, start the services")
     up.add_argument("--infra-only", action="store_true", help="only the broker and database, no services")
     up.set_defaults(handler=cmd_up)
 

@@ -65,7 +65,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     backtest.add_argument("--from", dest="start", type=parse_when,
                           help="first issue time (default: the end of the model's training data)")
     backtest.add_argument("--to", dest="end", type=parse_when_end, help="last day (default: end of stored data)")
-    backtest.add_argument("--out", type=Path, default=None, help="folder for the report and forecasts.csv (default: data/)")
+    backtest.add_argument("--out", type=Path, default=None,
+                          help="folder for the report and forecasts.csv (default: data/)")
     backtest.set_defaults(handler=cmd_backtest)
 
 
@@ -110,7 +111,8 @@ def _fmt(value: Any, digits: int = 3) -> str:
 def _print_registered(registered: RegisteredVersion) -> None:
     evidence = registered.evidence
     print(f"\nregistered {registered.version} ({registered.kind}, candidate)")
-    print(f"data window  {evidence['data_window'][0]} to {evidence['data_window'][1]}; validation from {evidence['split_at']}")
+    print(f"data window  {evidence['data_window'][0]} to {evidence['data_window'][1]}; "
+          f"validation from {evidence['split_at']}")
     for name, path in sorted(registered.artifacts.items()):
         print(f"  {name:<16} {path}  sha256 {registered.digests[name][:12]}...")
     for target, info in evidence["training"].items():
@@ -122,7 +124,8 @@ def _print_registered(registered: RegisteredVersion) -> None:
         candidates = ", ".join(f"{name} IBS {_fmt(c['integrated_brier'], 4)} C-index {_fmt(c['c_index'])}"
                                for name, c in info["candidates"].items())
         print(f">={target:<11} chose {info['chosen']} ({candidates}); threshold {info['threshold']:.2f}")
-    print("validation   " + ", ".join(f"{n} {'pass' if ok else 'FAIL'}" for n, ok in evidence["validation"]["checks"].items()))
+    print("validation   " + ", ".join(f"{n} {'pass' if ok else 'FAIL'}"
+                                      for n, ok in evidence["validation"]["checks"].items()))
     backtest = registered.holdout_backtest
     print(f"holdout backtest {backtest.start:%Y-%m-%d} to {backtest.end:%Y-%m-%d} (models fit before it):")
     for target, s in backtest.scores.items():
@@ -322,12 +325,14 @@ def cmd_validate_model(args: argparse.Namespace) -> int:
         report = await validate_registered(conn, settings, _model_reference(settings, args.model), start=args.start,
                                            end=_last_instant(args.end))
         if report.period:
-            print(f"model {report.version}; forecasts from {report.period[0]:%Y-%m-%d %H:%M} to {report.period[1]:%Y-%m-%d %H:%M} UTC")
+            print(f"model {report.version}; "
+                  f"forecasts from {report.period[0]:%Y-%m-%d %H:%M} to {report.period[1]:%Y-%m-%d %H:%M} UTC")
         width = max(len(c.name) for c in report.checks)
         for check in report.checks:
             print(f"{'PASS' if check.passed else 'FAIL'}  {check.name:<{width}}  {check.detail}")
         failed = [c.name for c in report.checks if not c.passed]
-        print(f"\n{len(report.checks) - len(failed)} passed, {len(failed)} failed" + (f": {', '.join(failed)}" if failed else ""))
+        print(f"\n{len(report.checks) - len(failed)} passed, {len(failed)} failed"
+              + (f": {', '.join(failed)}" if failed else ""))
         return 1 if failed else 0
 
     return _with_database(work)
@@ -346,7 +351,8 @@ def cmd_backtest(args: argparse.Namespace) -> int:
                                            end=_last_instant(args.end))
         report, forecasts = write_outputs(result, settings, out_dir)
         print(report.read_text(), end="")
-        print(f"\n{result.issued} forecasts in {result.seconds:.1f} s ({result.issued / max(result.seconds, 1e-9):.0f}/s)")
+        print(f"\n{result.issued} forecasts in {result.seconds:.1f} s "
+              f"({result.issued / max(result.seconds, 1e-9):.0f}/s)")
         print(f"report    {report}\nforecasts {forecasts}")
         return 0
 
