@@ -126,8 +126,6 @@ async def train_and_register(
         request_id=request_id,
     )
     log.info("trainer.registered", version=saved.version, kind=kind, passed=report.passed)
-    await registry.apply_retention(conn, settings.model_path, keep=settings.gatekeeper.keep_models,
-                                   archive_days=settings.gatekeeper.archive_retention_days, actor=actor)
     return RegisteredVersion(saved.version, kind, saved.artifacts, saved.digests, evidence, result, out_of_sample)
 
 
