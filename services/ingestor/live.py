@@ -46,7 +46,8 @@ def _retryable(exc: BaseException) -> bool:
 
 
 class SwpcFeedClient:
-    def __init__(self, settings: IngestionSettings, cache_dir: Path, *, transport: httpx.AsyncBaseTransport | None = None):
+    def __init__(self, settings: IngestionSettings, cache_dir: Path, *,
+                 transport: httpx.AsyncBaseTransport | None = None):
         self._settings = settings
         self._cache_dir = cache_dir
         self._client = httpx.AsyncClient(
@@ -141,4 +142,5 @@ class SwpcFeedClient:
                 f" past the {self._settings.cache_expiry_seconds:.0f}s expiry"
             )
         log.warning("swpc.fallback_to_cache", feed=feed, reason=reason, cache_age_seconds=round(age))
-        return FeedSnapshot(feed, cached[0], fetched_at, from_cache=True, reason=f"{reason}; used cache from {fetched_at.isoformat()}")
+        return FeedSnapshot(feed, cached[0], fetched_at, from_cache=True,
+                            reason=f"{reason}; used cache from {fetched_at.isoformat()}")

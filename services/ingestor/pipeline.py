@@ -164,7 +164,8 @@ class Ingestor:
     ) -> store.RunStats:
         stats = store.RunStats(source=str(path))
         try:
-            result = await asyncio.to_thread(read_path, path, satellite=satellite, max_flux=self.settings.ingestion.max_flux_w_m2)
+            result = await asyncio.to_thread(read_path, path, satellite=satellite,
+                                             max_flux=self.settings.ingestion.max_flux_w_m2)
         except OSError as exc:
             result = ReadResult(str(path), "unknown", error=f"cannot read: {exc}")
         if start or end:
@@ -211,9 +212,10 @@ class Ingestor:
                 stats.duration_seconds = time.monotonic() - started
                 await store.close_run(conn, stats)
         log.info(
-            "ingest.run", run_id=stats.run_id, source=stats.source, format=stats.format, status=stats.status, read=stats.records_read,
-            published=stats.records_published, corrected=stats.records_corrected, rejected=stats.records_rejected,
-            missing=stats.records_missing, gaps=stats.gaps, used_cache=stats.used_cache, error=stats.error,
+            "ingest.run", run_id=stats.run_id, source=stats.source, format=stats.format, status=stats.status,
+            read=stats.records_read, published=stats.records_published, corrected=stats.records_corrected,
+            rejected=stats.records_rejected, missing=stats.records_missing, gaps=stats.gaps,
+            used_cache=stats.used_cache, error=stats.error,
         )
         return stats
 

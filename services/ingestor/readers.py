@@ -123,13 +123,15 @@ def decompress(raw: bytes) -> tuple[bytes, str | None]:
 
 FLUX_CSV_LAYOUTS: dict[str, dict[str, Any]] = {
     # NOAA new_avg 1-minute averages, with or without the metadata header that ends at "data:".
-    "noaa_new_avg_csv": dict(time="time_tag", a="A_AVG", b="B_AVG", a_flag="A_QUAL_FLAG", b_flag="B_QUAL_FLAG", cadence=60),
+    "noaa_new_avg_csv": dict(time="time_tag", a="A_AVG", b="B_AVG", a_flag="A_QUAL_FLAG", b_flag="B_QUAL_FLAG",
+                             cadence=60),
     # GOES-15 hourly means; the stamp is the middle of the hour and is kept as given.
     "goes_hourly_csv": dict(time="time", a="xrsa_short_0.05-0.4nm", b="xrsb_long_0.1-0.8nm", cadence=3600),
     # GOES-16 1-minute science product as CSV; its flare_class column is the flux's class, not an event.
     "goes_xrs_1m_csv": dict(time="time", a="xrsa_flux", b="xrsb_flux", cadence=60),
     # SWPC JSON flattened to CSV, with SWPC's own missing flag.
-    "swpc_xray_1m_csv": dict(time="time_tag", a="xray_0.05-0.4nm", b="xray_0.1-0.8nm", missing_flag="xray_is_missing", cadence=60),
+    "swpc_xray_1m_csv": dict(time="time_tag", a="xray_0.05-0.4nm", b="xray_0.1-0.8nm", missing_flag="xray_is_missing",
+                             cadence=60),
 }
 FLARE_CSV_LAYOUTS: dict[str, set[str]] = {
     "swpc_flarelist_sc24_csv": {"event_starttime", "event_peaktime", "event_endtime", "goes_class"},
@@ -194,7 +196,8 @@ def read_path(path: Path, *, satellite: str | None = None, max_flux: float = DEF
     return read_bytes(Path(path).read_bytes(), str(path), satellite=satellite, max_flux=max_flux)
 
 
-def read_bytes(raw: bytes, name: str, *, satellite: str | None = None, max_flux: float = DEFAULT_MAX_FLUX) -> ReadResult:
+def read_bytes(raw: bytes, name: str, *, satellite: str | None = None,
+               max_flux: float = DEFAULT_MAX_FLUX) -> ReadResult:
     """Read one file's (or feed response's) bytes. An unrecognised format gives a result with `error` and one
     reject holding the first bytes, so that it is counted and dead-lettered like any bad input."""
     data, truncation = decompress(raw)
@@ -230,7 +233,8 @@ def parse_time(text: str) -> datetime:
     return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
 
 
-def parse_flux(value: Any, max_flux: float, band: str, *, blank_is_missing: bool = True) -> tuple[float | None, str | None]:
+def parse_flux(value: Any, max_flux: float, band: str, *,
+               blank_is_missing: bool = True) -> tuple[float | None, str | None]:
     """(flux, None) for a reading, (None, why) for a missing one; raise Invalid for what cannot be a reading."""
     if value is None:
         return None, "missing"
@@ -338,7 +342,8 @@ def mark_stale_repeats(records: list[FluxRecord]) -> list[FluxRecord]:
 
 def _require_satellite(satellite: str | None, fmt: str) -> str:
     if satellite is None:
-        raise Invalid(f"{fmt}: neither the content nor the file name says which satellite; name it (--satellite GOES-15)")
+        raise Invalid(
+            f"{fmt}: neither the content nor the file name says which satellite; name it (--satellite GOES-15)")
     try:
         scaling_era(satellite)
     except ValueError as exc:
@@ -529,7 +534,8 @@ def read_goes_parquet(data: bytes, result: ReadResult, *, label: str, satellite:
         raise Invalid(f"parquet columns {sorted(names)} hold no time and XRS bands")
     satellite = _require_satellite(satellite, result.format)
     try:  # microseconds give plain datetimes (nanoseconds would give pandas Timestamps)
-        times = table.column(time_column).cast(pa.timestamp("us", tz=table.schema.field(time_column).type.tz)).to_pylist()
+        time_type = pa.timestamp("us", tz=table.schema.field(time_column).type.tz)
+        times = table.column(time_column).cast(time_type).to_pylist()
     except (pa.ArrowException, AttributeError) as exc:
         raise Invalid(f"parquet column {time_column!r} is not a time: {exc}") from None
     a_values, b_values = table.column(bands[0]).to_pylist(), table.column(bands[1]).to_pylist()
@@ -539,10 +545,13 @@ def read_goes_parquet(data: bytes, result: ReadResult, *, label: str, satellite:
         try:
             if not isinstance(time_value, datetime):
                 raise Invalid(f"time {time_value!r} is not a time")
-            time_tag = time_value.replace(tzinfo=timezone.utc) if time_value.tzinfo is None else time_value.astimezone(timezone.utc)
+            time_tag = (time_value.replace(tzinfo=timezone.utc) if time_value.tzinfo is None
+                        else time_value.astimezone(timezone.utc))
             # In a binary float column NaN is how a gap is written, not a damaged cell.
-            a_reading = (None, "missing") if a_value is not None and math.isnan(a_value) else parse_flux(a_value, max_flux, "xrsa")
-            b_reading = (None, "missing") if b_value is not None and math.isnan(b_value) else parse_flux(b_value, max_flux, "xrsb")
+            a_reading = ((None, "missing") if a_value is not None and math.isnan(a_value)
+                         else parse_flux(a_value, max_flux, "xrsa"))
+            b_reading = ((None, "missing") if b_value is not None and math.isnan(b_value)
+                         else parse_flux(b_value, max_flux, "xrsb"))
             order.check(satellite, 60, time_tag)
         except Invalid as exc:
             result.reject(f"row {i + 1}", json.dumps([str(time_value), a_value, b_value]), str(exc))
@@ -605,7 +614,8 @@ def read_swpc_json(data: bytes, result: ReadResult, *, label: str, satellite: st
         try:
             order.check(name, 60, time_tag)
         except Invalid as exc:
-            result.reject(f"minute {time_tag.isoformat()}", json.dumps({"satellite": name, "time_tag": time_tag.isoformat()}), str(exc))
+            result.reject(f"minute {time_tag.isoformat()}",
+                          json.dumps({"satellite": name, "time_tag": time_tag.isoformat()}), str(exc))
             continue
         result.flux.append(flux_record(
             name, time_tag, 60, label, bands.get(A_BAND, (None, "missing")), bands.get(B_BAND, (None, "missing")),
@@ -649,7 +659,8 @@ def catalog_flare(
     if listed_peak_flux is not None and not math.isclose(listed_peak_flux, peak_flux, rel_tol=1e-3):
         raise Invalid(f"class {goes_class} and listed peak flux {listed_peak_flux:g} disagree")
     try:
-        era: ScalingEra = scaling_era(satellite) if satellite else ("swpc_scaled" if peak < TRUE_FLUX_LISTS_FROM else "true_flux")
+        era: ScalingEra = (scaling_era(satellite) if satellite
+                           else "swpc_scaled" if peak < TRUE_FLUX_LISTS_FROM else "true_flux")
     except ValueError:
         era = "swpc_scaled" if peak < TRUE_FLUX_LISTS_FROM else "true_flux"
     return FlareObserved(

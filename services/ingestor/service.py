@@ -32,7 +32,8 @@ async def serve() -> None:
         async with Publisher(endpoints.kafka_bootstrap_servers) as publisher, SwpcFeedClient(
             settings.ingestion, settings.state_dir / "cache" / "swpc"
         ) as client:
-            log.info("ingestor.started", feeds=settings.ingestion.swpc_feeds, interval=settings.ingestion.poll_interval_seconds)
+            log.info("ingestor.started", feeds=settings.ingestion.swpc_feeds,
+                     interval=settings.ingestion.poll_interval_seconds)
             await run_live(
                 Ingestor(settings, pool, publisher, service=SERVICE), client, settings.ingestion.swpc_feeds,
                 interval_seconds=settings.ingestion.poll_interval_seconds, stop=stop,

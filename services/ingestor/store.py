@@ -83,7 +83,8 @@ def plan_flux(records: Iterable[FluxRecord], stored: dict[tuple[str, int, dateti
     return planned
 
 
-async def stored_flux(conn: asyncpg.Connection, records: Sequence[FluxRecord]) -> dict[tuple[str, int, datetime], StoredFlux]:
+async def stored_flux(conn: asyncpg.Connection,
+                      records: Sequence[FluxRecord]) -> dict[tuple[str, int, datetime], StoredFlux]:
     """The stored readings over the time span of `records`, per satellite and cadence."""
     spans: dict[tuple[str, int], tuple[datetime, datetime]] = {}
     for record in records:
@@ -104,7 +105,8 @@ async def stored_flux(conn: asyncpg.Connection, records: Sequence[FluxRecord]) -
     return found
 
 
-async def stored_minute_flux(conn: asyncpg.Connection, start: datetime | None, end: datetime | None) -> list[FluxRecord]:
+async def stored_minute_flux(conn: asyncpg.Connection, start: datetime | None,
+                             end: datetime | None) -> list[FluxRecord]:
     """The stored 1-minute readings in [start, end), per satellite in time order: what detection searches."""
     rows = await conn.fetch(
         "SELECT satellite, time_tag, cadence_seconds, scaling_era, xrsa_flux, xrsb_flux, quality, source"
@@ -149,7 +151,8 @@ def flare_row(flare: FlareObserved) -> tuple:
 
 
 async def stored_flares(conn: asyncpg.Connection, event_ids: Sequence[str]) -> dict[str, tuple]:
-    rows = await conn.fetch(f"SELECT {', '.join(FLARE_COLUMNS)} FROM flare_events WHERE event_id = ANY($1::text[])", list(event_ids))
+    rows = await conn.fetch(f"SELECT {', '.join(FLARE_COLUMNS)} FROM flare_events WHERE event_id = ANY($1::text[])",
+                            list(event_ids))
     return {row["event_id"]: tuple(row[name] for name in FLARE_COLUMNS) for row in rows}
 
 
@@ -171,7 +174,8 @@ async def write_flares(conn: asyncpg.Connection, flares: Sequence[FlareObserved]
     updates = ", ".join(f"{name} = EXCLUDED.{name}" for name in FLARE_COLUMNS[1:])
     async with conn.transaction():
         await conn.execute("CREATE TEMP TABLE incoming_flares (LIKE flare_events INCLUDING DEFAULTS) ON COMMIT DROP")
-        await conn.copy_records_to_table("incoming_flares", records=[flare_row(f) for f in flares], columns=FLARE_COLUMNS)
+        await conn.copy_records_to_table("incoming_flares", records=[flare_row(f) for f in flares],
+                                         columns=FLARE_COLUMNS)
         await conn.execute(
             f"INSERT INTO flare_events ({columns}) SELECT {columns} FROM incoming_flares"
             f" ON CONFLICT (event_id) DO UPDATE SET {updates}, ingested_at = now()"
