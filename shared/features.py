@@ -22,7 +22,11 @@ Conventions (the guarantees the models rely on):
   catalogues differ in whether they list B flares at all.
 - No NaN. A window without data falls back to the latest hourly value; with too little flux in the last 24 h
   (`min_coverage`) or flux older than `max_staleness_minutes`, the row is marked `sufficient=False` with the
-  reason and its feature values are zero: callers issue an "insufficient data" forecast, never a guess.
+  reason and its flux features are zero: no forecast from the flux, never a guess.
+- Flare history alone. The flare columns are computed at every issue time. `flare_history` says whether the
+  flare record covers the lookback (some flux of any satellite in the flux lookback, so the detector was
+  watching, or some catalogued flare in the flare lookback); a row without sufficient flux but with it gets a
+  degraded forecast from the flare history alone, and only a row without either is "insufficient data".
 """
 
 from __future__ import annotations
@@ -51,7 +55,7 @@ HOUR_NS = 3_600_000_000_000
 
 OBSERVATION_COLUMNS = ("time_tag", "satellite", "cadence_seconds", "scaling_era", "xrsa_flux", "xrsb_flux")
 FLARE_COLUMNS = ("peak_time", "peak_flux", "scaling_era", "source")
-META_COLUMNS = ("sufficient", "reason", "inputs_until", "coverage_24h")
+META_COLUMNS = ("sufficient", "reason", "inputs_until", "coverage_24h", "flare_history")
 
 
 @dataclass(frozen=True)
@@ -103,11 +107,21 @@ class FeatureParams:
 
 def feature_names(params: FeatureParams) -> list[str]:
     """The model's input columns, in order."""
+    return flux_feature_names(params) + flare_feature_names(params)
+
+
+def flux_feature_names(params: FeatureParams) -> list[str]:
     names = ["xrsb_latest", "ratio_latest"]
     for w in params.flux_windows_hours:
         names += [f"xrsb_mean_{w}h", f"xrsb_max_{w}h", f"ratio_mean_{w}h"]
         if w > 1:
             names += [f"xrsb_min_{w}h", f"xrsb_std_{w}h", f"xrsb_slope_{w}h"]
+    return names
+
+
+def flare_feature_names(params: FeatureParams) -> list[str]:
+    """The flare-history columns: what a degraded forecast reads when there is no flux."""
+    names = []
     for d in params.flare_count_days:
         names += [f"flares_ge_{c.lower()}_{d}d" for c in TARGET_CLASSES] + [f"max_flare_log_flux_{d}d"]
     names += [f"log_hours_since_ge_{c.lower()}" for c in TARGET_CLASSES]
@@ -310,7 +324,8 @@ def _flux_features(bins: pd.DataFrame, issue_ns: np.ndarray, params: FeaturePara
     reason[stale] = f"latest flux is older than {params.max_staleness_minutes} minutes"
     reason[~b_found] = f"no XRS-B flux in the last {lookback} h"
     inputs_until = np.where(b_found, floor_ns - (lookback - 1 - b_column) * HOUR_NS, 0)
-    meta = {"reason": reason, "coverage_24h": coverage_24h, "inputs_until_ns": inputs_until}
+    meta = {"reason": reason, "coverage_24h": coverage_24h, "inputs_until_ns": inputs_until,
+            "any_flux": b_found | r_found}
     return features, meta
 
 
@@ -349,7 +364,8 @@ def feature_table(observations: pd.DataFrame, flares: pd.DataFrame, issue_times,
     """Features at each issue time from the flux and flares known then; one row per issue time.
 
     Columns: `feature_names(params)` then `sufficient`, `reason`, `inputs_until` (end of the latest hourly bin
-    used) and `coverage_24h`. Rows with `sufficient=False` hold zeros, never NaN.
+    used), `coverage_24h` and `flare_history`. Rows with `sufficient=False` hold zeros in the flux columns,
+    never NaN; their flare columns hold the flare history.
     """
     issue_ns = _issue_times_ns(issue_times)
     index = pd.DatetimeIndex(issue_ns, tz="UTC", name="issued_at")
@@ -357,17 +373,21 @@ def feature_table(observations: pd.DataFrame, flares: pd.DataFrame, issue_times,
     if len(issue_ns) == 0:
         return pd.DataFrame(columns=[*names, *META_COLUMNS], index=index)
     flux, meta = _flux_features(hourly_bins(observations, params.satellite_preference), issue_ns, params)
-    flare = _flare_features(flare_timeline(flares), issue_ns, params)
+    timeline = flare_timeline(flares)
+    flare = _flare_features(timeline, issue_ns, params)
     values = np.column_stack([flux[name] if name in flux else flare[name] for name in names])
     reason = meta["reason"]
     reason[~np.isfinite(values).all(axis=1) & (reason == None)] = "a flux feature could not be computed"  # noqa: E711
     sufficient = reason == None  # noqa: E711
-    values[~sufficient] = 0.0
+    values[~sufficient, :len(flux_feature_names(params))] = 0.0  # the flux columns come first
+    recent_flares = (np.searchsorted(timeline.peak_ns, issue_ns, side="right")
+                     - np.searchsorted(timeline.peak_ns, issue_ns - params.flare_lookback.value, side="right"))
     table = pd.DataFrame(values, columns=names, index=index)
     table["sufficient"] = sufficient.astype(bool)
     table["reason"] = pd.Series(reason, index=index, dtype=object)  # None where sufficient, not NaN
     table["inputs_until"] = pd.DatetimeIndex(meta["inputs_until_ns"], tz="UTC").where(meta["inputs_until_ns"] > 0)
     table["coverage_24h"] = meta["coverage_24h"]
+    table["flare_history"] = (meta["any_flux"] | (recent_flares > 0)).astype(bool)
     return table
 
 
@@ -381,6 +401,7 @@ class FeatureVector:
     reason: str | None
     inputs_until: datetime | None
     coverage_24h: float
+    flare_history: bool
 
     @classmethod
     def from_table(cls, table: pd.DataFrame, position: int = 0) -> "FeatureVector":
@@ -395,6 +416,7 @@ class FeatureVector:
             reason=None if pd.isna(reason) else str(reason),
             inputs_until=None if pd.isna(inputs_until) else inputs_until.to_pydatetime(),
             coverage_24h=float(table["coverage_24h"].iat[position]),
+            flare_history=bool(table["flare_history"].iat[position]),
         )
 
     def as_frame(self) -> pd.DataFrame:
@@ -404,6 +426,7 @@ class FeatureVector:
         frame["reason"] = pd.Series([self.reason], index=frame.index, dtype=object)
         frame["inputs_until"] = pd.Timestamp(self.inputs_until) if self.inputs_until else pd.NaT
         frame["coverage_24h"] = self.coverage_24h
+        frame["flare_history"] = self.flare_history
         return frame
 
 

@@ -31,6 +31,9 @@ OUTCOME_CLASSES = ("none", "C", "M", "X")
 ROW_BLOCK = 16
 SURVIVAL_KIND = "survival"
 CLASSIFICATION_KIND = "classification"
+# the survival models of the same version fit on the flare-history columns alone: they forecast (degraded)
+# where the flux cannot be used but the flare record covers the lookback
+FLARE_HISTORY_SURVIVAL_KIND = "survival_flare_history"
 
 
 class DigestMismatch(Exception):
@@ -66,7 +69,7 @@ def read_verified(path: str | Path, expected_digest: str) -> bytes:
 
 def unpickle_artifact(data: bytes, name: str) -> dict[str, Any]:
     artifact = joblib.load(io.BytesIO(data))
-    if not isinstance(artifact, dict) or artifact.get("kind") not in (SURVIVAL_KIND, CLASSIFICATION_KIND):
+    if not isinstance(artifact, dict) or artifact.get("kind") not in (SURVIVAL_KIND, CLASSIFICATION_KIND, FLARE_HISTORY_SURVIVAL_KIND):
         raise ModelFileError(f"{name}: not a Flare+ model artifact")
     return artifact
 
@@ -177,6 +180,7 @@ class ForecastTable:
     sufficient: np.ndarray
     reason: np.ndarray
     inputs_until: pd.DatetimeIndex
+    degraded: np.ndarray  # forecast from the flare history alone (the flux could not be used); `sufficient` too
     time_points: list[float]
     survival: dict[str, np.ndarray]  # target -> (n, len(time_points))
     risk: dict[str, np.ndarray]      # target -> the estimator's risk score (ranks time to event)
@@ -195,6 +199,11 @@ class Forecast:
     class_probabilities: dict[str, float]
     predicted_class: str | None
     inputs_until: datetime | None
+    degraded: bool = False
+
+
+def degraded_reason(flux_reason: str) -> str:
+    return f"degraded: {flux_reason}; forecast from the flare history alone"
 
 
 class ForecastModel:
@@ -203,6 +212,13 @@ class ForecastModel:
     def __init__(self, version: str, artifacts: Mapping[str, dict[str, Any]]):
         self.version = version
         self.survival = {a["target_class"]: a for a in artifacts.values() if a["kind"] == SURVIVAL_KIND}
+        self.flare_history = {a["target_class"]: a for a in artifacts.values()
+                              if a["kind"] == FLARE_HISTORY_SURVIVAL_KIND}
+        if self.flare_history and set(self.flare_history) != set(self.survival):
+            raise ModelFileError(f"version {version}: flare-history models for {sorted(self.flare_history)}, "
+                                 f"survival models for {sorted(self.survival)}")
+        self.flare_history_names: list[str] = (
+            list(next(iter(self.flare_history.values()))["feature_names"]) if self.flare_history else [])
         classifiers = [a for a in artifacts.values() if a["kind"] == CLASSIFICATION_KIND]
         self.classifier = classifiers[0] if classifiers else None
         if not self.survival:
@@ -215,7 +231,8 @@ class ForecastModel:
         self.labels = bucket_labels(self.edges)
         self.time_points = survival_time_points(self.edges)
         for artifact in artifacts.values():
-            if list(artifact["feature_names"]) != self.feature_names:
+            expected = self.flare_history_names if artifact["kind"] == FLARE_HISTORY_SURVIVAL_KIND else self.feature_names
+            if list(artifact["feature_names"]) != expected:
                 raise ModelFileError(f"version {version}: artifacts were trained on different features")
 
     @property
@@ -228,9 +245,11 @@ class ForecastModel:
     def climatology(self, target: str) -> float:
         return float(self.survival[target]["climatology"])
 
-    def survival_curves(self, target: str, X: np.ndarray, times: list[float] | np.ndarray) -> np.ndarray:
-        """S(t) of the target's model at `times` for each row of X, recalibrated as training chose."""
-        artifact = self.survival[target]
+    def survival_curves(self, target: str, X: np.ndarray, times: list[float] | np.ndarray,
+                        degraded: bool = False) -> np.ndarray:
+        """S(t) of the target's model at `times` for each row of X, recalibrated as training chose; with
+        `degraded`, of its flare-history model (X holds `flare_history_names`)."""
+        artifact = (self.flare_history if degraded else self.survival)[target]
         return recalibrate_survival(survival_at(artifact["estimator"], X, times), artifact.get("recalibration"))
 
     @classmethod
@@ -248,7 +267,9 @@ class ForecastModel:
         """Forecasts for every row of a `feature_table` frame; a row's numbers do not depend on the other rows."""
         n = len(features)
         sufficient = features["sufficient"].to_numpy(dtype=bool)
+        degraded = ~sufficient & features["flare_history"].to_numpy(dtype=bool) & bool(self.flare_history)
         X = features.loc[sufficient, self.feature_names].to_numpy(dtype=float)
+        X_history = features.loc[degraded, self.flare_history_names].to_numpy(dtype=float)
         survival: dict[str, np.ndarray] = {}
         risk: dict[str, np.ndarray] = {}
         for target, artifact in self.survival.items():
@@ -257,6 +278,10 @@ class ForecastModel:
             if len(X):
                 curves[sufficient] = in_row_blocks(lambda block: self.survival_curves(target, block, self.time_points), X)
                 scores[sufficient] = in_row_blocks(artifact["estimator"].predict, X)
+            if len(X_history):
+                curves[degraded] = in_row_blocks(
+                    lambda block: self.survival_curves(target, block, self.time_points, degraded=True), X_history)
+                scores[degraded] = in_row_blocks(self.flare_history[target]["estimator"].predict, X_history)
             survival[target] = curves
             risk[target] = scores
         probabilities = None
@@ -264,16 +289,33 @@ class ForecastModel:
             probabilities = np.zeros((n, len(OUTCOME_CLASSES)))
             if len(X):
                 probabilities[sufficient] = in_row_blocks(self._class_probabilities, X)
+            if len(X_history):
+                probabilities[degraded] = self._class_probabilities_from_survival(
+                    {target: survival[target][degraded] for target in self.survival})
+        reason = features["reason"].to_numpy(dtype=object).copy()
+        reason[degraded] = [degraded_reason(str(r)) for r in reason[degraded]]
         return ForecastTable(
             issued_at=pd.DatetimeIndex(features.index),
-            sufficient=sufficient,
-            reason=features["reason"].to_numpy(dtype=object),
+            sufficient=sufficient | degraded,
+            reason=reason,
             inputs_until=pd.DatetimeIndex(features["inputs_until"]),
+            degraded=degraded,
             time_points=self.time_points,
             survival=survival,
             risk=risk,
             class_probabilities=probabilities,
         )
+
+    def _class_probabilities_from_survival(self, curves: Mapping[str, np.ndarray]) -> np.ndarray:
+        """Largest class in 24 h from the survival curves (the flare-history models have no classifier):
+        P(>=X) = 1 - S_X(24 h), kept monotone so the four classes sum to 1."""
+        column = self.time_points.index(24.0)
+        at_least = np.zeros((len(next(iter(curves.values()))), 3))
+        for i, target in enumerate(("C", "M", "X")):
+            p = 1.0 - curves[target][:, column] if target in curves else np.zeros(len(at_least))
+            at_least[:, i] = p if i == 0 else np.minimum(p, at_least[:, i - 1])
+        return np.column_stack([1.0 - at_least[:, 0], at_least[:, 0] - at_least[:, 1],
+                                at_least[:, 1] - at_least[:, 2], at_least[:, 2]])
 
     def _class_probabilities(self, X: np.ndarray) -> np.ndarray:
         pipeline = self.classifier["pipeline"]
@@ -294,6 +336,7 @@ class ForecastModel:
         inputs_until = None if pd.isna(inputs_until) else inputs_until.to_pydatetime()
         if not table.sufficient[row]:
             return Forecast(issued_at, "insufficient_data", table.reason[row], {}, {}, None, inputs_until)
+        degraded = bool(table.degraded[row])
         survival = {target: self._survival_forecast(target, table.survival[target][row]) for target in self.targets}
         probabilities: dict[str, float] = {}
         predicted = None
@@ -301,7 +344,8 @@ class ForecastModel:
             row_p = table.class_probabilities[row]
             probabilities = {label: float(p) for label, p in zip(OUTCOME_CLASSES, row_p)}
             predicted = OUTCOME_CLASSES[int(np.argmax(row_p))]
-        return Forecast(issued_at, "ok", None, survival, probabilities, predicted, inputs_until)
+        return Forecast(issued_at, "ok", table.reason[row] if degraded else None, survival, probabilities, predicted,
+                        inputs_until, degraded)
 
     def _survival_forecast(self, target: str, curve: np.ndarray) -> m.SurvivalForecast:
         at = dict(zip(self.time_points, curve.tolist()))
@@ -339,4 +383,5 @@ def forecast_message(
         class_probabilities=forecast.class_probabilities,
         predicted_class=forecast.predicted_class,
         inputs_until=forecast.inputs_until,
+        degraded=forecast.degraded,
     )

@@ -140,6 +140,9 @@ class ForecastIssued(Message):
     class_probabilities: dict[str, float] = {}
     predicted_class: OutcomeClass | None = None
     inputs_until: EventTime | None = None
+    # no usable flux: forecast from the flare history alone by the version's flare-history models (status ok,
+    # `reason` says why the flux could not be used)
+    degraded: bool = False
 
 
 class ForecastResolved(Message):

@@ -85,6 +85,9 @@ class ModelSettings(_Section):
                             "24 h outcomes at every retrain (shared.forecast_model.fit_hazard_recalibration)")
     training_window_days: int | None = Field(
         None, gt=0, description="train on the last this many days before the cut-off only (None: the whole history)")
+    flare_history_models: bool = Field(
+        True, description="fit, with each version, Cox models on the flare-history columns alone: the degraded "
+                          "forecasts where no flux can be used (shared.forecast_model.FLARE_HISTORY_SURVIVAL_KIND)")
     random_state: int = 0
 
     @field_validator("time_bucket_edges_hours")

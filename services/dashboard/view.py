@@ -80,6 +80,7 @@ def forecast_view(forecast: m.ForecastIssued) -> dict[str, Any]:
         "shadow": forecast.shadow,
         "status": forecast.status,
         "reason": forecast.reason,
+        "degraded": forecast.degraded,
         "horizon_hours": forecast.horizon_hours,
         "predicted_class": forecast.predicted_class,
         "class_probabilities": dict(forecast.class_probabilities),

@@ -91,6 +91,8 @@ class SurvivalResponse(BaseModel):
     model_version: str
     issued_at: datetime
     inputs_until: datetime | None
+    degraded: bool = Field(False, description="no usable flux: from the flare history alone (`reason` says why)")
+    reason: str | None = None
 
 
 class ClassificationResponse(BaseModel):
@@ -100,6 +102,8 @@ class ClassificationResponse(BaseModel):
     model_version: str
     issued_at: datetime
     inputs_until: datetime | None
+    degraded: bool = Field(False, description="no usable flux: from the flare history alone (`reason` says why)")
+    reason: str | None = None
 
 
 class AllResponse(BaseModel):
@@ -151,6 +155,8 @@ def survival_response(point: PointForecast, target: str, edges: list[int] | None
         model_version=point.model.version,
         issued_at=point.forecast.issued_at,
         inputs_until=point.forecast.inputs_until,
+        degraded=point.forecast.degraded,
+        reason=point.forecast.reason,
     )
 
 
@@ -159,7 +165,7 @@ def classification_response(point: PointForecast, window: int) -> Classification
     return ClassificationResponse(
         window_hours=window, predicted_class=most_likely_class(probabilities), class_probabilities=probabilities,
         model_version=point.model.version, issued_at=point.forecast.issued_at,
-        inputs_until=point.forecast.inputs_until,
+        inputs_until=point.forecast.inputs_until, degraded=point.forecast.degraded, reason=point.forecast.reason,
     )
 
 

@@ -39,9 +39,12 @@ class PointForecast:
                                 shadow=shadow, correlation_id=correlation_id)
 
     def survival_on(self, target: str, hours: list[float]) -> np.ndarray:
-        """S(t) of the target's model at `hours`, for this instant's features."""
-        row = np.array([[self.features.values[name] for name in self.model.feature_names]], dtype=float)
-        return self.model.survival_curves(target, row, hours)[0]
+        """S(t) of the target's model at `hours`, for this instant's features (of its flare-history model for
+        a degraded forecast)."""
+        degraded = self.forecast.degraded
+        names = self.model.flare_history_names if degraded else self.model.feature_names
+        row = np.array([[self.features.values[name] for name in names]], dtype=float)
+        return self.model.survival_curves(target, row, hours, degraded=degraded)[0]
 
 
 def forecast_id(model_version: str, shadow: bool, issued_at: datetime) -> str:

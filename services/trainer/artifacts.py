@@ -13,7 +13,7 @@ from typing import Any
 
 import joblib
 
-from shared.forecast_model import CLASSIFICATION_KIND, sha256_file
+from shared.forecast_model import CLASSIFICATION_KIND, FLARE_HISTORY_SURVIVAL_KIND, sha256_file
 
 
 @dataclass(frozen=True)
@@ -26,6 +26,8 @@ class SavedVersion:
 def file_stem(artifact: dict[str, Any], date: str) -> str:
     if artifact["kind"] == CLASSIFICATION_KIND:
         return f"classification_pipeline_{date}"
+    if artifact["kind"] == FLARE_HISTORY_SURVIVAL_KIND:
+        return f"flare_history_survival_model_{artifact['target_class']}_{date}"
     return f"survival_model_{artifact['target_class']}_{date}"
 
 

@@ -44,6 +44,9 @@ class BacktestResult:
     issued: int
     insufficient: int
     scorable: int
+    degraded: int = 0
+    # the degraded forecasts (flare history alone) scored apart, so they never move the model's own scores
+    degraded_scores: dict[str, dict[str, Any]] = field(default_factory=dict)
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
 
@@ -54,6 +57,7 @@ class BacktestResult:
             **self.verdict["headline"],
             "period": [self.start.isoformat(), self.end.isoformat()],
             "issued": self.issued, "insufficient": self.insufficient, "scorable": self.scorable,
+            "degraded": self.degraded, "degraded_scores": self.degraded_scores,
             "passed": self.verdict["passed"], "assessed_targets": self.verdict["assessed"],
             "per_target": per_target, "classifier": self.classifier,
         }
@@ -78,27 +82,34 @@ def run_backtest(
     timeline = flare_timeline(history.flares)
     record = observability(history.observations, settings.model.censor_gap_hours)
     outs = outcomes(issue_ns, timeline, record, model.horizon_hours)
-    scorable = table.sufficient & outs.observed_24h
+    scorable = table.sufficient & ~table.degraded & outs.observed_24h
+    degraded_scorable = table.degraded & outs.observed_24h
 
     frame = pd.DataFrame({
         "issued_at": issue_times.strftime("%Y-%m-%dT%H:%M:%SZ"),
         "model_version": model.version,
         "status": np.where(table.sufficient, "ok", "insufficient_data"),
+        "degraded": table.degraded,
     })
     scores: dict[str, dict[str, Any]] = {}
+    degraded_scores: dict[str, dict[str, Any]] = {}
     for target in model.targets:
         p24 = table.p_within(target, 24.0)
         y = outs.within_24h(target)
         pers = persistence(issue_ns, timeline, target)
         key = target.lower()
         frame[f"p_ge_{key}_24h"] = np.where(table.sufficient, p24, np.nan)
+        if degraded_scorable.any():
+            degraded_scores[target] = scoring.binary_scores(
+                p24[degraded_scorable], y[degraded_scorable], threshold=model.threshold(target),
+                climatology=model.climatology(target), persistence=pers[degraded_scorable])
         scores[target] = scoring.binary_scores(
             p24[scorable], y[scorable], threshold=model.threshold(target), climatology=model.climatology(target),
             persistence=pers[scorable],
         )
         scores[target]["reliability"] = scoring.reliability_table(p24[scorable], y[scorable])
         scores[target]["flares"] = _distinct_flares(timeline, target, int(issue_ns[0]), int(issue_ns[-1]) + 24 * HOUR_NS)
-        followed = table.sufficient & (outs.follow_up_hours > 0)
+        followed = table.sufficient & ~table.degraded & (outs.follow_up_hours > 0)
         scores[target]["c_index"] = scoring.concordance_index(
             outs.event[target][followed], outs.time_hours[target][followed], table.risk[target][followed])
         grid = np.arange(1.0, model.horizon_hours, 1.0)
@@ -134,6 +145,7 @@ def run_backtest(
         forecasts=frame, table=table, scores=scores, classifier=classifier,
         verdict=verdict(scores, settings), thresholds={t: model.threshold(t) for t in model.targets},
         issued=len(issue_ns), insufficient=int((~table.sufficient).sum()), scorable=int(scorable.sum()),
+        degraded=int(table.degraded.sum()), degraded_scores=degraded_scores,
     )
     result.seconds = time.perf_counter() - began
     return result
@@ -193,7 +205,8 @@ def report_text(result: BacktestResult, settings: Settings) -> str:
         "======================",
         f"model version      {result.model_version}",
         f"period             {result.start:%Y-%m-%d %H:%M} UTC to {result.end:%Y-%m-%d %H:%M} UTC (a forecast every hour)",
-        f"forecasts          {result.issued} issued, {result.insufficient} with insufficient data, "
+        f"forecasts          {result.issued} issued, {result.degraded} degraded (flare history alone), "
+        f"{result.insufficient} with insufficient data, "
         f"{result.scorable} scorable (24 h window fully observed)",
         f"walk-forward       each forecast uses only flux hours ended and flares peaked by its issue time",
         f"references         climatology = training-period base rate; persistence = a flare of the class in the previous 24 h",

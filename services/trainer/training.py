@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import warnings
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import Any, Iterator, Protocol, Sequence
 
@@ -29,10 +29,12 @@ from sksurv.util import Surv
 from services.trainer.data import History
 from services.trainer.targets import OUTCOME_CLASSES, Outcomes, observability, outcomes
 from shared import scoring
-from shared.features import HOUR_NS, TARGET_CLASSES, FeatureParams, feature_names, feature_table, flare_timeline
+from shared.features import (
+    HOUR_NS, TARGET_CLASSES, FeatureParams, feature_names, feature_table, flare_feature_names, flare_timeline,
+)
 from shared.forecast_model import (
-    CLASSIFICATION_KIND, SURVIVAL_KIND, SigmoidCalibratedClassifier, bucket_edges, fit_hazard_recalibration,
-    recalibrate_survival, survival_at,
+    CLASSIFICATION_KIND, FLARE_HISTORY_SURVIVAL_KIND, SURVIVAL_KIND, SigmoidCalibratedClassifier, bucket_edges,
+    fit_hazard_recalibration, recalibrate_survival, survival_at,
 )
 from shared.logging import get_logger
 from shared.settings import ModelSettings, Settings
@@ -43,6 +45,10 @@ CLASSIFIER_NAME = "classification"
 
 def survival_artifact_name(target: str) -> str:
     return f"survival_{target}"
+
+
+def flare_history_artifact_name(target: str) -> str:
+    return f"flare_history_survival_{target}"
 
 
 class TrainingError(Exception):
@@ -147,6 +153,12 @@ class TrainingSet:
 
     def subsample(self, every_hours: int) -> np.ndarray:
         return (self.issue_ns // HOUR_NS) % every_hours == 0
+
+    def flare_history_only(self, params: FeatureParams) -> "TrainingSet":
+        """The same hours and outcomes with the flare-history columns as inputs, usable wherever the flare
+        record covers the lookback (with or without flux): what the degraded forecasts are fit on."""
+        usable = pd.DataFrame({"sufficient": self.features["flare_history"]}, index=self.features.index)
+        return replace(self, features=usable, X=self.features[flare_feature_names(params)].to_numpy(dtype=float))
 
 
 def _utc(ns: int) -> datetime:
@@ -366,6 +378,21 @@ def train(
         holdout[name] = {**base, "estimator": choice.holdout_estimator, "climatology": choice.holdout_climatology}
         validation[target] = choice.validation
         hyperparameters["survival"][target] = {"estimator": choice.estimator_name, **base["hyperparameters"]}
+    if model.flare_history_models:
+        # Cox alone: a handful of counts and times since flares, and the fits double for every version
+        cox_only = settings.model_copy(update={"model": model.model_copy(update={"survival_estimators": ["coxph"]})})
+        history_only = data.flare_history_only(params)
+        validation["flare_history"] = {}
+        for target in targets:
+            choice = train_survival(history_only, target, cox_only, progress)
+            base = {**common, "feature_names": flare_feature_names(params), "kind": FLARE_HISTORY_SURVIVAL_KIND,
+                    "target_class": target, "estimator_name": choice.estimator_name, "threshold": choice.threshold,
+                    "hyperparameters": estimator_hyperparameters(choice.estimator_name, model)}
+            name = flare_history_artifact_name(target)
+            artifacts[name] = {**base, "estimator": choice.final_estimator, "climatology": choice.climatology,
+                               "recalibration": choice.recalibration}
+            holdout[name] = {**base, "estimator": choice.holdout_estimator, "climatology": choice.holdout_climatology}
+            validation["flare_history"][target] = choice.validation
     if with_classifier:
         classifier, info = train_classifier(data, settings, progress)
         artifacts[CLASSIFIER_NAME] = holdout[CLASSIFIER_NAME] = {

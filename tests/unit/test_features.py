@@ -11,7 +11,8 @@ import pytest
 
 from shared import messages as m
 from shared.features import (
-    FeatureParams, FeatureState, feature_names, feature_table, flare_timeline, hourly_bins, hourly_issue_times,
+    FeatureParams, FeatureState, feature_names, feature_table, flare_feature_names, flare_history_features,
+    flare_timeline, flux_feature_names, hourly_bins, hourly_issue_times,
 )
 from shared.settings import FeatureSettings
 from tests.support.trainer_data import flare_list, hourly_observations
@@ -133,7 +134,11 @@ def test_a_gap_gives_insufficient_data_with_the_reason_and_never_nan():
     assert not table[feature_names(PARAMS)].isna().any().any()
     stale = table.loc[pd.Timestamp("2012-06-05 06:00", tz="UTC")]
     assert not stale["sufficient"] and "older than 180 minutes" in stale["reason"]
-    assert (stale[feature_names(PARAMS)] == 0).all()
+    assert (stale[flux_feature_names(PARAMS)] == 0).all()
+    # the flare history stays: what a degraded forecast reads
+    assert stale["flare_history"]
+    history = flare_history_features(flare_list("2012-03-01", "2012-06-10"), [stale.name], PARAMS).iloc[0]
+    assert stale[flare_feature_names(PARAMS)].tolist() == history[flare_feature_names(PARAMS)].tolist()
     # two hours into the gap the last reading is recent enough: a forecast, from the latest values
     recent = table.loc[pd.Timestamp("2012-06-05 02:00", tz="UTC")]
     assert recent["sufficient"] and recent["reason"] is None

@@ -104,7 +104,7 @@ async def test_each_stream_forecast_equals_the_batch_forecast_from_the_same_data
         assert forecast == batch_forecast(champion, readings, [], forecast.event_time)
 
 
-async def test_a_gap_in_the_flux_gives_explicit_insufficient_data_forecasts_not_stale_ones():
+async def test_a_gap_in_the_flux_gives_degraded_forecasts_from_the_flare_history_not_stale_ones():
     stream = forecaster(ModelSlots(champion=model("v-champion")))
     start, gap_from, gap_to = (datetime(2015, 7, d, h, tzinfo=timezone.utc) for d, h in ((1, 0), (2, 12), (2, 20)))
     readings = [r for r in july_readings() if start <= r.event_time < gap_from or gap_to <= r.event_time < gap_to + HOUR]
@@ -114,8 +114,10 @@ async def test_a_gap_in_the_flux_gives_explicit_insufficient_data_forecasts_not_
     assert by_time[gap_from].status == "ok"
     assert by_time[gap_from + 2 * HOUR].status == "ok"  # flux two hours old is still within the limit
     stale = [by_time[gap_from + h * HOUR] for h in range(4, 9)]
-    assert all(f.status == "insufficient_data" and "older than 180 minutes" in f.reason for f in stale)
-    assert not any(f.survival or f.class_probabilities for f in stale)
+    assert all(f.status == "ok" and f.degraded for f in stale)
+    assert all(f.reason.startswith("degraded: latest flux is older than 180 minutes") for f in stale)
+    assert all(set(f.survival) == {"C", "M", "X"} for f in stale)
+    assert not any(by_time[gap_from + h * HOUR].degraded for h in range(3))
 
 
 async def test_a_flare_that_arrives_before_the_flux_reaches_it_counts_only_from_its_peak_on():

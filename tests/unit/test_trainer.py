@@ -147,14 +147,22 @@ def test_a_forecast_at_t_is_unchanged_when_everything_after_t_is_deleted(data, m
     assert model.forecast_at(before, 0).status == "ok"
 
 
-def test_insufficient_data_gives_an_explicit_forecast_status_and_no_numbers(data, model):
+def test_stale_flux_gives_a_degraded_forecast_and_nothing_at_all_gives_insufficient_data(data, model):
     t = datetime(2012, 3, 7, 0, tzinfo=UTC)
     stale = data.observations[data.observations["time_tag"] < t - timedelta(hours=6)]
     forecast = model.forecast_at(model.forecast_table(feature_table(stale, data.flares, [t], model.feature_params)), 0)
-    assert forecast.status == "insufficient_data" and "older than 180 minutes" in forecast.reason
-    assert forecast.survival == {} and forecast.class_probabilities == {}
+    assert forecast.status == "ok" and forecast.degraded
+    assert forecast.reason == "degraded: latest flux is older than 180 minutes; forecast from the flare history alone"
+    assert set(forecast.survival) == {"C", "M", "X"} and sum(forecast.class_probabilities.values()) == pytest.approx(1)
     message = forecast_message(forecast, model.version, horizon_hours=168)
-    assert message.status == "insufficient_data" and message.reason == forecast.reason
+    assert message.degraded and message.status == "ok" and message.reason == forecast.reason
+    # neither flux nor a flare in the lookbacks: no forecast, and no numbers
+    empty = feature_table(data.observations.iloc[:0], data.flares.iloc[:0], [t], model.feature_params)
+    nothing = model.forecast_at(model.forecast_table(empty), 0)
+    assert nothing.status == "insufficient_data" and "no XRS-B flux" in nothing.reason and not nothing.degraded
+    assert nothing.survival == {} and nothing.class_probabilities == {}
+    message = forecast_message(nothing, model.version, horizon_hours=168)
+    assert message.status == "insufficient_data" and not message.degraded and message.reason == nothing.reason
 
 
 # ---- backtest ----------------------------------------------------------------------------------------------------

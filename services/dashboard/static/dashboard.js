@@ -244,9 +244,11 @@ function drawForecast() {
     clear(buckets); buckets.dataset.bars = "0";
   } else {
     meta.dataset.version = champion.model_version;
+    meta.dataset.degraded = champion.degraded ? "true" : "false";
     meta.textContent = `issued ${utcLabel(champion.issued_ms)} UTC by ${champion.model_version}` +
       (champion.status === "ok" ? (champion.predicted_class ? `; most likely: ${champion.predicted_class}` : "")
-                                : `; ${champion.status}: ${champion.reason || ""}`);
+                                : `; ${champion.status}: ${champion.reason || ""}`) +
+      (champion.degraded ? `; DEGRADED (${champion.reason})` : "");
     const order = ["none", "C", "M", "X"];
     const probabilities = Object.entries(champion.class_probabilities)
       .sort(([a], [b]) => order.indexOf(a) - order.indexOf(b));
