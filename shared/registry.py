@@ -2,16 +2,12 @@
 an append-only history of everything done to them.
 
 A version is registered once with the sha256 of every artifact; `load_model` verifies every digest before
-unpickling anything. Retention keeps the newest `keep` versions of each kind (plus the champion and the
-challenger), moves the files of older ones to `<models>/archive/`, and deletes archived files after
-`archive_days`; each step is a history entry.
+unpickling anything. Retention is the gatekeeper's (`services.gatekeeper.retention`).
 """
 
 from __future__ import annotations
 
-import shutil
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +15,7 @@ import asyncpg
 
 from shared import messages as m
 from shared.forecast_model import DigestMismatch, ForecastModel, ModelFileError, read_verified
-from shared.logging import get_logger
-from shared.model_status import GONE, PROTECTED
 
-log = get_logger(__name__)
 FORECAST_KIND = "forecast"
 
 
@@ -144,78 +137,3 @@ def verify_files(row: dict[str, Any]) -> None:
         if name not in row["digests"]:
             raise DigestMismatch(f"version {row['version']}: no registered digest for {name}; refused")
         read_verified(path, row["digests"][name])
-
-
-# ---- retention ------------------------------------------------------------------------------------------
-
-
-@dataclass
-class RetentionReport:
-    archived: list[str] = field(default_factory=list)
-    deleted: list[str] = field(default_factory=list)
-
-
-def _move(path: str, folder: Path) -> str:
-    source = Path(path)
-    folder.mkdir(parents=True, exist_ok=True)
-    target = folder / source.name
-    if source.exists():
-        shutil.move(str(source), target)
-    return str(target)
-
-
-async def apply_retention(
-    conn: asyncpg.Connection, model_dir: Path, *, keep: int, archive_days: int, actor: str,
-    now: datetime | None = None,
-) -> RetentionReport:
-    """Archive all but the newest `keep` versions of each kind (never the champion or challenger); delete the
-    files of versions archived more than `archive_days` ago. Safe to run again: it only acts on what is due."""
-    now = now or _now()
-    report = RetentionReport()
-    archive_dir = Path(model_dir) / "archive"
-    for kind in [r["kind"] for r in await conn.fetch("SELECT DISTINCT kind FROM model_registry ORDER BY kind")]:
-        live = await conn.fetch(
-            "SELECT * FROM model_registry WHERE kind = $1 AND status <> ALL($2::text[])"
-            " ORDER BY created_at DESC, version DESC",
-            kind, sorted(GONE),
-        )
-        for row in live[keep:]:
-            if row["status"] in PROTECTED:
-                continue
-            async with conn.transaction():
-                moved = {name: _move(path, archive_dir) for name, path in row["artifacts"].items()}
-                await conn.execute(
-                    "UPDATE model_registry SET artifacts = $2, status = 'archived', updated_at = now() WHERE version = $1",
-                    row["version"], moved,
-                )
-                await record(
-                    conn, action="archived", version=row["version"], actor=actor,
-                    reason=f"retention: keep the newest {keep} {kind} versions", event_time=now,
-                    evidence={"kind": kind, "previous_status": row["status"], "artifacts": moved},
-                    event_id=m.stable_id("model-history", "archived", row["version"]),
-                )
-            report.archived.append(row["version"])
-            log.info("registry.archived", version=row["version"], kind=kind)
-    due = await conn.fetch(
-        "SELECT r.version, r.kind, r.artifacts, max(h.event_time) AS archived_at FROM model_registry r"
-        " JOIN model_history h ON h.version = r.version AND h.action = 'archived'"
-        " WHERE r.status = 'archived' GROUP BY r.version, r.kind, r.artifacts"
-        " HAVING max(h.event_time) <= $1",
-        now - timedelta(days=archive_days),
-    )
-    for row in due:
-        async with conn.transaction():
-            for path in row["artifacts"].values():
-                Path(path).unlink(missing_ok=True)
-            await conn.execute(
-                "UPDATE model_registry SET status = 'deleted', updated_at = now() WHERE version = $1", row["version"]
-            )
-            await record(
-                conn, action="deleted", version=row["version"], actor=actor,
-                reason=f"retention: archived files are deleted after {archive_days} days", event_time=now,
-                evidence={"kind": row["kind"], "archived_at": row["archived_at"].isoformat(), "files": list(row["artifacts"].values())},
-                event_id=m.stable_id("model-history", "deleted", row["version"]),
-            )
-        report.deleted.append(row["version"])
-        log.info("registry.deleted", version=row["version"])
-    return report

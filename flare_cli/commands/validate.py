@@ -1,11 +1,14 @@
-"""`flare validate`: the deployment plan's six checks of a running system, each logged with its reason."""
+"""`flare validate`: the deployment plan's six checks of a running system, each logged with its reason.
+
+The run is logged in `flare_system_validation_log` by the gatekeeper, the table's only writer: the command posts
+it to the gatekeeper's POST /validation-runs with the operator token (as `flare promote` does)."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import getpass
 import math
+import sys
 import time
 import uuid
 from datetime import timedelta
@@ -14,6 +17,7 @@ from typing import Any, Awaitable, Callable
 
 from flare_cli import context
 from flare_cli.checks import Check, print_checks
+from flare_cli.commands import models
 from shared.settings import Settings
 
 CHECKS = ("database", "ingestion", "model loading", "predictions", "api endpoint", "full pipeline")
@@ -22,6 +26,7 @@ CHECKS = ("database", "ingestion", "model loading", "predictions", "api endpoint
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("validate", help="check the running system: database, ingestion, model, predictions, API, pipeline")
     parser.add_argument("--api-url", help="predictor API base URL (default: from settings)")
+    parser.add_argument("--gatekeeper-url", help="where the run is logged (default: the gatekeeper from settings)")
     parser.set_defaults(handler=cmd_validate)
 
 
@@ -135,8 +140,6 @@ def describe_prediction(body: dict[str, Any]) -> str:
 
 
 async def run_validation(settings: Settings, dsn: str, api_url: str) -> list[Check]:
-    run_id = uuid.uuid4().hex
-    actor = getpass.getuser()
     from shared.db import connect
 
     try:
@@ -158,11 +161,6 @@ async def run_validation(settings: Settings, dsn: str, api_url: str) -> list[Che
                 checks.append(Check(name, False, str(exc)))
             except Exception as exc:  # any other failure is reported as this check's finding
                 checks.append(Check(name, False, f"{type(exc).__name__}: {exc}"))
-        await conn.executemany(
-            "INSERT INTO flare_system_validation_log (run_id, check_name, passed, detail, actor) VALUES ($1, $2, $3, $4, $5)"
-            " ON CONFLICT (run_id, check_name) DO NOTHING",
-            [(run_id, c.name, c.passed, c.detail, actor) for c in checks],
-        )
     finally:
         await conn.close()
     return checks
@@ -172,4 +170,19 @@ def cmd_validate(args: argparse.Namespace) -> int:
     settings = context.settings()
     endpoints = context.endpoints(start=False)
     api_url = args.api_url or f"http://{settings.bind_host}:{settings.api_port}"
-    return print_checks(asyncio.run(run_validation(settings, endpoints.database_url, api_url)))
+    checks = asyncio.run(run_validation(settings, endpoints.database_url, api_url))
+    code = print_checks(checks)
+    try:
+        log_run(settings, args.gatekeeper_url or models.default_url(settings), checks)
+    except models.ApiError as exc:
+        print(f"the run is not logged in flare_system_validation_log: {exc}", file=sys.stderr)
+        return code or 1
+    return code
+
+
+def log_run(settings: Settings, gatekeeper_url: str, checks: list[Check]) -> None:
+    """Have the gatekeeper log the run under the caller's name; ApiError when it cannot."""
+    client = models.GatekeeperClient(gatekeeper_url, context.operator_token(settings),
+                                     settings.thresholds.api_timeout_seconds)
+    run = [{"name": check.name, "passed": check.passed, "detail": check.detail} for check in checks]
+    client.post("/validation-runs", {"run_id": uuid.uuid4().hex, "checks": run})

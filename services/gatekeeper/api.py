@@ -36,11 +36,11 @@ class PromoteBody(_Body):
     expected_current: str | None = Field(
         description="the champion you expect to replace (null when you expect none); another answers 409")
     reason: str = Field(min_length=3, description="why: kept in the history")
-
     force: bool = Field(
         False, description="promote a version that has not passed the gates (no verdict, or a failed or held one): "
                            "an override, recorded in the history with the caller, the reason and the gate; without "
                            "it such a promotion answers 409 naming the gate")
+
 
 class RollbackBody(_Body):
     version: str | None = Field(None, description="the version to return to; default: the champion before the current one")
@@ -66,6 +66,23 @@ class RetrainBody(_Body):
     reason: str = Field(min_length=3)
     request_key: str | None = Field(
         None, description="makes the call idempotent: the same key sent again is the same request (default: a new key)")
+
+
+class ValidationCheck(_Body):
+    name: str = Field(min_length=1, max_length=100, description="the check, e.g. 'database' or 'full pipeline'")
+    passed: bool
+    detail: str = Field("", max_length=10_000, description="what the check found, or why it failed")
+
+
+class ValidationRunBody(_Body):
+    run_id: str = Field(min_length=1, max_length=100,
+                        description="the run's id: the same run sent again is logged once")
+    checks: list[ValidationCheck] = Field(min_length=1, description="the run's checks, each logged under its name")
+
+
+class ValidationRunLogged(BaseModel):
+    run_id: str
+    logged: int = Field(description="checks newly logged (0 when the run was already logged)")
 
 
 class ModelView(BaseModel):
@@ -282,6 +299,17 @@ def create_app(gatekeeper: Gatekeeper) -> FastAPI:
               responses={403: {"description": "the rejecter asked for this model"}})
     async def reject(version: str, body: DecisionBody, caller: auth.Caller = operator):
         return (await gatekeeper.reject(version, caller.name, body.reason)).as_dict()
+
+    @app.post("/validation-runs", response_model=ValidationRunLogged, status_code=201, tags=["write"],
+              summary="log a `flare validate` run in flare_system_validation_log (the gatekeeper is its only writer)")
+    async def log_validation_run(body: ValidationRunBody, caller: auth.Caller = operator):
+        names = [check.name for check in body.checks]
+        if len(set(names)) != len(names):
+            raise HTTPException(422, f"each check is logged once per run: {names} repeats a name")
+        async with pool.acquire() as conn, conn.transaction():
+            logged = [await store.log_check(conn, body.run_id, check.name, check.passed, check.detail, caller.name)
+                      for check in body.checks]
+        return {"run_id": body.run_id, "logged": sum(logged)}
 
     @app.post("/retrain", response_model=RetrainAccepted, status_code=202, tags=["write"],
               summary="ask for retraining; folded into a request already in flight")

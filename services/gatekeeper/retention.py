@@ -1,26 +1,109 @@
-"""The registry's retention policy on a schedule: keep the newest versions of each kind, archive the rest,
-delete archived files after the retention period (`shared.registry.apply_retention`, which records each
-step in the history). File ages are wall-clock ages, so this schedule runs on the wall clock."""
+"""The registry's retention policy on a schedule, the gatekeeper's alone: keep the newest `keep` versions of
+each kind (plus the champion and the challenger), move the files of older ones to `<models>/archive/`, and
+delete archived files after `archive_days`; each step is a history entry. File ages are wall-clock ages, so
+this schedule runs on the wall clock."""
 
 from __future__ import annotations
 
 import asyncio
+import shutil
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import asyncpg
 
 from services.gatekeeper import store
 from services.gatekeeper.lifecycle import Gatekeeper
 from shared import messages as m
 from shared import registry
 from shared.logging import get_logger
+from shared.model_status import GONE, PROTECTED
 
 log = get_logger(__name__)
 ACTOR = "gatekeeper:retention"
 
 
-async def run_retention(gatekeeper: Gatekeeper) -> registry.RetentionReport:
+@dataclass
+class RetentionReport:
+    archived: list[str] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
+
+
+def _move(path: str, folder: Path) -> str:
+    source = Path(path)
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / source.name
+    if source.exists():
+        shutil.move(str(source), target)
+    return str(target)
+
+
+async def apply_retention(
+    conn: asyncpg.Connection, model_dir: Path, *, keep: int, archive_days: int, actor: str,
+    now: datetime | None = None,
+) -> RetentionReport:
+    """Archive all but the newest `keep` versions of each kind (never the champion or challenger); delete the
+    files of versions archived more than `archive_days` ago. Safe to run again: it only acts on what is due."""
+    now = now or store.wall_now()
+    report = RetentionReport()
+    archive_dir = Path(model_dir) / "archive"
+    for kind in [r["kind"] for r in await conn.fetch("SELECT DISTINCT kind FROM model_registry ORDER BY kind")]:
+        live = await conn.fetch(
+            "SELECT * FROM model_registry WHERE kind = $1 AND status <> ALL($2::text[])"
+            " ORDER BY created_at DESC, version DESC",
+            kind, sorted(GONE),
+        )
+        for row in live[keep:]:
+            if row["status"] in PROTECTED:
+                continue
+            async with conn.transaction():
+                moved = {name: _move(path, archive_dir) for name, path in row["artifacts"].items()}
+                await conn.execute(
+                    "UPDATE model_registry SET artifacts = $2, status = 'archived', updated_at = now()"
+                    " WHERE version = $1",
+                    row["version"], moved,
+                )
+                await registry.record(
+                    conn, action="archived", version=row["version"], actor=actor,
+                    reason=f"retention: keep the newest {keep} {kind} versions", event_time=now,
+                    evidence={"kind": kind, "previous_status": row["status"], "artifacts": moved},
+                    event_id=m.stable_id("model-history", "archived", row["version"]),
+                )
+            report.archived.append(row["version"])
+            log.info("registry.archived", version=row["version"], kind=kind)
+    due = await conn.fetch(
+        "SELECT r.version, r.kind, r.artifacts, max(h.event_time) AS archived_at FROM model_registry r"
+        " JOIN model_history h ON h.version = r.version AND h.action = 'archived'"
+        " WHERE r.status = 'archived' GROUP BY r.version, r.kind, r.artifacts"
+        " HAVING max(h.event_time) <= $1",
+        now - timedelta(days=archive_days),
+    )
+    for row in due:
+        async with conn.transaction():
+            for path in row["artifacts"].values():
+                Path(path).unlink(missing_ok=True)
+            await conn.execute(
+                "UPDATE model_registry SET status = 'deleted', updated_at = now() WHERE version = $1", row["version"]
+            )
+            await registry.record(
+                conn, action="deleted", version=row["version"], actor=actor,
+                reason=f"retention: archived files are deleted after {archive_days} days", event_time=now,
+                evidence={"kind": row["kind"], "archived_at": row["archived_at"].isoformat(),
+                          "files": list(row["artifacts"].values())},
+                event_id=m.stable_id("model-history", "deleted", row["version"]),
+            )
+        report.deleted.append(row["version"])
+        log.info("registry.deleted", version=row["version"])
+    return report
+
+
+
+async def run_retention(gatekeeper: Gatekeeper) -> RetentionReport:
     settings = gatekeeper.settings
     now = store.wall_now()
     async with gatekeeper.pool.acquire() as conn:
-        report = await registry.apply_retention(
+        report = await apply_retention(
             conn, settings.model_path, keep=settings.gatekeeper.keep_models,
             archive_days=settings.gatekeeper.archive_retention_days, actor=ACTOR, now=now,
         )

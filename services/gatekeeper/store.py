@@ -64,13 +64,15 @@ async def set_status(conn: asyncpg.Connection, version: str, status: str) -> Non
 
 async def log_check(
     conn: asyncpg.Connection, run_id: str, check_name: str, passed: bool, detail: Any, actor: str,
-) -> None:
+) -> bool:
+    """Log one check of a run; a check already logged under the run's id is not logged again. True if logged."""
     text = detail if isinstance(detail, str) else json.dumps(detail, default=str, sort_keys=True)
-    await conn.execute(
+    status = await conn.execute(
         "INSERT INTO flare_system_validation_log (run_id, check_name, passed, detail, actor) VALUES ($1, $2, $3, $4, $5)"
         " ON CONFLICT (run_id, check_name) DO NOTHING",
         run_id, check_name, passed, text, actor,
     )
+    return status.endswith(" 1")
 
 
 async def history(
@@ -240,10 +242,10 @@ async def clock_time(conn: asyncpg.Connection, stream: str) -> datetime | None:
 
 async def record_metrics(conn: asyncpg.Connection, update: m.MetricsUpdated) -> None:
     await conn.execute(
-        "INSERT INTO model_metrics (message_id, model_version, shadow, window_name, as_of, scored_count, metrics,"
-        " reliability) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING",
+        "INSERT INTO gatekeeper_metrics (message_id, model_version, shadow, window_name, as_of, scored_count, metrics)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
         update.message_id, update.model_version, update.shadow, update.window, update.event_time, update.scored_count,
-        update.metrics, update.reliability,
+        update.metrics,
     )
 
 
@@ -251,7 +253,7 @@ async def latest_metrics(
     conn: asyncpg.Connection, version: str, window: str, *, not_after: datetime | None = None,
 ) -> dict[str, Any] | None:
     row = await conn.fetchrow(
-        "SELECT * FROM model_metrics WHERE model_version = $1 AND window_name = $2 AND NOT shadow"
+        "SELECT * FROM gatekeeper_metrics WHERE model_version = $1 AND window_name = $2 AND NOT shadow"
         " AND ($3::timestamptz IS NULL OR as_of <= $3) ORDER BY as_of DESC LIMIT 1",
         version, window, not_after,
     )

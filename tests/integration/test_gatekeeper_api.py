@@ -466,3 +466,27 @@ async def test_retention_runs_through_the_gatekeeper_and_every_step_is_recorded(
             f"%{versions[1]}%")
     assert archived["actor"] == "gatekeeper:retention" and logged is not None
     assert (await run_retention(gatekeeper)).archived == []  # nothing more is due
+
+
+async def test_a_flare_validate_run_is_logged_by_the_gatekeeper_once_under_the_operators_name(api, gatekeeper):
+    run_id = f"validate-{uuid.uuid4().hex}"
+    run = {"run_id": run_id, "checks": [{"name": "database", "passed": True, "detail": "connected, 4 migrations"},
+                                        {"name": "full pipeline", "passed": False, "detail": "no forecast logged"}]}
+
+    assert (await api.post("/validation-runs", json=run)).status_code == 401
+    assert (await api.post("/validation-runs", json=run, headers=bearer(VIEWER))).status_code == 403
+    twice = {**run, "checks": run["checks"] + run["checks"][:1]}
+    repeated = await api.post("/validation-runs", json=twice, headers=bearer(ALICE))
+    assert repeated.status_code == 422 and "repeats a name" in repeated.json()["detail"]
+    no_checks = await api.post("/validation-runs", json={"run_id": run_id, "checks": []}, headers=bearer(ALICE))
+    assert no_checks.status_code == 422
+
+    logged = await api.post("/validation-runs", json=run, headers=bearer(ALICE))
+    assert logged.status_code == 201 and logged.json() == {"run_id": run_id, "logged": 2}
+    again = await api.post("/validation-runs", json=run, headers=bearer(ALICE))  # a retried post
+    assert again.status_code == 201 and again.json()["logged"] == 0
+    async with gatekeeper.pool.acquire() as conn:
+        rows = await conn.fetch("SELECT check_name, passed, detail, actor FROM flare_system_validation_log"
+                                " WHERE run_id = $1 ORDER BY id", run_id)
+    assert [tuple(row) for row in rows] == [("database", True, "connected, 4 migrations", "alice"),
+                                            ("full pipeline", False, "no forecast logged", "alice")]

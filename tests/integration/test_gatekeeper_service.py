@@ -109,3 +109,20 @@ async def test_an_operator_drives_the_registry_with_flare_commands_and_is_refuse
     announced = await read_all(settings, "lifecycle", at_least=3)
     assert [(type(x).__name__, x.version) for x in announced] == [
         ("ModelPromoted", v1), ("ModelPromoted", v2), ("ModelRolledBack", v1)]
+
+
+async def test_flare_validate_has_the_gatekeeper_log_its_run_and_says_so_when_it_cannot(settings, clean_db, tmp_path):
+    async with gatekeeper_running(settings, clean_db, tmp_path / "gatekeeper.log") as gatekeeper:
+        validated = gatekeeper.flare("validate", "--api-url", "http://127.0.0.1:9")  # an empty system: checks fail
+        assert validated.returncode == 1 and "PASS  database" in validated.stdout, validated.stdout + validated.stderr
+        assert "not logged" not in validated.stderr, validated.stderr
+        rows = await clean_db.fetch("SELECT run_id, check_name, passed, actor FROM flare_system_validation_log")
+        assert [(r["check_name"], r["actor"]) for r in rows] == [
+            (name, "alice") for name in ("database", "ingestion", "model loading", "predictions", "api endpoint",
+                                         "full pipeline")]
+        assert len({r["run_id"] for r in rows}) == 1 and [r["passed"] for r in rows][:2] == [True, False]
+
+        nowhere = "http://127.0.0.1:9"
+        unlogged = gatekeeper.flare("validate", "--api-url", nowhere, "--gatekeeper-url", nowhere)
+        assert unlogged.returncode == 1 and "the run is not logged in flare_system_validation_log" in unlogged.stderr
+    assert await count(clean_db, "SELECT count(*) FROM flare_system_validation_log") == 6

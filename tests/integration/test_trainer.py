@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from services.gatekeeper.retention import apply_retention
 from services.trainer import service
 from services.trainer.pipeline import backtest_registered, train_and_register, validate_registered
 from services.trainer.training import InsufficientHistory
@@ -130,16 +131,16 @@ async def test_retention_keeps_the_newest_three_archives_the_rest_and_deletes_ar
         versions = [await _register_dummy(conn, model_dir, str(i)) for i in range(6)]
         await conn.execute("UPDATE model_registry SET status = 'champion' WHERE version = $1", versions[0])
         now = datetime.now(UTC)
-        report = await registry.apply_retention(conn, model_dir, keep=3, archive_days=90, actor="test", now=now)
+        report = await apply_retention(conn, model_dir, keep=3, archive_days=90, actor="test", now=now)
         assert sorted(report.archived) == sorted(versions[1:3]) and report.deleted == []
         for version in versions[1:3]:
             row = await registry.get(conn, version)
             archived_path = Path(row["artifacts"]["survival_C"])
             assert row["status"] == "archived" and archived_path.parent == model_dir / "archive" and archived_path.exists()
         assert Path((await registry.get(conn, versions[0]))["artifacts"]["survival_C"]).parent == model_dir  # champion stays
-        again = await registry.apply_retention(conn, model_dir, keep=3, archive_days=90, actor="test", now=now + timedelta(days=89))
+        again = await apply_retention(conn, model_dir, keep=3, archive_days=90, actor="test", now=now + timedelta(days=89))
         assert again.archived == [] and again.deleted == []
-        later = await registry.apply_retention(conn, model_dir, keep=3, archive_days=90, actor="test", now=now + timedelta(days=91))
+        later = await apply_retention(conn, model_dir, keep=3, archive_days=90, actor="test", now=now + timedelta(days=91))
         assert sorted(later.deleted) == sorted(versions[1:3])
         for version in versions[1:3]:
             row = await registry.get(conn, version)

@@ -176,7 +176,8 @@ async def services(fuzz_settings, db_pool, fuzzed_consumers, tmp_path_factory) -
     reads topics of its own, which nobody writes to."""
     async with db_pool.acquire() as conn:
         await conn.execute("TRUNCATE flux_observations, flare_events, flare_prediction_log, model_registry, "
-                           "retrain_requests, model_metrics, retrain_triggers, gatekeeper_outbox, gatekeeper_clock")
+                           "retrain_requests, model_metrics, gatekeeper_metrics, retrain_triggers, gatekeeper_outbox, "
+                           "gatekeeper_clock")
         await register_model(conn, fuzz_settings.model_path, status="champion")
     await ensure_topics(fuzz_settings.kafka_bootstrap_servers, topic_registry(fuzz_settings).values())
     idle = fuzz_settings.model_copy(update={"topics": _own_topics("fuzz-idle")})

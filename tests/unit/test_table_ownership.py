@@ -24,8 +24,6 @@ NOT_YET_ONE_WRITER = {
     "model_registry": "shared/registry.py (register, update_evidence) is called by the trainer to register "
                       "candidates and store backtest/validation evidence",
     "model_history": "shared/registry.py records the trainer's registrations and evidence in the history",
-    "model_metrics": "the gatekeeper stores each MetricsUpdated it consumes beside the evaluator's rows",
-    "flare_system_validation_log": "flare validate inserts its checks itself",
 }
 
 
