@@ -124,5 +124,6 @@ class BrokerWatch:
             # marker's offset while the marker is there, but then the fetch returns the marker
             end = (await consumer.end_offsets([MARKER_PARTITION]))[MARKER_PARTITION]
             if end <= self.offset:
-                return f"the log of {MARKER_TOPIC} ends at {end}, with no record at this process's marker's offset {self.offset}"
+                return (f"the log of {MARKER_TOPIC} ends at {end}, "
+                        f"with no record at this process's marker's offset {self.offset}")
         return None

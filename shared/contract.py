@@ -224,7 +224,8 @@ def _resolve(schema: Any, root: dict[str, Any]) -> Any:
 def _members(schema: Any, root: dict[str, Any]) -> list[Any]:
     schema = _resolve(schema, root)
     if isinstance(schema, dict) and ("anyOf" in schema or "oneOf" in schema):
-        return [member for part in schema.get("anyOf", schema.get("oneOf")) for member in _members(part, root)]
+        parts = schema["anyOf"] if "anyOf" in schema else schema["oneOf"]
+        return [member for part in parts for member in _members(part, root)]
     return [schema]
 
 

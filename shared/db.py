@@ -7,7 +7,9 @@ from importlib import resources
 from typing import Any, Awaitable, Callable, TypeVar
 
 import asyncpg
-from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_delay, stop_never, wait_exponential
+from tenacity import (
+    AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_delay, stop_never, wait_exponential,
+)
 
 from shared.logging import get_logger
 
@@ -42,16 +44,19 @@ async def outlasting_outages(work: Callable[[], Awaitable[T]], *, timeout_second
     """`work()`, run again with backoff (at most 5 s apart) while the database is away, for `timeout_seconds`
     or, by default, until it is back: a service holds still rather than drop or skip what it has in hand.
     `work` must be safe to repeat (one transaction, or idempotent writes)."""
-    async for attempt in AsyncRetrying(
+    retrying = AsyncRetrying(
         retry=retry_if_exception_type(DATABASE_OUTAGES),
         wait=wait_exponential(multiplier=0.2, max=5),
         stop=stop_never if timeout_seconds is None else stop_after_delay(timeout_seconds),
         reraise=True,
-        before_sleep=lambda state: log.warning("database.retrying", error=repr(state.outcome.exception()),
-                                               attempt=state.attempt_number),
-    ):
-        with attempt:
-            return await work()
+        before_sleep=_log_retry,
+    )
+    return await retrying(work)
+
+
+def _log_retry(state: RetryCallState) -> None:
+    error = state.outcome.exception() if state.outcome else None
+    log.warning("database.retrying", error=repr(error), attempt=state.attempt_number)
 
 
 async def outlasting_outages_on(pool: asyncpg.Pool, work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:

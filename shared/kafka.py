@@ -200,7 +200,8 @@ class Publisher:
                     futures.append(await self._send_batch(builder, topic, partition))
                     builder = self._producer.create_batch()
                 if builder.append(timestamp=None, key=key, value=value, headers=headers) is None:
-                    futures.append(await self._producer.send(topic, value, key=key, headers=headers, partition=partition))
+                    futures.append(
+                        await self._producer.send(topic, value, key=key, headers=headers, partition=partition))
             builders[partition] = builder
             count += 1
         for partition, builder in builders.items():

@@ -24,7 +24,7 @@ def _redact_secrets(_, __, event_dict):
 
 
 def configure_logging(service: str, *, json_lines: bool = True, level: str = "info") -> None:
-    processors = [
+    processors: list[structlog.typing.Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),

@@ -13,8 +13,13 @@ from typing import Sequence
 import numpy as np
 from scipy.stats import rankdata
 
+# Every score takes a list or a numpy array alike.
+Floats = Sequence[float] | np.ndarray
+Ints = Sequence[int] | np.ndarray
+Bools = Sequence[bool] | np.ndarray
 
-def _arrays(p: Sequence[float], y: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+
+def _arrays(p: Floats, y: Ints) -> tuple[np.ndarray, np.ndarray]:
     p_arr = np.asarray(p, dtype=float)
     y_arr = np.asarray(y, dtype=float)
     if p_arr.shape != y_arr.shape:
@@ -22,14 +27,14 @@ def _arrays(p: Sequence[float], y: Sequence[int]) -> tuple[np.ndarray, np.ndarra
     return p_arr, y_arr
 
 
-def brier_score(p: Sequence[float], y: Sequence[int]) -> float | None:
+def brier_score(p: Floats, y: Ints) -> float | None:
     p_arr, y_arr = _arrays(p, y)
     if len(p_arr) == 0:
         return None
     return float(np.mean((p_arr - y_arr) ** 2))
 
 
-def brier_skill_score(p: Sequence[float], y: Sequence[int], reference: Sequence[float]) -> float | None:
+def brier_skill_score(p: Floats, y: Ints, reference: Floats) -> float | None:
     """1 - BS/BS_ref: positive when the forecast beats the reference forecast on the same outcomes."""
     score, ref = brier_score(p, y), brier_score(reference, y)
     if score is None or not ref:
@@ -37,7 +42,7 @@ def brier_skill_score(p: Sequence[float], y: Sequence[int], reference: Sequence[
     return 1.0 - score / ref
 
 
-def roc_auc(p: Sequence[float], y: Sequence[int]) -> float | None:
+def roc_auc(p: Floats, y: Ints) -> float | None:
     """Area under the ROC curve (Mann-Whitney form, ties count half); None without both outcomes."""
     p_arr, y_arr = _arrays(p, y)
     positives = int(y_arr.sum())
@@ -87,7 +92,7 @@ class Contingency:
         return 2.0 * (a * d - b * c) / denominator if denominator else None
 
 
-def contingency(p: Sequence[float], y: Sequence[int], threshold: float) -> Contingency:
+def contingency(p: Floats, y: Ints, threshold: float) -> Contingency:
     """Yes-forecasts are p >= threshold."""
     p_arr, y_arr = _arrays(p, y)
     yes = p_arr >= threshold
@@ -100,14 +105,14 @@ def contingency(p: Sequence[float], y: Sequence[int], threshold: float) -> Conti
     )
 
 
-def best_threshold(p: Sequence[float], y: Sequence[int], candidates: Sequence[float] | None = None) -> float:
+def best_threshold(p: Floats, y: Ints, candidates: Floats | None = None) -> float:
     """The probability threshold that maximises F1 on (p, y): chosen on training data, applied to new data."""
     grid = np.asarray(candidates if candidates is not None else np.round(np.arange(0.02, 0.96, 0.01), 2))
     scores = [contingency(p, y, float(t)).f1() or 0.0 for t in grid]
     return float(grid[int(np.argmax(scores))])
 
 
-def reliability_table(p: Sequence[float], y: Sequence[int], bins: int = 10) -> list[dict[str, float | int | None]]:
+def reliability_table(p: Floats, y: Ints, bins: int = 10) -> list[dict[str, float | int | None]]:
     """Per probability bin: how many forecasts, their mean probability and how often the event happened."""
     p_arr, y_arr = _arrays(p, y)
     edges = np.linspace(0.0, 1.0, bins + 1)
@@ -127,8 +132,8 @@ def reliability_table(p: Sequence[float], y: Sequence[int], bins: int = 10) -> l
 
 
 def binary_scores(
-    p: Sequence[float], y: Sequence[int], *, threshold: float, climatology: float | Sequence[float],
-    persistence: Sequence[float] | None = None,
+    p: Floats, y: Ints, *, threshold: float, climatology: float | Floats,
+    persistence: Floats | None = None,
 ) -> dict[str, float | int | None]:
     """Every binary score the reports and the metrics topic carry, under the names they carry them.
 
@@ -164,7 +169,7 @@ def binary_scores(
 # ---- survival --------------------------------------------------------------------------------------------
 
 
-def concordance_index(event: Sequence[bool], time: Sequence[float], risk: Sequence[float]) -> float | None:
+def concordance_index(event: Bools, time: Floats, risk: Floats) -> float | None:
     """Harrell's C-index: how often the higher-risk forecast is the one whose flare came first."""
     from sksurv.metrics import concordance_index_censored
 
@@ -172,13 +177,14 @@ def concordance_index(event: Sequence[bool], time: Sequence[float], risk: Sequen
     if event_arr.sum() == 0:
         return None
     try:
-        return float(concordance_index_censored(event_arr, np.asarray(time, dtype=float), np.asarray(risk, dtype=float))[0])
+        return float(concordance_index_censored(event_arr, np.asarray(time, dtype=float),
+                                                np.asarray(risk, dtype=float))[0])
     except Exception:  # no comparable pair (e.g. a single event at the shortest time)
         return None
 
 
 def integrated_brier(
-    event: Sequence[bool], time: Sequence[float], survival: np.ndarray, time_points: Sequence[float],
+    event: Bools, time: Floats, survival: np.ndarray, time_points: Floats,
 ) -> float | None:
     """Integrated Brier score of survival curves `survival[i, j]` = S_i(time_points[j]), censoring weighted by
     the Kaplan-Meier estimate of the same outcomes. Time points outside the observed follow-up are dropped."""
@@ -203,7 +209,7 @@ def integrated_brier(
 # ---- skill benchmark ---------------------------------------------------------------------------------------
 
 
-def murphy_decomposition(p: Sequence[float], y: Sequence[int], bins: int = 10) -> dict[str, float | None]:
+def murphy_decomposition(p: Floats, y: Ints, bins: int = 10) -> dict[str, float | None]:
     """Murphy's (1973) decomposition of the Brier score over `bins` equal probability bins:
     BS = reliability - resolution + uncertainty (exact when the forecasts are constant within each bin).
     Reliability: how far each bin's mean forecast is from its observed frequency (lower is better);
@@ -215,14 +221,15 @@ def murphy_decomposition(p: Sequence[float], y: Sequence[int], bins: int = 10) -
     base_rate = float(y_arr.mean())
     reliability = resolution = 0.0
     for row in reliability_table(p_arr, y_arr, bins):
-        if row["count"]:
-            weight = row["count"] / len(p_arr)
-            reliability += weight * (row["mean_forecast"] - row["observed_frequency"]) ** 2
-            resolution += weight * (row["observed_frequency"] - base_rate) ** 2
+        count, mean_forecast, frequency = row["count"], row["mean_forecast"], row["observed_frequency"]
+        if count and mean_forecast is not None and frequency is not None:  # an empty bin has no means
+            weight = count / len(p_arr)
+            reliability += weight * (mean_forecast - frequency) ** 2
+            resolution += weight * (frequency - base_rate) ** 2
     return {"reliability": reliability, "resolution": resolution, "uncertainty": base_rate * (1.0 - base_rate)}
 
 
-def sample_climatology_bss(p: Sequence[float], y: Sequence[int]) -> float | None:
+def sample_climatology_bss(p: Floats, y: Ints) -> float | None:
     """Brier skill score against the sample climatology (the event rate of the scored days themselves), as the
     flare-forecasting benchmark reports it (Leka et al. 2019); None when the rate is 0 or 1."""
     p_arr, y_arr = _arrays(p, y)
@@ -237,8 +244,7 @@ def block_bootstrap_indices(n: int, block_length: int, resamples: int, seed: int
     rotation's worth of active regions) that day-by-day resampling would pretend away."""
     if n <= 0 or block_length <= 0 or resamples <= 0:
         raise ValueError("n, block_length and resamples must be positive")
-    starts = np.arange(0, n, block_length)
-    blocks = [np.arange(s, min(s + block_length, n)) for s in starts]
+    blocks = [np.arange(start, min(start + block_length, n)) for start in range(0, n, block_length)]
     rng = np.random.default_rng(seed)
     rows = np.empty((resamples, n), dtype=np.int64)
     for r in range(resamples):
@@ -252,7 +258,7 @@ def block_bootstrap_indices(n: int, block_length: int, resamples: int, seed: int
     return rows
 
 
-def percentile_interval(values: Sequence[float], level: float = 0.95) -> tuple[float, float] | None:
+def percentile_interval(values: Floats, level: float = 0.95) -> tuple[float, float] | None:
     """The central `level` percentile interval of bootstrap values; NaN values (a statistic undefined on a
     resample, e.g. AUC without events) are left out; None if nothing is left."""
     finite = np.asarray(values, dtype=float)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Awaitable
 
 import faust
@@ -42,7 +43,7 @@ def raw_topic(app: faust.App, spec: TopicSpec) -> faust.TopicT:
 
 def _headers(event: faust.EventT) -> list[tuple[str, bytes]]:
     headers = event.message.headers or []
-    return list(headers.items()) if isinstance(headers, dict) else list(headers)
+    return list(headers.items()) if isinstance(headers, Mapping) else list(headers)
 
 
 class Acceptor:

@@ -36,7 +36,8 @@ def topic_registry(settings: Settings) -> dict[str, TopicSpec]:
         TopicSpec(t.forecasts, (m.ForecastIssued,), "message_id", description="forecasts for downstream apps"),
         TopicSpec(t.outcomes, (m.ForecastResolved,), "message_id", description="what followed each forecast"),
         TopicSpec(t.metrics, (m.MetricsUpdated,), "message_id", description="skill per model version and window"),
-        TopicSpec(t.alerts, (m.MetricDrift, m.XClassFlareObserved), "message_id", description="drift and X-class alerts"),
+        TopicSpec(t.alerts, (m.MetricDrift, m.XClassFlareObserved), "message_id",
+                  description="drift and X-class alerts"),
         TopicSpec(t.retrain_requests, (m.RetrainRequested,), "message_id", description="asks the trainer to train"),
         TopicSpec(
             t.lifecycle,
@@ -46,7 +47,8 @@ def topic_registry(settings: Settings) -> dict[str, TopicSpec]:
         ),
         TopicSpec(t.dead_letters, (m.DeadLettered,), "message_id", description="rejected input with its reason"),
     ]
-    roles = ["flux", "flares", "forecasts", "outcomes", "metrics", "alerts", "retrain_requests", "lifecycle", "dead_letters"]
+    roles = ["flux", "flares", "forecasts", "outcomes", "metrics", "alerts", "retrain_requests", "lifecycle",
+             "dead_letters"]
     return dict(zip(roles, specs))
 
 
