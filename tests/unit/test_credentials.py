@@ -34,7 +34,8 @@ def test_a_malformed_expiry_is_named_without_the_secret(configured, problem):
 
 def test_an_expired_credential_is_refused_saying_so_and_an_unknown_one_is_just_unknown():
     known = [credentials.parse("dave:old-s3cret@2026-01-01T00:00:00Z"), credentials.parse("erin:new-s3cret")]
-    with pytest.raises(credentials.CredentialRejected, match="token of dave expired at 2026-01-01T00:00:00Z") as refused:
+    with pytest.raises(credentials.CredentialRejected,
+                       match="token of dave expired at 2026-01-01T00:00:00Z") as refused:
         credentials.matching("dave:old-s3cret", known, NOW, "token")
     assert "old-s3cret" not in str(refused.value)
     with pytest.raises(credentials.CredentialRejected, match="^unknown token$"):

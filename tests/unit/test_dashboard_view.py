@@ -11,7 +11,8 @@ from shared import messages as m
 T0 = datetime(2015, 3, 11, 0, 0, tzinfo=timezone.utc)
 
 
-def flux(minutes: float, xrsb: float | None, *, xrsa: float | None = 1e-8, satellite: str = "GOES-15") -> m.FluxObserved:
+def flux(minutes: float, xrsb: float | None, *, xrsa: float | None = 1e-8,
+         satellite: str = "GOES-15") -> m.FluxObserved:
     at = T0 + timedelta(minutes=minutes)
     return m.FluxObserved(
         message_id=m.stable_id(satellite, at), event_time=at, satellite=satellite, cadence_seconds=60,
@@ -110,7 +111,8 @@ def test_a_promotion_names_the_champion_and_appears_once_in_the_history():
 
     snapshot = view.snapshot()
     assert snapshot["champion"] == "v2"
-    assert [(row["kind"], row["version"], row["actor"]) for row in snapshot["history"]] == [("ModelPromoted", "v2", "operator")]
+    assert [(row["kind"], row["version"], row["actor"]) for row in snapshot["history"]] == [
+        ("ModelPromoted", "v2", "operator")]
     assert "was v1" in snapshot["history"][0]["summary"]
 
 

@@ -42,8 +42,9 @@ def backtested():
 
 def flux_messages(observations: pd.DataFrame) -> list[m.FluxObserved]:
     return [
-        m.FluxObserved(message_id=m.stable_id(row.satellite, row.time_tag.isoformat()), event_time=row.time_tag.to_pydatetime(),
-                       satellite=row.satellite, cadence_seconds=int(row.cadence_seconds), scaling_era=row.scaling_era,
+        m.FluxObserved(message_id=m.stable_id(row.satellite, row.time_tag.isoformat()),
+                       event_time=row.time_tag.to_pydatetime(), satellite=row.satellite,
+                       cadence_seconds=int(row.cadence_seconds), scaling_era=row.scaling_era,
                        xrsb_flux=None if np.isnan(row.xrsb_flux) else float(row.xrsb_flux), source="test")
         for row in observations.itertuples()
     ]
@@ -52,7 +53,8 @@ def flux_messages(observations: pd.DataFrame) -> list[m.FluxObserved]:
 def flare_messages(flares: pd.DataFrame) -> list[m.FlareObserved]:
     messages = []
     for row in flares.itertuples():
-        letter = "X" if row.peak_flux >= 1e-4 else "M" if row.peak_flux >= 1e-5 else "C" if row.peak_flux >= 1e-6 else "B"
+        letter = ("X" if row.peak_flux >= 1e-4 else "M" if row.peak_flux >= 1e-5
+                  else "C" if row.peak_flux >= 1e-6 else "B")
         floor = {"B": 1e-7, "C": 1e-6, "M": 1e-5, "X": 1e-4}[letter]
         peak = row.peak_time.to_pydatetime()
         messages.append(m.FlareObserved(
@@ -89,7 +91,8 @@ def test_streamed_scores_of_the_backtests_forecasts_equal_the_backtest(backteste
     for target in model.targets:
         expected = result.scores[target]
         for name in COMPARED:
-            assert cumulative.metrics[f"{target}.{name}"] == pytest.approx(expected[name], rel=1e-12, abs=1e-15), (target, name)
+            assert cumulative.metrics[f"{target}.{name}"] == pytest.approx(
+                expected[name], rel=1e-12, abs=1e-15), (target, name)
         assert [row for row in cumulative.reliability if row["target"] == target] == [
             {"target": target, **row} for row in expected["reliability"]]
 

@@ -152,7 +152,8 @@ def p_and_y(resolutions, target="C"):
 
 def test_streamed_metrics_are_the_shared_scores_of_the_same_forecasts(settings):
     evaluator = new_evaluator(settings)
-    run = run_period(evaluator, at(1), 10, lambda t: 0.2 + 0.6 * (t.hour % 5 == 0), flares=c_flares_every(30, at(1), 10))
+    run = run_period(evaluator, at(1), 10, lambda t: 0.2 + 0.6 * (t.hour % 5 == 0),
+                     flares=c_flares_every(30, at(1), 10))
     as_of = run.dirty[("v1", False)]
     updates = {u.window: u for u in evaluator.metrics(("v1", False), as_of)}
 

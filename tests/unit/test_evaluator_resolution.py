@@ -30,7 +30,8 @@ def record_of(readings) -> FluxRecord:
 def outcome(flares, *, missing=frozenset(), issued=ISSUED):
     pending = PendingForecast.from_message(forecast(issued, 0.3))
     record = record_of(hourly_flux(issued - timedelta(days=2), issued + timedelta(days=2), missing=missing))
-    return resolve(pending, to_ns(issued + timedelta(days=2)), record, [FlareMark.from_message(f) for f in flares], GAP_HOURS)
+    return resolve(pending, to_ns(issued + timedelta(days=2)), record, [FlareMark.from_message(f) for f in flares],
+                   GAP_HOURS)
 
 
 def test_the_largest_flare_in_the_window_and_the_first_of_each_class():
@@ -43,7 +44,8 @@ def test_the_largest_flare_in_the_window_and_the_first_of_each_class():
 
 def test_the_window_is_after_the_issue_time_up_to_24_hours_and_b_flares_do_not_count():
     result = outcome([flare(ISSUED, "X1.0"), flare(ISSUED + timedelta(hours=5), "B9.0"),
-                      flare(ISSUED + timedelta(hours=24), "C1.0"), flare(ISSUED + timedelta(hours=24, minutes=1), "M1.0")])
+                      flare(ISSUED + timedelta(hours=24), "C1.0"),
+                      flare(ISSUED + timedelta(hours=24, minutes=1), "M1.0")])
     assert result.actual_class == "C"
     assert result.hours_to_first == {"C": 24.0, "M": None, "X": None}
 
@@ -112,16 +114,19 @@ def test_resolution_agrees_with_the_trainers_targets_on_a_real_year():
          "scaling_era": r.scaling_era, "xrsa_flux": r.xrsa_flux, "xrsb_flux": r.xrsb_flux} for r in readings
     ])
     flare_frame = pd.DataFrame([
-        {"peak_time": f.peak_time, "peak_flux": f.peak_flux, "scaling_era": f.scaling_era, "source": f.source} for f in flares
+        {"peak_time": f.peak_time, "peak_flux": f.peak_flux, "scaling_era": f.scaling_era, "source": f.source}
+        for f in flares
     ])
     theirs = targets.outcomes(
-        issue_times.as_unit("ns").asi8, flare_timeline(flare_frame), targets.observability(observations, GAP_HOURS), 168,
+        issue_times.as_unit("ns").asi8, flare_timeline(flare_frame), targets.observability(observations, GAP_HOURS),
+        168,
     )
 
     assert [r.scorable for r in ours] == list(theirs.observed_24h)
     assert 0 < sum(not r.scorable for r in ours) < len(ours)  # the year has real gaps, and mostly data
     scorable = theirs.observed_24h
-    assert [r.actual_class for r in ours if r.scorable] == [targets.OUTCOME_CLASSES[i] for i in theirs.largest_class_24h[scorable]]
+    assert [r.actual_class for r in ours if r.scorable] == [
+        targets.OUTCOME_CLASSES[i] for i in theirs.largest_class_24h[scorable]]
     for target in ("C", "M", "X"):
         mine = [r.hours_to_first[target] for r in ours if r.scorable]
         within = theirs.within_24h(target)[scorable].astype(bool)

@@ -93,7 +93,9 @@ def test_a_retrain_request_carries_the_correlation_id_of_the_alert_behind_it():
 
 
 def test_the_same_alert_redelivered_maps_to_the_same_request_id():
-    assert decide(retraining.drift_trigger(drift(1, T0)), []).request_id == decide(retraining.drift_trigger(drift(1, T0)), []).request_id
+    first = decide(retraining.drift_trigger(drift(1, T0)), [])
+    redelivered = decide(retraining.drift_trigger(drift(1, T0)), [])
+    assert first.request_id == redelivered.request_id
 
 
 def test_an_alert_while_a_request_is_in_flight_is_folded_into_it():

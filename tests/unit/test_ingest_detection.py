@@ -44,7 +44,8 @@ def test_a_rise_short_of_forty_percent_is_no_flare():
 
 
 def test_a_missing_minute_inside_the_rise_does_not_make_a_start():
-    values: list[float | None] = [BACKGROUND] * 10 + [BACKGROUND * 1.2, None, BACKGROUND * 2, BACKGROUND * 3] + [BACKGROUND] * 10
+    values: list[float | None] = ([BACKGROUND] * 10 + [BACKGROUND * 1.2, None, BACKGROUND * 2, BACKGROUND * 3]
+                                  + [BACKGROUND] * 10)
     assert detect_flares(*minutes(values)) == []
 
 
@@ -91,7 +92,8 @@ def test_detection_on_july_2015_recovers_swpcs_c_class_and_larger_flares():
     recall = len(recovered) / len(listed)
     print(f"\nJuly 2015: {len(listed)} C+ flares listed by SWPC, {len(big)} C+ detected "
           f"({len(detected)} of all classes); recovered {len(recovered)} ({recall:.0%}); "
-          f"{len(unmatched)} detections not in the list: {[(f.peak_time.strftime('%d %H:%M'), f.goes_class) for f in unmatched]}")
+          f"{len(unmatched)} detections not in the list: "
+          f"{[(f.peak_time.strftime('%d %H:%M'), f.goes_class) for f in unmatched]}")
     assert len(listed) == 46
     assert recall >= 0.9
     assert len(unmatched) <= 0.1 * len(big)

@@ -14,8 +14,8 @@ T0 = datetime(2015, 7, 1, tzinfo=timezone.utc)
 
 
 def reading(minute: int, xrsb: float | None = 3.6e-7, quality: str = "good", cadence: int = 60) -> FluxRecord:
-    return FluxRecord("GOES-15", T0 + timedelta(seconds=cadence * minute), cadence, "swpc_scaled", 1e-9 if xrsb else None,
-                      xrsb, quality, "test")
+    return FluxRecord("GOES-15", T0 + timedelta(seconds=cadence * minute), cadence, "swpc_scaled",
+                      1e-9 if xrsb else None, xrsb, quality, "test")
 
 
 def stored(record: FluxRecord, revision: int = 0) -> dict:
@@ -66,7 +66,8 @@ def test_a_detected_flare_is_released_at_its_end_after_the_flux_of_that_minute()
     values = [4e-7] * 10 + [6e-7, 9e-7, 1.4e-6, 2.1e-6, 1.8e-6, 1.5e-6, 1.2e-6, 1.0e-6] + [4e-7] * 5
     records = [reading(i, xrsb=v) for i, v in enumerate(values)]
     (flare,) = detect_in(records)
-    assert (flare.source, flare.satellite, flare.scaling_era, flare.goes_class) == ("detected", "GOES-15", "swpc_scaled", "C2.1")
+    assert (flare.source, flare.satellite, flare.scaling_era, flare.goes_class) == (
+        "detected", "GOES-15", "swpc_scaled", "C2.1")
     timeline = build_timeline(plan_flux(records, {}), [(flare, "new")], "replay")
     position = next(i for i, item in enumerate(timeline) if item.flare is not None)
     assert timeline[position].known_at == flare.end_time

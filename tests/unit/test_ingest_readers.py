@@ -65,7 +65,8 @@ def test_every_file_of_the_data_set_is_recognised_by_its_content_alone():
     assert formats["goes16_1m/goes16_xrs_1m_2023-01.parquet"] == "goes_parquet"
     assert formats["goes16_1m/goes16_xrs_1m_51_days_2021_2025.csv.gz"] == "goes_xrs_1m_csv"
     assert formats["goes16_1m/goes18_xrs_1m_2026-02-26_2026-03-09_with_gaps.csv.gz"] == "swpc_xray_1m_csv"
-    assert formats["swpc_json/xrays-1-day.json.gz"] == formats["swpc_json/xrays-1-minute_2026-07-29_2026-08-08.json.gz"] == "swpc_json"
+    assert (formats["swpc_json/xrays-1-day.json.gz"]
+            == formats["swpc_json/xrays-1-minute_2026-07-29_2026-08-08.json.gz"] == "swpc_json")
     assert formats["flare_lists/swpc_flarelist_sc24_2010_2015.csv.gz"] == "swpc_flarelist_sc24_csv"
     assert formats["flare_lists/swpc_flarelist_1996_2015.csv.gz"] == "swpc_flarelist_1996_csv"
     assert {formats[f"ngdc_reports/goes-xrs-report_{year}.txt.gz"] for year in NGDC_YEARS} == {"ngdc_xrs_report"}
@@ -169,7 +170,8 @@ def test_flare_catalogues_are_read_with_their_source_and_counts():
 
 
 def test_every_catalogue_flare_has_a_class_consistent_with_its_peak_flux_and_ordered_times():
-    for path in [SC24, DATA_DIR / "flare_lists" / "swpc_flarelist_1996_2015.csv.gz", DATA_DIR / "ngdc_reports" / "goes-xrs-report_2015.txt.gz"]:
+    for path in [SC24, DATA_DIR / "flare_lists" / "swpc_flarelist_1996_2015.csv.gz",
+                 DATA_DIR / "ngdc_reports" / "goes-xrs-report_2015.txt.gz"]:
         for flare in read_path(path).flares:
             scale = {"A": 1e-8, "B": 1e-7, "C": 1e-6, "M": 1e-5, "X": 1e-4}[flare.class_letter]
             assert flare.peak_flux == pytest.approx(float(flare.goes_class[1:]) * scale)
@@ -186,7 +188,8 @@ def test_ngdc_lines_read_fixed_width_with_times_past_midnight_and_optical_only_r
     )
     result = read_bytes(lines.encode(), "report.txt")
     first, second = result.flares
-    assert (first.goes_class, first.peak_flux, first.satellite, first.noaa_region) == ("C2.1", pytest.approx(2.1e-6), "GOES-15", "12253")
+    assert (first.goes_class, first.peak_flux, first.satellite, first.noaa_region) == (
+        "C2.1", pytest.approx(2.1e-6), "GOES-15", "12253")
     assert first.peak_time == datetime(2015, 1, 1, 5, 7, tzinfo=timezone.utc)
     assert second.end_time == datetime(1994, 1, 18, 0, 3, tzinfo=timezone.utc)
     assert [r.reason for r in result.rejects] == ["no X-ray class (an optical-only report)"]
@@ -194,7 +197,8 @@ def test_ngdc_lines_read_fixed_width_with_times_past_midnight_and_optical_only_r
 
 
 def test_catalogue_rows_across_midnight_are_put_on_the_next_day_and_inconsistent_classes_rejected():
-    header = "event_starttime,event_peaktime,event_endtime,goes_class_ind,goes_class,goes_class_val,integrated_flux,noaa_ar\n"
+    header = ("event_starttime,event_peaktime,event_endtime,goes_class_ind,goes_class,goes_class_val,integrated_flux,"
+              "noaa_ar\n")
     text = header + (
         "2010-08-17 23:05:00,2010-08-17 00:01:00,2010-08-17 00:22:00,C,C1.5,1.5e-06,1E-03,11099\n"
         "2011-01-01 10:00:00,2011-01-01 10:05:00,2011-01-01 10:20:00,C,C2.0,3e-06,1E-03,\n"
@@ -289,7 +293,8 @@ def test_the_stale_repeat_rule_leaves_short_real_repeats_alone():
     result = read_path(JULY_2015)  # GOES-15 repeats a reading for a minute or two now and then
     assert not any(r.quality == "stale_repeat" for r in result.flux)
     base = datetime(2015, 7, 1, tzinfo=timezone.utc)
-    rows = [f"{(base + timedelta(minutes=i)):%Y-%m-%d %H:%M:%S},0,30,1.0e-09,0,30,{3.6e-07 if 2 <= i < 2 + STALE_RUN_MINUTES else 3.0e-07 + i * 1e-9}"
+    rows = [f"{(base + timedelta(minutes=i)):%Y-%m-%d %H:%M:%S},0,30,1.0e-09,0,30,"
+            f"{3.6e-07 if 2 <= i < 2 + STALE_RUN_MINUTES else 3.0e-07 + i * 1e-9}"
             for i in range(20)]
     stale = read_bytes(("\n".join([NEW_AVG_HEADER_LINE, *rows]) + "\n").encode(), "g15_x.csv").flux
     assert [r.quality for r in stale].count("stale_repeat") == STALE_RUN_MINUTES - 1

@@ -19,7 +19,8 @@ def config_files(tmp_path, monkeypatch):
 
 def test_defaults_match_the_deployment_plan(config_files):
     settings = load_settings()
-    assert (settings.api_port, settings.ui_port, settings.evaluator_port, settings.gatekeeper_port) == (5001, 7860, 5002, 5003)
+    assert (settings.api_port, settings.ui_port, settings.evaluator_port, settings.gatekeeper_port) == (
+        5001, 7860, 5002, 5003)
     assert settings.thresholds.drift_brier_rise == 0.10
     assert settings.model.time_bucket_edges_hours[-1] == 168
 
