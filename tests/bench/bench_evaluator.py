@@ -21,7 +21,8 @@ import pytest
 from services.evaluator.core import Evaluator
 from services.evaluator.metrics import MetricBook
 from tests.conftest import DATA_DIR
-from tests.integration.test_evaluator_service import persistence_forecasts, publish, worker_env  # noqa: F401
+from tests.integration.test_evaluator_service import persistence_forecasts, publish
+from tests.integration.test_evaluator_service import worker_env as worker_env  # fixture, re-exported
 from tests.support.service_process import ServiceProcess, running
 from tests.support.evaluator_data import at, flux, forecast, reference_flares, reference_flux
 
@@ -75,7 +76,9 @@ def test_decision_throughput_over_a_year(settings, bench_figures):
 
 
 @pytest.mark.slow
-async def test_service_throughput_on_a_month_of_one_minute_flux(settings, worker_env, clean_db, tmp_path, bench_figures):
+async def test_service_throughput_on_a_month_of_one_minute_flux(
+    settings, worker_env, clean_db, tmp_path, bench_figures,
+):
     version = f"bench-{uuid.uuid4().hex[:6]}"
     start = at(1, month=7, year=2015)
     readings = minute_flux()
@@ -85,8 +88,10 @@ async def test_service_throughput_on_a_month_of_one_minute_flux(settings, worker
 
     # the baseline: the same messages through the pure decisions, judged with the worker's thresholds
     same_rules = settings.model_copy(update={
-        "thresholds": settings.thresholds.model_copy(update={"min_scored_before_alert": int(worker_env["THRESHOLDS__MIN_SCORED_BEFORE_ALERT"])}),
-        "evaluator": settings.evaluator.model_copy(update={"drift_window_days": int(worker_env["EVALUATOR__DRIFT_WINDOW_DAYS"])})})
+        "thresholds": settings.thresholds.model_copy(
+            update={"min_scored_before_alert": int(worker_env["THRESHOLDS__MIN_SCORED_BEFORE_ALERT"])}),
+        "evaluator": settings.evaluator.model_copy(
+            update={"drift_window_days": int(worker_env["EVALUATOR__DRIFT_WINDOW_DAYS"])})})
     alone = Evaluator.for_settings(same_rules, MetricBook())
     began = time.perf_counter()
     decide(alone, readings, flares, forecasts)

@@ -46,11 +46,12 @@ def flux_messages(path) -> list[m.FluxObserved]:
 @pytest.mark.slow
 async def test_gatekeeper_throughput_and_write_latency(settings, clean_db, tmp_path, bench_figures):
     readings = sorted(flux_messages(HOURLY), key=lambda x: x.event_time)
-    readings = [r for r in readings if r.event_time < datetime(2015, 7, 1, tzinfo=timezone.utc)] + flux_messages(JULY_2015)
+    readings = ([r for r in readings if r.event_time < datetime(2015, 7, 1, tzinfo=timezone.utc)]
+                + flux_messages(JULY_2015))
     last = readings[-1].event_time
-    storm = [m.MetricDrift(message_id=m.stable_id("bench-storm", uuid.uuid4().hex), event_time=last + timedelta(minutes=i),
-                           model_version="v-bench", metric="C.brier", value=0.2, baseline=0.1, threshold=0.11,
-                           window="30d") for i in range(1000)]
+    storm = [m.MetricDrift(message_id=m.stable_id("bench-storm", uuid.uuid4().hex),
+                           event_time=last + timedelta(minutes=i), model_version="v-bench", metric="C.brier",
+                           value=0.2, baseline=0.1, threshold=0.11, window="30d") for i in range(1000)]
 
     async with gatekeeper_running(settings, clean_db, tmp_path / "gatekeeper.log") as gatekeeper, \
             Publisher(settings.kafka_bootstrap_servers) as publisher:
@@ -91,7 +92,8 @@ async def test_gatekeeper_throughput_and_write_latency(settings, clean_db, tmp_p
                 return answer
 
             # never judged by the gates: the first promotions override them
-            await api.post(f"/models/{kind}-a/promote", json={"expected_current": None, "reason": "bench", "force": True})
+            await api.post(f"/models/{kind}-a/promote",
+                           json={"expected_current": None, "reason": "bench", "force": True})
             for _ in range(100):
                 answer = await timed("promote", api.post(f"/models/{kind}-b/promote",
                                                          json={"expected_current": f"{kind}-a", "reason": "bench",
@@ -99,7 +101,8 @@ async def test_gatekeeper_throughput_and_write_latency(settings, clean_db, tmp_p
                 assert answer.status_code == 200
                 answer = await timed("read", api.get("/champion", params={"kind": kind}))
                 assert answer.status_code == 200 and answer.json()[0]["champion"]["version"] == f"{kind}-b"
-                answer = await timed("rollback", api.post("/rollback", json={"from_version": f"{kind}-b", "reason": "bench"}))
+                answer = await timed("rollback",
+                                     api.post("/rollback", json={"from_version": f"{kind}-b", "reason": "bench"}))
                 assert answer.status_code == 200 and answer.json()["champion"] == f"{kind}-a"
                 answer = await timed("read", api.get("/champion", params={"kind": kind}))
                 assert answer.status_code == 200 and answer.json()[0]["champion"]["version"] == f"{kind}-a"
@@ -109,8 +112,8 @@ async def test_gatekeeper_throughput_and_write_latency(settings, clean_db, tmp_p
     bench_figures("gatekeeper", "flux to the event-time clock", len(readings) / clock_seconds, "readings/s",
                   baseline=("bare aiokafka read + parse, same topic", len(readings) / bare_flux),
                   note=f"{len(readings):,} readings published in {published:.1f} s, clock at the end after "
-                       f"{clock_seconds:.1f} s; {monthly} monthly ticks crossed with enough history, {opened} request(s) "
-                       "opened (the rest folded: no trainer answers)")
+                       f"{clock_seconds:.1f} s; {monthly} monthly ticks crossed with enough history, "
+                       f"{opened} request(s) opened (the rest folded: no trainer answers)")
     bench_figures("gatekeeper", "drift alerts recorded as triggers", len(storm) / storm_seconds, "alerts/s",
                   baseline=("bare aiokafka read + parse, same topic", len(storm) / bare_alerts),
                   note=f"{len(storm):,} alerts in {storm_seconds:.1f} s")

@@ -211,13 +211,16 @@ async def test_predictor_replay_live_and_rest_beside_the_bare_minimum(settings, 
         await rest_levels(predictor.url, [bodies[i::len(CONCURRENCY)] for i in range(len(CONCURRENCY))], bench_figures)
 
         # live: flux later than anything forecast so far, one reading at a time
-        live = [r for r in shifted(july, 31) if r.event_time < july[0].event_time + timedelta(days=31, hours=LIVE_HOURS)]
+        live_end = july[0].event_time + timedelta(days=31, hours=LIVE_HOURS)
+        live = [r for r in shifted(july, 31) if r.event_time < live_end]
         latencies = await paced_latencies(settings.kafka_bootstrap_servers, settings.topics.flux, live,
                                           topic_registry(settings)["forecasts"])
     assert len(latencies) >= LIVE_HOURS - 1
 
-    echo_latencies = await echo_worker_latencies(settings, shifted(july, 62)[:len(live) + 1], tmp_path / "echo_worker.log")
+    echo_latencies = await echo_worker_latencies(settings, shifted(july, 62)[:len(live) + 1],
+                                                 tmp_path / "echo_worker.log")
     record_latencies(bench_figures, "predictor", "live: flux published -> forecast published", latencies,
                      "echo worker: flux -> sent on", echo_latencies,
                      note=f"{len(latencies)} forecasts over {len(live):,} readings, one every "
-                          f"{LIVE_PACE_SECONDS * 1000:.0f} ms; the echo worker timed on {len(echo_latencies):,} readings at that pace")
+                          f"{LIVE_PACE_SECONDS * 1000:.0f} ms; "
+                          f"the echo worker timed on {len(echo_latencies):,} readings at that pace")

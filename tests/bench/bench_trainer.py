@@ -60,7 +60,8 @@ def test_training_time_of_each_model_and_backtest_forecasts_per_second(bench_fig
     bench_figures("trainer", "features and targets", features_seconds, "s",
                   note=f"{len(prepared.issue_ns):,} hourly issue times to {UNTIL:%Y-%m-%d}")
 
-    rows = prepared.sufficient & (prepared.all_outcomes.follow_up_hours > 0) & prepared.subsample(model.survival_subsample_hours)
+    rows = (prepared.sufficient & (prepared.all_outcomes.follow_up_hours > 0)
+            & prepared.subsample(model.survival_subsample_hours))
     for target in ("C", "M", "X"):
         y = survival_outcomes(prepared.all_outcomes, target, rows)
         baseline = (f"logistic regression, >={target} rows", simplest_fit(prepared.X[rows], y["event"]))
@@ -73,8 +74,9 @@ def test_training_time_of_each_model_and_backtest_forecasts_per_second(bench_fig
     labels = prepared.all_outcomes.largest_class_24h.astype(str)
     usable = prepared.sufficient & prepared.all_outcomes.observed_24h
     started = time.perf_counter()
-    booster = HistGradientBoostingClassifier(max_iter=model.classifier_max_iter, learning_rate=model.classifier_learning_rate,
-                                             max_leaf_nodes=15, min_samples_leaf=50, early_stopping=False).fit(
+    booster = HistGradientBoostingClassifier(max_iter=model.classifier_max_iter,
+                                             learning_rate=model.classifier_learning_rate, max_leaf_nodes=15,
+                                             min_samples_leaf=50, early_stopping=False).fit(
         prepared.X[usable], labels[usable])
     fit_sigmoid_calibration(booster, prepared.X[usable][-5000:], labels[usable][-5000:])
     classifier_seconds = time.perf_counter() - started
@@ -95,7 +97,8 @@ def test_training_time_of_each_model_and_backtest_forecasts_per_second(bench_fig
     assert result.issued == 8760
     started = time.perf_counter()
     table = forecast_model.forecast_table(feature_table(data.observations, data.flares,
-                                                        hourly_issue_times(UNTIL, BACKTEST_END), forecast_model.feature_params))
+                                                        hourly_issue_times(UNTIL, BACKTEST_END),
+                                                        forecast_model.feature_params))
     bare_seconds = time.perf_counter() - started
     assert len(table.issued_at) == result.issued
     bench_figures("trainer", "backtest 2015 with scoring", result.issued / result.seconds, "forecasts/s",

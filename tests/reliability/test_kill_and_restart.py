@@ -63,7 +63,8 @@ METRICS = """
 """
 # drift episodes without their start and end: those are the evaluator's clock when the breaching outcome came,
 # which depends on how far behind the flux the predictor ran, as the figures' as_of does
-DRIFT = "SELECT model_version, ordinal, window_name, metric, value, threshold, cleared_at IS NULL AS open FROM metric_drift_episodes"
+DRIFT = ("SELECT model_version, ordinal, window_name, metric, value, threshold, cleared_at IS NULL AS open"
+         " FROM metric_drift_episodes")
 
 
 @dataclass(frozen=True)
@@ -164,7 +165,8 @@ class Replay:
         self.services[kill.service] = command
         command.start()
         await carry_out(self, kill, say)
-        assert await command.exited(timeout=SETTLE_TIMEOUT) == 0, f"{self.name}: the ingest failed:\n{command.log_tail()}"
+        assert await command.exited(timeout=SETTLE_TIMEOUT) == 0, (
+            f"{self.name}: the ingest failed:\n{command.log_tail()}")
 
     def log_tails(self) -> str:
         return "\n".join(f"--- {name}:\n{service.log_tail()}" for name, service in self.services.items())
@@ -234,13 +236,15 @@ def plan_kills(rng: random.Random, hours: int, full: bool) -> list[Kill]:
              Kill("evaluator", "outcomes resolved", outcomes, rng.uniform(0.0, 3.0))]
     if full:
         minutes = hours * 60
-        kills.append(Kill("ingestor", "flux readings stored", rng.randint(minutes // 5, 4 * minutes // 5), rng.uniform(0.0, 3.0)))
+        kills.append(Kill("ingestor", "flux readings stored", rng.randint(minutes // 5, 4 * minutes // 5),
+                          rng.uniform(0.0, 3.0)))
     return kills
 
 
 async def carry_out(run: Replay, kill: Kill, say: Callable[[str], None]) -> None:
     service = run.services[kill.service]
-    await service.until(lambda: _reached(run, kill), f"{kill.after} {kill.progress} before the kill", timeout=SETTLE_TIMEOUT)
+    await service.until(lambda: _reached(run, kill), f"{kill.after} {kill.progress} before the kill",
+                        timeout=SETTLE_TIMEOUT)
     service.kill()
     say(f"killed the {kill.service} at {await run.count(PROGRESS_SQL[kill.progress])} {kill.progress}")
     await asyncio.sleep(kill.pause)
@@ -264,8 +268,10 @@ SETTLED = f"""
         SELECT model_version, shadow, (metrics->>'resolved_count')::numeric AS counted FROM ({METRICS}) AS newest
     )
     SELECT max(prediction_timestamp) >= $1
-       AND bool_and((resolved_at IS NOT NULL) = (prediction_timestamp + $2 <= (SELECT max(time_tag) FROM flux_observations)))
-       AND (SELECT bool_and(counted IS NOT DISTINCT FROM resolved) FROM resolved LEFT JOIN counted USING (model_version, shadow))
+       AND bool_and((resolved_at IS NOT NULL)
+                    = (prediction_timestamp + $2 <= (SELECT max(time_tag) FROM flux_observations)))
+       AND (SELECT bool_and(counted IS NOT DISTINCT FROM resolved)
+            FROM resolved LEFT JOIN counted USING (model_version, shadow))
     FROM flare_prediction_log
 """
 
@@ -313,7 +319,8 @@ async def test_killed_and_restarted_services_leave_the_forecasts_and_outcomes_of
         await register_champion([reference, interrupted])
         for run in (reference, interrupted):
             run.start_services(stack, tmp_path)
-        await asyncio.gather(*(service.ready() for run in (reference, interrupted) for service in run.services.values()))
+        await asyncio.gather(*(service.ready()
+                               for run in (reference, interrupted) for service in run.services.values()))
         interrupted_ingest = (interrupted.ingest_killed_and_run_again(start, end, speed, ingest_kill, tmp_path, print)
                               if ingest_kill else interrupted.ingest(start, end, speed))
         await asyncio.gather(reference.ingest(start, end, speed), interrupted_ingest,

@@ -23,7 +23,8 @@ import pytest
 from flare_cli.commands.demo import SHORT
 from shared.registry import FORECAST_KIND
 from tests.support.gatekeeper_process import OPERATORS, GatekeeperProcess
-from tests.reliability.test_kill_and_restart import Replay, kill_seed, replay  # noqa: F401 (kill_seed: fixture)
+from tests.reliability.test_kill_and_restart import Replay, replay
+from tests.reliability.test_kill_and_restart import kill_seed as kill_seed  # fixture, re-exported
 from tests.support.service_process import ServiceProcess
 from tests.support.topic_reader import read_all
 from tests.support.trainer_data import insert_history
@@ -32,7 +33,8 @@ STORY_TIMEOUT = 600.0
 REDELIVERY_SECONDS = 20.0
 # The story is the lifecycle, not a model's skill on a year of data: the backtest thresholds are relaxed (as in
 # the loop's integration test) so the candidate is promoted and the gatekeeper has a promotion to be killed in.
-LENIENT = {"THRESHOLDS__BACKTEST_MIN_F1": "0", "THRESHOLDS__BACKTEST_MIN_PRECISION": "0", "THRESHOLDS__BACKTEST_MAX_BRIER": "1"}
+LENIENT = {"THRESHOLDS__BACKTEST_MIN_F1": "0", "THRESHOLDS__BACKTEST_MIN_PRECISION": "0",
+           "THRESHOLDS__BACKTEST_MAX_BRIER": "1"}
 
 REGISTRY = "SELECT kind, status, count(*) FROM model_registry GROUP BY kind, status"
 HISTORY = "SELECT action, actor, count(*) FROM model_history GROUP BY action, actor"
@@ -58,7 +60,8 @@ class Lifecycle:
             registry, history, requests = [Counter({tuple(r.values())[:-1]: r["count"] for r in await conn.fetch(sql)})
                                            for sql in (REGISTRY, HISTORY, REQUESTS)]
         messages = [*await read_all(run.settings, "lifecycle"), *await read_all(run.settings, "retrain_requests")]
-        return cls(registry, history, requests, Counter(type(msg).__name__ for msg in {msg.message_id: msg for msg in messages}.values()))
+        distinct = {msg.message_id: msg for msg in messages}.values()
+        return cls(registry, history, requests, Counter(type(msg).__name__ for msg in distinct))
 
 
 async def retrain_asked(run: Replay, stack: AsyncExitStack, log_dir: Path) -> tuple[ServiceProcess, GatekeeperProcess]:
@@ -73,7 +76,8 @@ async def retrain_asked(run: Replay, stack: AsyncExitStack, log_dir: Path) -> tu
     asked = await gatekeeper.post("/retrain", headers={"Authorization": f"Bearer {OPERATORS[0]}"},
                                   json={"target_class": "all", "reason": "kill test", "request_key": "kill-test"})
     assert asked.status_code == 202, asked.text
-    await trainer.until(lambda: logged(trainer, "trainer.request"), "retrain request at the trainer", timeout=STORY_TIMEOUT)
+    await trainer.until(lambda: logged(trainer, "trainer.request"), "retrain request at the trainer",
+                        timeout=STORY_TIMEOUT)
     return trainer, gatekeeper
 
 
@@ -82,9 +86,10 @@ async def logged(service: ServiceProcess, event: str) -> bool:
 
 
 async def test_trainer_and_gatekeeper_killed_mid_lifecycle_leave_the_registry_and_history_of_an_uninterrupted_run(
-        settings, db_pool, tmp_path, full_run, kill_seed):  # noqa: F811 (kill_seed is the fixture)
+        settings, db_pool, tmp_path, full_run, kill_seed):
     if not full_run:
-        pytest.skip("two trainings, two restarts and a redelivery wait take over a minute: full version only (`make reliability`, pytest --full)")
+        pytest.skip("two trainings, two restarts and a redelivery wait take over a minute: "
+                    "full version only (`make reliability`, pytest --full)")
     rng = random.Random(kill_seed)
     training_share = rng.random()  # of the reference's training time
     # the gatekeeper's verdict and promotion come about 0.2 s after the candidate is registered: a kill within
@@ -110,7 +115,8 @@ async def test_trainer_and_gatekeeper_killed_mid_lifecycle_leave_the_registry_an
             service.stop()
         told = (f"KILL_SEED={kill_seed}: trainer killed {training_share * training_seconds:.1f} s into a training that"
                 f" took {training_seconds:.1f} s uninterrupted, restarted {trainer_pause:.1f} s later; gatekeeper"
-                f" killed {verdict_delay:.2f} s after the candidate is registered, restarted {gatekeeper_pause:.1f} s later")
+                f" killed {verdict_delay:.2f} s after the candidate is registered,"
+                f" restarted {gatekeeper_pause:.1f} s later")
         print(told)
 
         # the same story with the kills

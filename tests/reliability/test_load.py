@@ -46,9 +46,9 @@ MB = 1 << 20
 
 
 def readings_of_july() -> list[m.FluxObserved]:
-    return [m.FluxObserved(message_id=m.stable_id(r.satellite, r.time_tag), event_time=r.time_tag, satellite=r.satellite,
-                           cadence_seconds=r.cadence_seconds, scaling_era=r.scaling_era, xrsa_flux=r.xrsa_flux,
-                           xrsb_flux=r.xrsb_flux, source="backlog")
+    return [m.FluxObserved(message_id=m.stable_id(r.satellite, r.time_tag), event_time=r.time_tag,
+                           satellite=r.satellite, cadence_seconds=r.cadence_seconds, scaling_era=r.scaling_era,
+                           xrsa_flux=r.xrsa_flux, xrsb_flux=r.xrsb_flux, source="backlog")
             for r in read_path(JULY_2015).flux if r.usable and r.xrsb_flux is not None]
 
 
@@ -138,9 +138,10 @@ async def test_concurrent_api_clients_all_get_answers(full_run, settings, clean_
         cpu_seconds = sum(psutil.Process(predictor.process.pid).cpu_times()[:2]) - cpu_before
         health = await predictor.health()
 
-    print(f"\nAPI load: {result.summary(clients, seconds)}; predictor CPU {cpu_seconds / result.requests * 1000:.1f} ms "
-          f"per request; REST forecasts computed "
-          f"{health['since_start']['rest_forecasts_computed']}, from cache {health['since_start']['rest_forecasts_from_cache']}")
+    print(f"\nAPI load: {result.summary(clients, seconds)}; "
+          f"predictor CPU {cpu_seconds / result.requests * 1000:.1f} ms per request; "
+          f"REST forecasts computed {health['since_start']['rest_forecasts_computed']}, "
+          f"from cache {health['since_start']['rest_forecasts_from_cache']}")
     assert result.failures == [], f"{len(result.failures)} failed requests, e.g. {result.failures[:5]}"
     assert result.requests >= clients * 2, result.summary(clients, seconds)  # every client was served, repeatedly
 

@@ -14,7 +14,7 @@ import re
 import subprocess
 import sys
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -302,7 +302,8 @@ async def test_a_model_file_changed_after_registration_is_never_crowned_nor_load
                                          "force": True})
     assert promoted.status_code == 422
     assert f"{candidate['version']}.joblib: sha256" in promoted.json()["detail"]
-    assert "does not match the registered" in promoted.json()["detail"] and "nothing changed" in promoted.json()["detail"]
+    detail = promoted.json()["detail"]
+    assert "does not match the registered" in detail and "nothing changed" in detail
 
     # the same candidate reaching the gate as freshly trained is rejected, the file named in its verdict
     trained = m.ModelTrained(message_id=f"trained-{run}", event_time=datetime.now(timezone.utc),
@@ -366,8 +367,10 @@ async def test_sql_in_every_text_field_is_refused_or_stored_as_text(apps, gateke
                                                 json={"timestamp": at, "target_class": payload}),
                            await predictor.post("/predict/classification", headers=api_key(PARTNER_KEY),
                                                 json={"timestamp": payload}),
-                           await predictor.post("/predict/all", headers=api_key(payload.encode("unicode_escape").decode()),
-                                                json={"timestamp": at})]  # a header carries printable ASCII only
+                           # a header carries printable ASCII only
+                           await predictor.post("/predict/all",
+                                                headers=api_key(payload.encode("unicode_escape").decode()),
+                                                json={"timestamp": at})]
             assert [r.status_code for r in predictions] == [422, 422, 401]
 
             # the same text arriving as messages: an alert, a trained model and a failed training
@@ -388,7 +391,8 @@ async def test_sql_in_every_text_field_is_refused_or_stored_as_text(apps, gateke
     assert added["model_registry"] == []
     for table in ("model_history", "retrain_requests"):
         for row in added[table]:
-            assert any(payload in json.dumps(row, default=str, ensure_ascii=False) for payload in payloads), (table, row)
+            assert any(payload in json.dumps(row, default=str, ensure_ascii=False)
+                       for payload in payloads), (table, row)
     asked = [r for r in after["retrain_requests"].values() if r["requested_by"] == INJECTOR_NAME]
     assert [r["reason"] for r in asked] == [payloads[0]]  # the later ones were folded into it
     assert any(e["action"] == "training_failed" and e["reason"] == payloads[0] for e in added["model_history"])

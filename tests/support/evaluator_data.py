@@ -33,7 +33,8 @@ def forecast(issued: datetime, p_c: float, p_m: float = 0.01, p_x: float = 0.001
     )
 
 
-def flux(time: datetime, xrsb: float | None = 1e-7, *, cadence_seconds: int = 60, satellite: str = "GOES-15") -> m.FluxObserved:
+def flux(time: datetime, xrsb: float | None = 1e-7, *, cadence_seconds: int = 60,
+         satellite: str = "GOES-15") -> m.FluxObserved:
     return m.FluxObserved(
         message_id=m.stable_id(satellite, cadence_seconds, time.isoformat()), event_time=time, satellite=satellite,
         cadence_seconds=cadence_seconds, scaling_era="swpc_scaled", xrsa_flux=None, xrsb_flux=xrsb, source="test",
@@ -43,15 +44,17 @@ def flux(time: datetime, xrsb: float | None = 1e-7, *, cadence_seconds: int = 60
 def hourly_flux(start: datetime, end: datetime, *, missing: set[datetime] = frozenset()) -> list[m.FluxObserved]:
     """One reading an hour in [start, end), stamped mid-hour like the GOES-15 hourly file, except `missing`."""
     hours = pd.date_range(start, end, freq="h", inclusive="left")
-    return [flux(h.to_pydatetime() + timedelta(minutes=30), cadence_seconds=3600) for h in hours if h.to_pydatetime() not in missing]
+    return [flux(h.to_pydatetime() + timedelta(minutes=30), cadence_seconds=3600)
+            for h in hours if h.to_pydatetime() not in missing]
 
 
 def flare(peak: datetime, goes_class: str, *, source: str = "test", era: str = "swpc_scaled") -> m.FlareObserved:
     letter = goes_class[0]
     peak_flux = {"B": 1e-7, "C": 1e-6, "M": 1e-5, "X": 1e-4}[letter] * float(goes_class[1:])
     return m.FlareObserved(
-        message_id=m.stable_id("flare", source, peak.isoformat()), event_time=peak, start_time=peak - timedelta(minutes=10),
-        peak_time=peak, goes_class=goes_class, class_letter=letter, peak_flux=peak_flux, source=source, scaling_era=era,
+        message_id=m.stable_id("flare", source, peak.isoformat()), event_time=peak,
+        start_time=peak - timedelta(minutes=10), peak_time=peak, goes_class=goes_class, class_letter=letter,
+        peak_flux=peak_flux, source=source, scaling_era=era,
     )
 
 
@@ -75,7 +78,8 @@ def reference_flares(start: datetime, end: datetime) -> list[m.FlareObserved]:
         m.FlareObserved(
             message_id=m.stable_id("swpc-sc24", row.event_peaktime.isoformat(), row.goes_class),
             event_time=row.event_peaktime.to_pydatetime(), start_time=row.event_starttime.to_pydatetime(),
-            peak_time=row.event_peaktime.to_pydatetime(), end_time=row.event_endtime.to_pydatetime(), goes_class=row.goes_class, class_letter=row.goes_class[0],
+            peak_time=row.event_peaktime.to_pydatetime(), end_time=row.event_endtime.to_pydatetime(),
+            goes_class=row.goes_class, class_letter=row.goes_class[0],
             peak_flux=float(row.goes_class_val), source="swpc-sc24",
         )
         for row in frame.itertuples()

@@ -22,7 +22,8 @@ JSON_VALUES = st.recursive(JSON_SCALARS, lambda inner: st.lists(inner, max_size=
 OFFSETS = st.timedeltas(min_value=timedelta(hours=-23, minutes=-59), max_value=timedelta(hours=23, minutes=59),
                         ).map(lambda delta: timezone(timedelta(minutes=delta // timedelta(minutes=1))))
 AWARE_DATETIMES = st.datetimes(timezones=OFFSETS)
-# what messages accept as an instant (m.EventTime): 1970 to a day from now (taken at import: a test run is shorter than a day)
+# what messages accept as an instant (m.EventTime): 1970 to a day from now (taken at import: a test run is shorter
+# than a day)
 EVENT_TIMES = st.datetimes(min_value=m.EARLIEST_EVENT_TIME.replace(tzinfo=None) + timedelta(days=1),
                            max_value=datetime.now(), timezones=st.just(timezone.utc))
 IMPLAUSIBLE_EVENT_TIMES = st.datetimes(max_value=datetime(1969, 12, 30), timezones=OFFSETS) | st.datetimes(
@@ -93,5 +94,6 @@ def valid(model: type[BaseModel]) -> st.SearchStrategy:
     if model is m.ForecastIssued:
         # a forecast's id is its model version, shadow flag and instant (what the predictor gives it): two
         # forecasts for one slot are the same forecast delivered twice, never two different ids
-        return built.map(lambda f: f.model_copy(update={"message_id": forecast_id(f.model_version, f.shadow, f.event_time)}))
+        return built.map(lambda f: f.model_copy(
+            update={"message_id": forecast_id(f.model_version, f.shadow, f.event_time)}))
     return built

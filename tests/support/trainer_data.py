@@ -67,7 +67,8 @@ def flare_list(start: str | datetime, end: str | datetime) -> pd.DataFrame:
 
 
 def history(start: str | datetime, end: str | datetime) -> History:
-    return History(hourly_observations(start, end), flare_list(start, end)[["peak_time", "peak_flux", "scaling_era", "source"]])
+    return History(hourly_observations(start, end),
+                   flare_list(start, end)[["peak_time", "peak_flux", "scaling_era", "source"]])
 
 
 def _none_if_nan(value: float) -> float | None:
@@ -86,17 +87,20 @@ async def insert_history(conn, start: str | datetime, end: str | datetime) -> tu
     ]
     await conn.copy_records_to_table(
         "flux_observations", records=flux_rows,
-        columns=["satellite", "time_tag", "cadence_seconds", "scaling_era", "xrsa_flux", "xrsb_flux", "quality", "source", "message_id"],
+        columns=["satellite", "time_tag", "cadence_seconds", "scaling_era", "xrsa_flux", "xrsb_flux", "quality",
+                 "source", "message_id"],
     )
     flares = flare_list(start, end)
-    flare_rows = {
-        m.stable_id(row.source, row.peak_time.isoformat(), row.goes_class): (m.stable_id(row.source, row.peak_time.isoformat(), row.goes_class), row.start_time.to_pydatetime(),
+    rows = [
+        (m.stable_id(row.source, row.peak_time.isoformat(), row.goes_class), row.start_time.to_pydatetime(),
          row.peak_time.to_pydatetime(), row.end_time.to_pydatetime(), row.goes_class, row.class_letter,
          float(row.peak_flux), row.source, "GOES-15", row.scaling_era)
         for row in flares.itertuples()
-    }.values()
+    ]
+    flare_rows = {event_row[0]: event_row for event_row in rows}.values()
     await conn.copy_records_to_table(
         "flare_events", records=list(flare_rows),
-        columns=["event_id", "start_time", "peak_time", "end_time", "goes_class", "class_letter", "peak_flux", "source", "satellite", "scaling_era"],
+        columns=["event_id", "start_time", "peak_time", "end_time", "goes_class", "class_letter", "peak_flux",
+                 "source", "satellite", "scaling_era"],
     )
     return len(flux_rows), len(flare_rows)
