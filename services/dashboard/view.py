@@ -121,8 +121,8 @@ def history_row(message: m.Message, recorded_ms: int | None = None) -> dict[str,
         case m.TrainingFailed():
             row.update(summary=f"training failed: {message.reason}")
         case m.ChallengerChanged():
-            row.update(version=message.version, actor=message.actor,
-                       summary=f"challenger {'set to ' + message.version if message.version else 'cleared'}: {message.reason}")
+            change = f"set to {message.version}" if message.version else "cleared"
+            row.update(version=message.version, actor=message.actor, summary=f"challenger {change}: {message.reason}")
         case m.RetrainRequested():
             row.update(actor=message.requested_by,
                        summary=f"retrain requested ({message.target_class}): {message.reason}")
