@@ -51,7 +51,11 @@ async def outlasting_outages(work: Callable[[], Awaitable[T]], *, timeout_second
         reraise=True,
         before_sleep=_log_retry,
     )
-    return await retrying(work)
+
+    async def attempt() -> T:  # a coroutine function: tenacity would return a plain callable's awaitable unawaited
+        return await work()
+
+    return await retrying(attempt)
 
 
 def _log_retry(state: RetryCallState) -> None:
