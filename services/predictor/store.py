@@ -125,10 +125,11 @@ LOG_COLUMNS = {
     "forecast_id": "text", "prediction_timestamp": "timestamptz", "model_version": "text", "shadow": "boolean",
     "status": "text", "predicted_class": "text", "class_probabilities": "jsonb", "probability_distribution": "jsonb",
     "p_ge_c_24h": "float8", "p_ge_m_24h": "float8", "p_ge_x_24h": "float8", "correlation_id": "text",
+    "degraded": "boolean", "reason": "text",
 }
 
 # not in the forecast the evaluator keeps while it waits for the outcome
-PREDICTOR_ONLY_COLUMNS = ("predicted_class", "class_probabilities", "probability_distribution")
+PREDICTOR_ONLY_COLUMNS = ("predicted_class", "class_probabilities", "probability_distribution", "degraded", "reason")
 
 
 def log_row(forecast: m.ForecastIssued) -> tuple:
@@ -140,7 +141,7 @@ def log_row(forecast: m.ForecastIssued) -> tuple:
     return (
         forecast.message_id, forecast.event_time, forecast.model_version, forecast.shadow, forecast.status,
         forecast.predicted_class, forecast.class_probabilities or None, distribution or None,
-        within_24h("C"), within_24h("M"), within_24h("X"), forecast.correlation_id,
+        within_24h("C"), within_24h("M"), within_24h("X"), forecast.correlation_id, forecast.degraded, forecast.reason,
     )
 
 

@@ -39,6 +39,12 @@ async def test_a_month_of_flux_gives_one_logged_and_published_forecast_per_hour_
         assert [r["prediction_timestamp"] for r in rows] == JULY
         assert {r["model_version"] for r in rows} == {champion} and not any(r["shadow"] for r in rows)
         assert rows[0]["status"] == "insufficient_data"  # nothing before July 1 is stored
+        assert not rows[0]["degraded"] and rows[0]["reason"].startswith("no XRS-B flux")  # the log says why
+        # until half a day of flux is stored the forecasts are degraded (flare history alone), and logged so;
+        # the month has no gap of hours after that
+        degraded = [r for r in rows if r["degraded"]]
+        assert degraded and all(r["prediction_timestamp"] < JULY[24] and "less than 50%" in r["reason"] for r in degraded)
+        assert all(r["reason"] is None for r in rows if r["status"] == "ok" and not r["degraded"])
         ok = [r for r in rows if r["status"] == "ok"]
         assert len(ok) > 0.9 * len(rows)
         assert all(abs(sum(r["class_probabilities"].values()) - 1) < 1e-9 for r in ok)

@@ -53,11 +53,15 @@ async def test_train_register_validate_backtest_and_refuse_a_tampered_file(setti
         row = await registry.get(conn, registered.version)
         assert row["status"] == "candidate" and row["kind"] == "forecast"
         assert row["data_window_end"] == UNTIL
-        assert set(row["artifacts"]) == {"survival_C", "survival_M", "survival_X", "classification"}
+        # the flare-history models (the degraded forecasts where no flux can be used) are part of the version
+        assert set(row["artifacts"]) == {"survival_C", "survival_M", "survival_X", "classification",
+                                         "flare_history_survival_C", "flare_history_survival_M",
+                                         "flare_history_survival_X"}
         for name, path in row["artifacts"].items():
             assert hashlib.sha256(Path(path).read_bytes()).hexdigest() == row["digests"][name]
         names = sorted(Path(p).name for p in row["artifacts"].values())
-        assert names[0].startswith("classification_pipeline_") and names[1].startswith("survival_model_C_")
+        assert names[0].startswith("classification_pipeline_") and names[4].startswith("survival_model_C_")
+        assert names[1].startswith("flare_history_survival_model_C_")
         assert all(name.endswith(f"_{registered.version}.joblib") for name in names)
         assert registered.version.startswith("v") and len(registered.version.split("-")[-1]) == 8
         assert row["hyperparameters"]["survival"]["C"]["estimator"] in ("coxph", "rsf")
