@@ -128,6 +128,7 @@ class MetricBook:
 
     def __init__(self, resolutions: Iterable[Resolution] = ()):
         self._groups: dict[GroupKey, Group] = {}
+        self._degraded: dict[GroupKey, Group] = {}  # each version's degraded forecasts, scored apart
         self._ids: set[str] = set()
         for resolution in resolutions:
             self.add(resolution)
@@ -140,14 +141,19 @@ class MetricBook:
         if forecast.forecast_id in self._ids:
             return False
         self._ids.add(forecast.forecast_id)
-        self._groups.setdefault((forecast.model_version, forecast.shadow), Group()).add(resolution)
+        groups = self._degraded if forecast.degraded else self._groups
+        groups.setdefault((forecast.model_version, forecast.shadow), Group()).add(resolution)
         return True
 
     def group(self, key: GroupKey) -> Group:
+        """The version's forecasts made from the flux: what its scores, drift and gates read."""
         return self._groups.get(key) or Group()
 
+    def degraded_group(self, key: GroupKey) -> Group:
+        return self._degraded.get(key) or Group()
+
     def keys(self) -> Iterator[GroupKey]:
-        return iter(sorted(self._groups))
+        return iter(sorted(set(self._groups) | set(self._degraded)))
 
     def __len__(self) -> int:
         return len(self._ids)
@@ -179,7 +185,10 @@ def target_scores(outcomes: Outcomes, target: str, reference: Reference, bins: i
 
 def window_metrics(
     key: GroupKey, group: Group, window_days: int | None, as_of_ns: int, reference: Reference, bins: int = 10,
+    degraded: Group | None = None,
 ) -> WindowMetrics:
+    """The group's figures over the window; the degraded forecasts' own under `degraded.` (e.g.
+    `degraded.M.brier`), never mixed into the version's."""
     resolutions = group.window(window_days, as_of_ns)
     metrics: dict[str, float | None] = {
         "resolved_count": len(resolutions),
@@ -194,6 +203,11 @@ def window_metrics(
         scores, table = target_scores(outcomes, target, reference, bins)
         metrics.update({f"{target}.{name}": value for name, value in scores.items()})
         reliability += table
+    if degraded is not None and len(degraded):
+        metrics["degraded.resolved_count"] = len(degraded.window(window_days, as_of_ns))
+        for target in TARGET_CLASSES:
+            scores, _ = target_scores(degraded.scored_outcomes(window_days, as_of_ns, target), target, reference, bins)
+            metrics.update({f"degraded.{target}.{name}": value for name, value in scores.items()})
     return WindowMetrics(key[0], key[1], window_name(window_days), as_of_ns, scored_count, metrics, reliability)
 
 
@@ -201,5 +215,5 @@ def book_metrics(
     book: MetricBook, key: GroupKey, as_of_ns: int, windows_days: Sequence[int], reference: Reference, bins: int = 10,
 ) -> list[WindowMetrics]:
     """The figures of one group at `as_of_ns` over each rolling window and cumulatively."""
-    group = book.group(key)
-    return [window_metrics(key, group, days, as_of_ns, reference, bins) for days in [*windows_days, None]]
+    group, degraded = book.group(key), book.degraded_group(key)
+    return [window_metrics(key, group, days, as_of_ns, reference, bins, degraded) for days in [*windows_days, None]]

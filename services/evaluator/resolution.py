@@ -49,12 +49,13 @@ class PendingForecast:
     status: str
     p_24h: dict[str, float | None]  # target class -> probability of a flare of at least it within 24 h
     correlation_id: str | None = None
+    degraded: bool = False  # from the flare history alone: scored apart from the version's own forecasts
 
     @classmethod
     def from_message(cls, forecast: m.ForecastIssued) -> "PendingForecast":
         p = {c: forecast.survival[c].probability_within_24h if c in forecast.survival else None for c in TARGET_CLASSES}
         return cls(forecast.message_id, to_ns(forecast.event_time), forecast.model_version, forecast.shadow,
-                   forecast.status, p, forecast.correlation_id)
+                   forecast.status, p, forecast.correlation_id, forecast.degraded)
 
     @property
     def window_end_ns(self) -> int:
@@ -67,12 +68,13 @@ class PendingForecast:
 
     def to_dict(self) -> dict:
         return {"forecast_id": self.forecast_id, "issued_ns": self.issued_ns, "model_version": self.model_version,
-                "shadow": self.shadow, "status": self.status, "p_24h": self.p_24h, "correlation_id": self.correlation_id}
+                "shadow": self.shadow, "status": self.status, "p_24h": self.p_24h, "correlation_id": self.correlation_id,
+                "degraded": self.degraded}
 
     @classmethod
     def from_dict(cls, data: Mapping) -> "PendingForecast":
         return cls(data["forecast_id"], int(data["issued_ns"]), data["model_version"], bool(data["shadow"]),
-                   data["status"], dict(data["p_24h"]), data.get("correlation_id"))
+                   data["status"], dict(data["p_24h"]), data.get("correlation_id"), bool(data.get("degraded", False)))
 
 
 @dataclass(frozen=True)

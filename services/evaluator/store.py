@@ -19,12 +19,15 @@ LOG_FORECAST_COLUMNS = (
     "p_ge_x_24h", "correlation_id",
 )
 LOG_OUTCOME_COLUMNS = ("actual_flare_class", "outcome_scorable", "hours_to_first", "resolved_at")
+# read, never written here: the predictor writes it
+LOG_READ_COLUMNS = LOG_FORECAST_COLUMNS + ("degraded",) + LOG_OUTCOME_COLUMNS
 
 
 def forecast_from_row(row: asyncpg.Record) -> PendingForecast:
     return PendingForecast(
         row["forecast_id"], to_ns(row["prediction_timestamp"]), row["model_version"], row["shadow"], row["status"],
         {"C": row["p_ge_c_24h"], "M": row["p_ge_m_24h"], "X": row["p_ge_x_24h"]}, row["correlation_id"],
+        row["degraded"],
     )
 
 
@@ -38,7 +41,7 @@ def resolution_from_row(row: asyncpg.Record) -> Resolution:
 async def resolved_forecasts(conn: asyncpg.Connection) -> list[Resolution]:
     """Every resolved forecast, in issue-time order: the evaluator's memory of what it has scored."""
     rows = await conn.fetch(
-        f"SELECT {', '.join(LOG_FORECAST_COLUMNS + LOG_OUTCOME_COLUMNS)} FROM flare_prediction_log"
+        f"SELECT {', '.join(LOG_READ_COLUMNS)} FROM flare_prediction_log"
         " WHERE resolved_at IS NOT NULL ORDER BY prediction_timestamp, forecast_id"
     )
     return [resolution_from_row(row) for row in rows]
@@ -47,7 +50,7 @@ async def resolved_forecasts(conn: asyncpg.Connection) -> list[Resolution]:
 async def prediction_log(conn: asyncpg.Connection, *, unresolved_only: bool) -> list[tuple[PendingForecast, tuple | None]]:
     """The logged forecasts in issue-time order, each with its recorded outcome (or None)."""
     rows = await conn.fetch(
-        f"SELECT {', '.join(LOG_FORECAST_COLUMNS + LOG_OUTCOME_COLUMNS)} FROM flare_prediction_log"
+        f"SELECT {', '.join(LOG_READ_COLUMNS)} FROM flare_prediction_log"
         f"{' WHERE resolved_at IS NULL' if unresolved_only else ''} ORDER BY prediction_timestamp, forecast_id"
     )
     return [(forecast_from_row(row), outcome_of(resolution_from_row(row)) if row["resolved_at"] else None) for row in rows]

@@ -297,3 +297,28 @@ def test_a_backlog_settled_in_batches_scores_and_alerts_as_one_message_at_a_time
     assert batched.dirty == expected.dirty
     as_of = expected.dirty[("v1", False)]
     assert at_once.metrics(("v1", False), as_of) == one_at_a_time.metrics(("v1", False), as_of)
+
+
+def test_degraded_forecasts_are_scored_apart_from_the_version_s_own(settings):
+    evaluator = new_evaluator(settings)
+    messages = []
+    for reading in hourly_flux(at(1), at(1) + timedelta(days=4, hours=12)):
+        messages.append(reading)
+        issued = reading.event_time - timedelta(minutes=30)
+        if issued < at(1) + timedelta(days=3):
+            # every other hour from the flare history alone (no usable flux then), with its own probabilities
+            degraded = issued.hour % 2 == 0
+            messages.append(forecast(issued, 0.9 if degraded else 0.1).model_copy(update={
+                "degraded": degraded, "reason": "degraded: no flux; forecast from the flare history alone"
+                if degraded else None}))
+    run = drive(evaluator, messages)
+    assert set(run.dirty) == {("v1", False)} and len(run.resolutions) == 72
+    [cumulative] = [u for u in evaluator.metrics(("v1", False), run.dirty[("v1", False)]) if u.window == "all"]
+    # no flare: the version's own forecasts (0.1) and the degraded ones (0.9) each have their Brier score
+    assert cumulative.scored_count == 36 and cumulative.metrics["C.count"] == 36
+    assert cumulative.metrics["C.brier"] == pytest.approx(0.01)
+    assert cumulative.metrics["degraded.C.count"] == 36 and cumulative.metrics["degraded.C.brier"] == pytest.approx(0.81)
+    assert cumulative.metrics["degraded.resolved_count"] == 36
+    # the flag survives the evaluator's pending table
+    pending = next(r.forecast for r in run.resolutions if r.forecast.degraded)
+    assert type(pending).from_dict(pending.to_dict()) == pending
