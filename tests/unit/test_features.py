@@ -48,7 +48,8 @@ def flare_messages(flares: pd.DataFrame) -> list[m.FlareObserved]:
 def test_streaming_state_fed_message_by_message_agrees_with_the_batch_table():
     observations = hourly_observations("2011-02-01", "2011-03-20")
     flares = flare_list("2010-11-01", "2011-03-20")
-    instants = [datetime(2011, 2, 15, 12, tzinfo=UTC), datetime(2011, 3, 1, 0, tzinfo=UTC), datetime(2011, 3, 19, 23, tzinfo=UTC)]
+    instants = [datetime(2011, 2, 15, 12, tzinfo=UTC), datetime(2011, 3, 1, 0, tzinfo=UTC),
+                datetime(2011, 3, 19, 23, tzinfo=UTC)]
     batch = feature_table(observations, flares, instants, PARAMS)
 
     state = FeatureState(PARAMS)
@@ -99,7 +100,8 @@ def test_one_minute_readings_give_the_features_of_their_hourly_means():
     means = minutes.groupby(minutes["time_tag"].dt.floor("h"))[["xrsa_flux", "xrsb_flux"]].mean()
     hourly = pd.DataFrame({
         "time_tag": hours + pd.Timedelta(minutes=30), "satellite": "GOES-15", "cadence_seconds": 3600,
-        "scaling_era": "swpc_scaled", "xrsa_flux": means["xrsa_flux"].to_numpy(), "xrsb_flux": means["xrsb_flux"].to_numpy(),
+        "scaling_era": "swpc_scaled", "xrsa_flux": means["xrsa_flux"].to_numpy(),
+        "xrsb_flux": means["xrsb_flux"].to_numpy(),
     })
     no_flares = pd.DataFrame(columns=["peak_time", "peak_flux", "scaling_era", "source"])
     t = hours[-1] + pd.Timedelta(hours=1)
@@ -112,7 +114,8 @@ def test_one_minute_readings_give_the_features_of_their_hourly_means():
 def test_true_flux_is_scaled_to_the_swpc_equivalent_before_features():
     scaled = hourly_observations("2013-05-01", "2013-05-05")
     true_flux = scaled.assign(
-        satellite="GOES-16", scaling_era="true_flux", xrsb_flux=scaled["xrsb_flux"] / 0.7, xrsa_flux=scaled["xrsa_flux"] / 0.85)
+        satellite="GOES-16", scaling_era="true_flux", xrsb_flux=scaled["xrsb_flux"] / 0.7,
+        xrsa_flux=scaled["xrsa_flux"] / 0.85)
     flares = flare_list("2013-04-01", "2013-05-05")
     t = datetime(2013, 5, 4, 12, tzinfo=UTC)
     names = feature_names(PARAMS)

@@ -63,7 +63,8 @@ async def feed(stream: StreamForecaster, readings) -> list[m.ForecastIssued]:
     return issued
 
 
-def batch_forecast(forecast_model: ForecastModel, readings, flares: list[m.FlareObserved], at: datetime) -> m.ForecastIssued:
+def batch_forecast(forecast_model: ForecastModel, readings, flares: list[m.FlareObserved],
+                   at: datetime) -> m.ForecastIssued:
     """The forecast at `at` from all readings before it, computed in one go."""
     observations = pd.DataFrame([
         {"time_tag": r.event_time, "satellite": r.satellite, "cadence_seconds": r.cadence_seconds,
@@ -107,7 +108,8 @@ async def test_each_stream_forecast_equals_the_batch_forecast_from_the_same_data
 async def test_a_gap_in_the_flux_gives_degraded_forecasts_from_the_flare_history_not_stale_ones():
     stream = forecaster(ModelSlots(champion=model("v-champion")))
     start, gap_from, gap_to = (datetime(2015, 7, d, h, tzinfo=timezone.utc) for d, h in ((1, 0), (2, 12), (2, 20)))
-    readings = [r for r in july_readings() if start <= r.event_time < gap_from or gap_to <= r.event_time < gap_to + HOUR]
+    readings = [r for r in july_readings()
+                if start <= r.event_time < gap_from or gap_to <= r.event_time < gap_to + HOUR]
     issued = await feed(stream, readings)
     by_time = {f.event_time: f for f in issued}
 
@@ -135,7 +137,8 @@ async def test_a_flare_that_arrives_before_the_flux_reaches_it_counts_only_from_
     before, after = issued[peak - HOUR / 2], issued[peak + HOUR / 2]
     assert before == batch_forecast(champion, readings, [], before.event_time)
     assert after == batch_forecast(champion, readings, [flare], after.event_time)
-    assert after.survival["M"].probability_within_24h != batch_forecast(champion, readings, [], after.event_time).survival["M"].probability_within_24h
+    without_flare = batch_forecast(champion, readings, [], after.event_time)
+    assert after.survival["M"].probability_within_24h != without_flare.survival["M"].probability_within_24h
 
 
 async def test_a_challenger_is_forecast_in_shadow_beside_the_champion_and_a_swap_applies_from_the_next_issue_time():

@@ -58,7 +58,8 @@ def test_time_to_the_first_flare_is_censored_at_gaps_the_end_of_data_and_the_hor
     })
     timeline = flare_timeline(flares)
     # flux complete from Jan 1 to Jan 25 except a gap from Jan 1 10:00 to 16:00
-    record = Observability(ns("2012-01-01"), ns("2012-01-25"), np.array([ns("2012-01-01 10:00")]), np.array([ns("2012-01-01 16:00")]))
+    record = Observability(ns("2012-01-01"), ns("2012-01-25"), np.array([ns("2012-01-01 10:00")]),
+                           np.array([ns("2012-01-01 16:00")]))
     issue = np.array([ns("2012-01-01 00:00"), ns("2012-01-01 17:00"), ns("2012-01-10 00:00"), ns("2012-01-24 00:00")])
     out = outcomes(issue, timeline, record, horizon_hours=168)
 
@@ -105,8 +106,10 @@ def test_training_uses_only_data_up_to_the_cut_off_and_splits_chronologically(da
     assert prepared.issue_ns.max() < pd.Timestamp(TRAIN_UNTIL).value
     # targets of the earlier part never look past the split; the rest never past the cut-off
     before = prepared.issue_ns < prepared.split_ns
-    assert np.all(prepared.issue_ns[before] + prepared.fit_outcomes.follow_up_hours[before] * HOUR_NS <= prepared.split_ns)
-    assert np.all(prepared.issue_ns + prepared.all_outcomes.follow_up_hours * HOUR_NS <= pd.Timestamp(TRAIN_UNTIL).value)
+    assert np.all(prepared.issue_ns[before] + prepared.fit_outcomes.follow_up_hours[before] * HOUR_NS
+                  <= prepared.split_ns)
+    assert np.all(prepared.issue_ns + prepared.all_outcomes.follow_up_hours * HOUR_NS
+                  <= pd.Timestamp(TRAIN_UNTIL).value)
     for target in ("C", "M", "X"):
         chosen = trained.validation[target]
         assert chosen["chosen"] in ("coxph", "rsf") and set(chosen["candidates"]) == {"coxph", "rsf"}
@@ -130,9 +133,11 @@ def test_a_forecast_has_consistent_curves_buckets_and_class_probabilities(data, 
     assert sum(forecast.class_probabilities.values()) == pytest.approx(1.0, abs=1e-12)
     assert set(forecast.class_probabilities) == {"none", "C", "M", "X"}
     message = forecast_message(forecast, model.version, horizon_hours=model.horizon_hours)
-    assert message.event_time == t and message.model_version == "v-test" and message.predicted_class in ("none", "C", "M", "X")
+    assert message.event_time == t and message.model_version == "v-test"
+    assert message.predicted_class in ("none", "C", "M", "X")
     # one instant or many at once: the same numbers
-    table = model.forecast_table(feature_table(data.observations, data.flares, [t - timedelta(hours=1), t], model.feature_params))
+    table = model.forecast_table(feature_table(data.observations, data.flares, [t - timedelta(hours=1), t],
+                                               model.feature_params))
     assert model.forecast_at(table, 1) == forecast
 
 
@@ -190,4 +195,5 @@ def test_backtest_scores_every_hour_after_the_cut_off_and_writes_report_and_fore
     assert day_before["observed_ge_x_24h"] == 1 and day_before["observed_class_24h"] == "X"
     scored = frame[frame["scorable"]]
     assert result.scores["C"]["count"] == len(scored)
-    assert result.scores["C"]["brier"] == pytest.approx(np.mean((scored["p_ge_c_24h"] - scored["observed_ge_c_24h"]) ** 2))
+    assert result.scores["C"]["brier"] == pytest.approx(
+        np.mean((scored["p_ge_c_24h"] - scored["observed_ge_c_24h"]) ** 2))
