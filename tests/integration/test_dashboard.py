@@ -210,7 +210,8 @@ async def test_the_stream_carries_a_snapshot_then_the_messages_published_after_i
 
 
 @pytest.mark.skipif(not CHROMIUM.exists(),
-                    reason="Debian's chromium is not installed (/usr/bin/chromium); `apt-get install chromium` to run this")
+                    reason="Debian's chromium is not installed (/usr/bin/chromium); "
+                           "`apt-get install chromium` to run this")
 async def test_the_page_draws_every_chart_and_shows_a_promotion_live(settings, dashboard):
     from playwright.async_api import async_playwright
 

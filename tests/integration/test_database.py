@@ -29,7 +29,8 @@ async def test_migrations_apply_to_an_empty_database_and_then_do_nothing(empty_d
     try:
         first = await migrate(conn)
         second = await migrate(conn)
-        tables = {r["tablename"] for r in await conn.fetch("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
+        tables = {r["tablename"]
+                  for r in await conn.fetch("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
     finally:
         await conn.close()
     assert first == [name for _, name, _ in migrations()]
@@ -58,7 +59,8 @@ async def test_the_model_history_cannot_be_rewritten(db_pool):
     async with db_pool.acquire() as conn:
         event_id = uuid.uuid4().hex
         await conn.execute(
-            "INSERT INTO model_history (event_id, action, version, actor, reason) VALUES ($1, 'promote', 'v1', 'alice', 'test')",
+            "INSERT INTO model_history (event_id, action, version, actor, reason)"
+            " VALUES ($1, 'promote', 'v1', 'alice', 'test')",
             event_id,
         )
         with pytest.raises(asyncpg.RaiseError, match="append-only"):

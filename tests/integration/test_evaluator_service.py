@@ -64,8 +64,9 @@ async def latest_cumulative(pool, version: str):
 async def store_record(pool, flux_readings, flares) -> None:
     """What the ingestor would have stored: the batch command reads the record from the database."""
     await pool.executemany(
-        "INSERT INTO flux_observations (satellite, time_tag, cadence_seconds, scaling_era, xrsa_flux, xrsb_flux, source,"
-        " message_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING",
+        "INSERT INTO flux_observations"
+        " (satellite, time_tag, cadence_seconds, scaling_era, xrsa_flux, xrsb_flux, source, message_id)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING",
         [(r.satellite, r.event_time, r.cadence_seconds, r.scaling_era, r.xrsa_flux, r.xrsb_flux, r.source, r.message_id)
          for r in flux_readings])
     await pool.executemany(
@@ -80,7 +81,8 @@ async def store_record(pool, flux_readings, flares) -> None:
 
 def persistence_forecasts(start: datetime, end: datetime, flares, version: str) -> list[m.ForecastIssued]:
     """A simple model with some skill: higher probabilities after a flare of the class in the last 24 h."""
-    peaks = {c: np.array(sorted(FlareMark.from_message(f).peak_ns for f in flares if FlareMark.from_message(f).rank >= rank))
+    marks = [FlareMark.from_message(f) for f in flares]
+    peaks = {c: np.array(sorted(mark.peak_ns for mark in marks if mark.rank >= rank))
              for c, rank in (("C", 2), ("M", 3), ("X", 4))}
     issued = []
     for t in pd.date_range(start, end, freq="h", inclusive="left"):
@@ -99,7 +101,8 @@ def offline_scores(forecasts, flux_readings, flares, target: str) -> tuple[int, 
     flare_frame = pd.DataFrame([{"peak_time": f.peak_time, "peak_flux": f.peak_flux, "scaling_era": f.scaling_era,
                                  "source": f.source} for f in flares])
     issue_ns = pd.DatetimeIndex([f.event_time for f in forecasts]).as_unit("ns").asi8
-    outcome = targets.outcomes(issue_ns, flare_timeline(flare_frame), targets.observability(observations, GAP_HOURS), 168)
+    outcome = targets.outcomes(issue_ns, flare_timeline(flare_frame), targets.observability(observations, GAP_HOURS),
+                               168)
     observed = outcome.observed_24h
     p = np.array([f.survival[target].probability_within_24h for f in forecasts])[observed]
     y = outcome.within_24h(target)[observed]
@@ -199,7 +202,8 @@ async def test_each_forecast_is_scored_once_through_redelivery_and_a_crash_mid_w
     await publish(settings, "forecasts", forecasts[72:])  # redelivered after the restart
     await publish(settings, "flux", [r for r in flux_readings if r.event_time >= start + timedelta(days=4)])
     expected_count, expected = offline_scores(forecasts, flux_readings, flares, "C")
-    row = await evaluator_service.until(lambda: _cumulative_with(clean_db, version, expected_count), "all forecasts scored")
+    row = await evaluator_service.until(lambda: _cumulative_with(clean_db, version, expected_count),
+                                        "all forecasts scored")
     evaluator_service.stop()
 
     assert await _resolved_count(clean_db, 0) == len(forecasts)
@@ -230,13 +234,15 @@ async def test_a_collapse_of_skill_raises_one_drift_alert_and_x_flares_raise_the
 
     for period_start, period_end in periods:
         flares = reference_flares(period_start - timedelta(days=1), period_end + timedelta(days=2))
-        detected_copies = [f.model_copy(update={"message_id": m.stable_id("detector", f.message_id), "source": "detector"})
-                          for f in flares if f.class_letter == "X"]  # the same X flares, detected too
+        detected_copies = [  # the same X flares, detected too
+            f.model_copy(update={"message_id": m.stable_id("detector", f.message_id), "source": "detector"})
+            for f in flares if f.class_letter == "X"]
         await publish(settings, "flares", flares + detected_copies)
         await publish(settings, "forecasts", [
             forecast(t.to_pydatetime(), 0.05, 0.005, 0.0005, version=version)
             for t in pd.date_range(period_start, period_end, freq="h", inclusive="left")])
-        await publish(settings, "flux", reference_flux(period_start - timedelta(days=1), period_end + timedelta(days=2)))
+        await publish(settings, "flux",
+                      reference_flux(period_start - timedelta(days=1), period_end + timedelta(days=2)))
     await evaluator_service.until(lambda: _resolved_count(clean_db, (7 + 31) * 24), "the replay resolved", timeout=180)
     await asyncio.sleep(3)  # metrics and alerts of the last outcomes
     alerts = await read_all(settings, "alerts")

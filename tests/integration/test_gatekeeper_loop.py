@@ -31,7 +31,8 @@ OLD_CHAMPION_UNTIL = datetime(2011, 7, 1, tzinfo=timezone.utc)
 SMALL_MODELS = {"rsf_n_estimators": 10, "classifier_max_iter": 30}
 # The loop is the subject here, not the skill of a model trained on nine months: the backtest thresholds are
 # relaxed so the gates' verdict depends on the validation checks and the comparison with the champion.
-LENIENT = {"THRESHOLDS__BACKTEST_MIN_F1": "0", "THRESHOLDS__BACKTEST_MIN_PRECISION": "0", "THRESHOLDS__BACKTEST_MAX_BRIER": "1"}
+LENIENT = {"THRESHOLDS__BACKTEST_MIN_F1": "0", "THRESHOLDS__BACKTEST_MIN_PRECISION": "0",
+           "THRESHOLDS__BACKTEST_MAX_BRIER": "1"}
 
 
 def july_day(day: int) -> list[m.FluxObserved]:

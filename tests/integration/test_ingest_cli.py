@@ -36,7 +36,8 @@ def test_flare_ingest_prints_a_summary_and_flare_flares_lists_what_was_stored(se
     assert rows[unknown.name][2] == "failed"
     assert any("not a format the ingestor reads" in line for line in lines)
 
-    listed = flare(settings, "flares", "--source", "catalog", "--from", "2015-07-01", "--to", "2015-07-31", "--min-class", "M", "--csv")
+    listed = flare(settings, "flares", "--source", "catalog", "--from", "2015-07-01", "--to", "2015-07-31",
+                   "--min-class", "M", "--csv")
     assert listed.returncode == 0, listed.stderr
     table = list(csv.DictReader(io.StringIO(listed.stdout)))
     assert len(table) == 3  # SOURCES.md: July 2015 had 3 M-class flares

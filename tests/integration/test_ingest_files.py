@@ -48,7 +48,8 @@ async def topic_messages(settings, role: str, timeout: float = 60.0) -> list:
     """Every message on one of the test's topics, decoded with the registry's schema."""
     spec = topic_registry(settings)[role]
     expected = await topic_size(settings.kafka_bootstrap_servers, spec.name)
-    consumer = AIOKafkaConsumer(spec.name, bootstrap_servers=settings.kafka_bootstrap_servers, auto_offset_reset="earliest")
+    consumer = AIOKafkaConsumer(spec.name, bootstrap_servers=settings.kafka_bootstrap_servers,
+                                auto_offset_reset="earliest")
     await consumer.start()
     records = []
     try:
@@ -85,7 +86,8 @@ async def test_every_file_of_the_data_set_ingests_into_the_database_and_onto_the
         assert await conn.fetchval("SELECT count(*) FROM flux_observations") == len(keys)
         july = await conn.fetchrow(
             "SELECT count(*) AS rows, count(*) FILTER (WHERE xrsb_flux IS NULL) AS missing FROM flux_observations"
-            " WHERE satellite = 'GOES-15' AND cadence_seconds = 60 AND time_tag >= '2015-07-01' AND time_tag < '2015-08-01'"
+            " WHERE satellite = 'GOES-15' AND cadence_seconds = 60"
+            " AND time_tag >= '2015-07-01' AND time_tag < '2015-08-01'"
         )
         hourly = await conn.fetchrow(
             "SELECT count(*) AS rows, count(*) FILTER (WHERE xrsb_flux IS NULL) AS missing FROM flux_observations"
@@ -102,7 +104,8 @@ async def test_every_file_of_the_data_set_ingests_into_the_database_and_onto_the
     assert (july["rows"], july["missing"]) == (44_640, 355)  # SOURCES.md: 44,640 rows, 355 fill minutes
     assert (hourly["rows"], hourly["missing"]) == (46_580, non_positive_hours)
     assert catalogue["catalog:swpc_sc24"] == 7_970
-    assert catalogue["catalog:swpc_1996_2015"] == sum(len(r.flares) for r in expected if r.format == "swpc_flarelist_1996_csv")
+    assert catalogue["catalog:swpc_1996_2015"] == sum(
+        len(r.flares) for r in expected if r.format == "swpc_flarelist_1996_csv")
     ngdc = sum(len(r.flares) for r in expected if r.format == "ngdc_xrs_report")
     assert catalogue["catalog:ngdc"] == ngdc == 11_664  # the 2010-2015 reports
     assert overlap == {"GOES-14": (7_200, 212), "GOES-15": (7_200, 11)}  # the sample's goes_overlap/GAPS.md
@@ -110,7 +113,8 @@ async def test_every_file_of_the_data_set_ingests_into_the_database_and_onto_the
 
     assert [row["source"] for row in log] == [str(path) for path in files]
     for row, result in zip(log, expected):
-        assert (row["status"], row["records_read"], row["records_rejected"]) == ("ok", result.records_read, len(result.rejects))
+        assert (row["status"], row["records_read"], row["records_rejected"]) == (
+            "ok", result.records_read, len(result.rejects))
         assert row["records_missing"] == sum(1 for r in result.flux if not r.usable)
         assert row["finished_at"] is not None and row["duration_seconds"] > 0
         assert row["first_event_time"] <= row["last_event_time"]

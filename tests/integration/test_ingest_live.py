@@ -19,7 +19,8 @@ from services.ingestor.live import SwpcFeedClient
 from services.ingestor.pipeline import run_live
 from shared.settings import IngestionSettings
 from tests.conftest import DATA_DIR
-from tests.integration.test_ingest_files import ingestor, topic_messages  # noqa: F401  (fixture)
+from tests.integration.test_ingest_files import ingestor as ingestor  # fixture, re-exported
+from tests.integration.test_ingest_files import topic_messages
 
 FEED = "xrays-1-day.json"
 
@@ -129,8 +130,10 @@ async def test_polling_ingests_then_publishes_only_corrections_then_falls_back_t
         assert correction.xrsb_flux == pytest.approx(original.xrsb_flux * 1.5)
 
     async with clean_db.acquire() as conn:
-        revisions = await conn.fetch("SELECT revision, count(*) FROM flux_observations GROUP BY revision ORDER BY revision")
-        log = await conn.fetch("SELECT status, used_cache, records_corrected, error FROM flare_ingestion_log ORDER BY started_at")
+        revisions = await conn.fetch(
+            "SELECT revision, count(*) FROM flux_observations GROUP BY revision ORDER BY revision")
+        log = await conn.fetch(
+            "SELECT status, used_cache, records_corrected, error FROM flare_ingestion_log ORDER BY started_at")
     assert [tuple(row) for row in revisions] == [(0, 1_433), (1, 5)]
     assert [(row["status"], row["used_cache"], row["records_corrected"]) for row in log] == [
         ("ok", False, 0), ("ok", False, 5), ("ok", False, 0), ("cache", True, 0)]

@@ -6,7 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from tests.conftest import DATA_DIR
-from tests.integration.test_ingest_files import ingestor, topic_messages  # noqa: F401  (fixture)
+from tests.integration.test_ingest_files import ingestor as ingestor  # fixture, re-exported
+from tests.integration.test_ingest_files import topic_messages
 
 JULY_2015 = DATA_DIR / "goes15_1m" / "g15_xrs_1m_20150701_20150731.csv.gz"
 NETCDF = DATA_DIR / "format_samples" / "noaa_new_avg_1m_sample_g15_20170701_first30min.nc"
@@ -24,7 +25,9 @@ DAMAGED_CSV = """time_tag,A_QUAL_FLAG,A_NUM_PTS,A_AVG,B_QUAL_FLAG,B_NUM_PTS,B_AV
 """
 
 
-async def test_bad_records_are_dead_lettered_with_reasons_and_the_run_goes_on(ingestor, settings, clean_db, tmp_path: Path):
+async def test_bad_records_are_dead_lettered_with_reasons_and_the_run_goes_on(
+    ingestor, settings, clean_db, tmp_path: Path,
+):
     damaged = tmp_path / "g15_xrs_1m_damaged.csv"
     damaged.write_text(DAMAGED_CSV)
     truncated = tmp_path / "g15_xrs_1m_truncated.csv.gz"
@@ -55,10 +58,12 @@ async def test_bad_records_are_dead_lettered_with_reasons_and_the_run_goes_on(in
     async with clean_db.acquire() as conn:
         log = {row["source"]: row for row in await conn.fetch("SELECT * FROM flare_ingestion_log")}
         stored = await conn.fetch(
-            "SELECT time_tag, xrsb_flux, quality FROM flux_observations WHERE source LIKE '%damaged%' ORDER BY time_tag")
+            "SELECT time_tag, xrsb_flux, quality FROM flux_observations WHERE source LIKE '%damaged%'"
+            " ORDER BY time_tag")
     assert {source: row["status"] for source, row in log.items()} == {
         str(damaged): "ok", str(truncated): "partial", str(unknown): "failed", str(NETCDF): "ok"}
     assert (log[str(damaged)]["records_rejected"], log[str(damaged)]["records_missing"]) == (6, 1)
     assert "not a format" in log[str(unknown)]["error"]
-    assert [(row["time_tag"].minute, row["quality"]) for row in stored] == [(0, "good"), (5, "good"), (6, "flagged:99999")]
+    assert [(row["time_tag"].minute, row["quality"]) for row in stored] == [
+        (0, "good"), (5, "good"), (6, "flagged:99999")]
     assert stored[-1]["xrsb_flux"] is None

@@ -24,7 +24,8 @@ def flux_at(minute: int, correlation_id: str = "cid-1") -> m.FluxObserved:
     )
 
 
-NEGATIVE_FLUX = flux_at(2).model_dump_json().replace("3.6e-7", "-3.6e-7").replace('"xrsb_flux":3.6e-07', '"xrsb_flux":-3.6e-07').encode()
+NEGATIVE_FLUX = (flux_at(2).model_dump_json().replace("3.6e-7", "-3.6e-7")
+                 .replace('"xrsb_flux":3.6e-07', '"xrsb_flux":-3.6e-07').encode())
 
 
 async def read_topic(bootstrap: str, topic: str, count: int, timeout: float = 60.0) -> list:
@@ -68,7 +69,8 @@ async def test_typed_consumer_takes_good_messages_and_dead_letters_bad_ones(sett
 
     assert [r.message for r in accepted] == [flux_at(0), flux_at(1)]
     assert accepted[0].message.correlation_id == "cid-1"
-    dead = [decode(topics["dead_letters"], r.value) for r in await read_topic(settings.kafka_bootstrap_servers, settings.topics.dead_letters, 2)]
+    dead = [decode(topics["dead_letters"], r.value)
+            for r in await read_topic(settings.kafka_bootstrap_servers, settings.topics.dead_letters, 2)]
     assert "not JSON" in dead[0].reason
     assert "xrsb_flux" in dead[1].reason and dead[1].source_topic == settings.topics.flux
     assert dead[1].raw_value == NEGATIVE_FLUX.decode()
@@ -86,7 +88,8 @@ async def test_faust_agent_consumes_typed_messages_and_survives_malformed_ones(s
         await producer.start()
         async with Publisher(settings.kafka_bootstrap_servers) as publisher:
             await publisher.publish(settings.topics.flux, flux_at(0, "cid-a"))
-            await producer.send_and_wait(settings.topics.flux, b"\xff\xfe garbage", headers=[(CORRELATION_HEADER, b"cid-bad")])
+            await producer.send_and_wait(settings.topics.flux, b"\xff\xfe garbage",
+                                         headers=[(CORRELATION_HEADER, b"cid-bad")])
             await publisher.publish(settings.topics.flux, flux_at(1, "cid-b"))
         await producer.stop()
 

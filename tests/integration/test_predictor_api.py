@@ -27,7 +27,8 @@ async def july_stored(settings, clean_db):
 
 @asynccontextmanager
 async def api(settings, **overrides):
-    predictor = Predictor(settings.model_copy(update=overrides), settings.database_dsn, settings.kafka_bootstrap_servers)
+    predictor = Predictor(settings.model_copy(update=overrides), settings.database_dsn,
+                          settings.kafka_bootstrap_servers)
     await predictor.start()
     try:
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=build_api(predictor)),
@@ -201,7 +202,8 @@ async def test_with_api_keys_prediction_needs_one_and_each_key_is_rate_limited_b
         request = {"timestamp": MIDDAY, "target_class": "C"}
         missing = await client.post("/predict/survival", json=request)
         wrong = await client.post("/predict/survival", json=request, headers={"X-API-Key": "k-gamma"})
-        alpha = [await client.post("/predict/survival", json=request, headers={"X-API-Key": "k-alpha"}) for _ in range(4)]
+        alpha = [await client.post("/predict/survival", json=request, headers={"X-API-Key": "k-alpha"})
+                 for _ in range(4)]
         beta = await client.post("/predict/survival", json=request, headers={"X-API-Key": "k-beta"})
         health = await client.get("/health")
 
@@ -219,7 +221,8 @@ async def test_the_api_is_documented_in_openapi(settings, clean_db):
     paths = schema["paths"]
     assert {"/predict/survival", "/predict/classification", "/predict/all", "/health", "/models/current"} <= set(paths)
     survival = paths["/predict/survival"]["post"]
-    assert "time-to-flare" in schema["components"]["schemas"]["SurvivalRequest"]["properties"]["time_buckets"]["description"]
+    time_buckets = schema["components"]["schemas"]["SurvivalRequest"]["properties"]["time_buckets"]
+    assert "time-to-flare" in time_buckets["description"]
     assert {"200", "401", "422", "429"} <= set(survival["responses"])
     components = schema["components"]["schemas"]
     assert components["SurvivalRequest"]["examples"][0] == json.loads(PLAN_STEP_5_BODY)

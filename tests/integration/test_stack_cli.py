@@ -18,7 +18,8 @@ FLARE = str(Path(sys.executable).parent / "flare")
 @pytest.fixture
 def operator_env(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL", "DB_HOST")}
-    env.update(STATE_DIR=str(tmp_path / "var"), MODEL_PATH=str(tmp_path / "models"), FLARE_ENV_FILE=str(tmp_path / ".env"))
+    env.update(STATE_DIR=str(tmp_path / "var"), MODEL_PATH=str(tmp_path / "models"),
+               FLARE_ENV_FILE=str(tmp_path / ".env"))
     yield env
     subprocess.run([FLARE, "down"], env=env, capture_output=True, timeout=120)
 
