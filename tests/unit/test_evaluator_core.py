@@ -317,7 +317,8 @@ def test_degraded_forecasts_are_scored_apart_from_the_version_s_own(settings):
     # no flare: the version's own forecasts (0.1) and the degraded ones (0.9) each have their Brier score
     assert cumulative.scored_count == 36 and cumulative.metrics["C.count"] == 36
     assert cumulative.metrics["C.brier"] == pytest.approx(0.01)
-    assert cumulative.metrics["degraded.C.count"] == 36 and cumulative.metrics["degraded.C.brier"] == pytest.approx(0.81)
+    assert cumulative.metrics["degraded.C.count"] == 36
+    assert cumulative.metrics["degraded.C.brier"] == pytest.approx(0.81)
     assert cumulative.metrics["degraded.resolved_count"] == 36
     # the flag survives the evaluator's pending table
     pending = next(r.forecast for r in run.resolutions if r.forecast.degraded)
