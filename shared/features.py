@@ -54,7 +54,7 @@ HOUR = pd.Timedelta(hours=1)
 HOUR_NS = 3_600_000_000_000
 
 OBSERVATION_COLUMNS = ("time_tag", "satellite", "cadence_seconds", "scaling_era", "xrsa_flux", "xrsb_flux")
-FLARE_COLUMNS = ("peak_time", "peak_flux", "scaling_era", "source")
+FLARE_COLUMNS = ("peak_time", "peak_flux", "scaling_era", "source", "satellite")
 META_COLUMNS = ("sufficient", "reason", "inputs_until", "coverage_24h", "flare_history")
 
 
@@ -214,7 +214,8 @@ class FlareTimeline:
 
 def flare_timeline(flares: pd.DataFrame, same_flare_minutes: float = 15.0) -> FlareTimeline:
     """Normalise a flare list. The same flare reported by two sources (a catalogue and the detector, or two
-    catalogues) with peaks within `same_flare_minutes` counts once: otherwise every count would double."""
+    catalogues) or seen by two satellites (the detector runs on each satellite's flux) with peaks within
+    `same_flare_minutes` counts once: otherwise every count would double."""
     if flares.empty:
         empty = np.array([], dtype=np.int64)
         return FlareTimeline(empty, empty, np.array([], dtype=float))
@@ -222,6 +223,8 @@ def flare_timeline(flares: pd.DataFrame, same_flare_minutes: float = 15.0) -> Fl
     peak_flux = pd.to_numeric(flares["peak_flux"], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
     era = flares["scaling_era"].to_numpy() if "scaling_era" in flares else np.full(len(flares), "swpc_scaled")
     source = flares["source"].astype(str).to_numpy() if "source" in flares else np.full(len(flares), "")
+    if "satellite" in flares:  # one report per source and satellite: two of them is the same flare twice
+        source = source + "|" + flares["satellite"].fillna("").astype(str).to_numpy()
     rank = flare_rank(np.nan_to_num(peak_flux), era)
     scaled = np.where(era == "true_flux", peak_flux * TRUE_TO_SWPC_SCALE["xrsb"], peak_flux)
     keep = (rank >= CLASS_RANK["C"]) & np.isfinite(scaled)
@@ -444,7 +447,7 @@ class FeatureState:
     def __init__(self, params: FeatureParams):
         self.params = params
         self._flux: dict[tuple[str, int, int], tuple[str, float | None, float | None]] = {}
-        self._flares: dict[str, tuple[int, float, str, str]] = {}
+        self._flares: dict[str, tuple[int, float, str, str, str | None]] = {}
         self._newest_ns = 0
         self._next_prune_ns = 0
         self._kept_from_ns: int | None = None
@@ -465,7 +468,7 @@ class FeatureState:
 
     def update_flare(self, flare: m.FlareObserved) -> None:
         peak_ns = int(pd.Timestamp(flare.peak_time).value)
-        self._flares[flare.message_id] = (peak_ns, flare.peak_flux, flare.scaling_era, flare.source)
+        self._flares[flare.message_id] = (peak_ns, flare.peak_flux, flare.scaling_era, flare.source, flare.satellite)
         self._advance(peak_ns)
 
     def _advance(self, time_ns: int) -> None:

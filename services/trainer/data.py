@@ -18,7 +18,7 @@ FLUX_QUERY = """
     ORDER BY time_tag
 """
 FLARE_QUERY = """
-    SELECT peak_time, peak_flux, scaling_era, source
+    SELECT peak_time, peak_flux, scaling_era, source, satellite
     FROM flare_events
     WHERE ($1::timestamptz IS NULL OR peak_time >= $1) AND ($2::timestamptz IS NULL OR peak_time <= $2)
     ORDER BY peak_time

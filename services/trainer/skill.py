@@ -73,7 +73,7 @@ def read_history(paths: Iterable[Path]) -> History:
             raise SkillError(f"{path}: {result.error}")
         flux += [(r.time_tag, r.satellite, r.cadence_seconds, r.scaling_era, r.xrsa_flux, r.xrsb_flux)
                  for r in result.flux if r.xrsa_flux is not None or r.xrsb_flux is not None]
-        flares += [(f.peak_time, f.peak_flux, f.scaling_era, f.source) for f in result.flares]
+        flares += [(f.peak_time, f.peak_flux, f.scaling_era, f.source, f.satellite) for f in result.flares]
     observations = pd.DataFrame(flux, columns=list(OBSERVATION_COLUMNS)).sort_values("time_tag", kind="stable")
     flare_frame = pd.DataFrame(flares, columns=list(FLARE_COLUMNS)).sort_values("peak_time", kind="stable")
     observations["time_tag"] = pd.to_datetime(observations["time_tag"], utc=True)

@@ -13,12 +13,15 @@ import pandas as pd
 import pytest
 from threadpoolctl import threadpool_limits
 
+from services.ingestor.pipeline import detect_in
 from services.ingestor.readers import read_path
 from services.predictor.models import ModelSlots
 from services.predictor.store import History
 from services.predictor.stream import StreamForecaster, forecast_batch
 from shared import messages as m
-from shared.features import FeatureParams, FeatureState, feature_names, feature_table, hourly_issue_times
+from shared.features import (
+    FLARE_COLUMNS, FeatureParams, FeatureState, feature_names, feature_table, hourly_issue_times,
+)
 from shared.forecast_model import ForecastModel, forecast_message
 from shared.settings import load_settings
 from tests.conftest import DATA_DIR
@@ -145,3 +148,26 @@ async def test_stream_forecasts_over_two_satellites_equal_the_batch_forecasts():
     assert len(wanted) == len(ISSUE_TIMES)
     assert all(f.status == "ok" for f in wanted)
     assert wanted == [forecast_message(f, model.version, horizon_hours=model.horizon_hours) for f in batch]
+
+
+def test_a_flare_the_detector_finds_in_both_satellites_counts_once_in_the_batch_and_on_the_stream():
+    # the ingestor's detector runs on each satellite's minutes: the C1.2, C1.7 and C5.3 of these days come twice
+    detected = [flare for path in FILES.values()
+                for flare in detect_in([r for r in read_path(path).flux if r.usable])]
+    c_or_above = [f for f in detected if f.class_letter in "CMX"]
+    assert len(c_or_above) == 6 and {f.satellite for f in c_or_above} == {"GOES-14", "GOES-15"}
+    flares = pd.DataFrame([(f.peak_time, f.peak_flux, f.scaling_era, f.source, f.satellite) for f in detected],
+                          columns=list(FLARE_COLUMNS))
+    at = datetime(2010, 10, 31, 12, tzinfo=UTC)  # C1.7 (03:18) and C5.3 (04:31) in the day before
+    batch = feature_table(observations(), flares, [at], CONFIGURED).iloc[0]
+    state = FeatureState(CONFIGURED)
+    for reading in readings():
+        if reading.event_time < at:
+            state.update_flux(reading)
+    for flare in detected:
+        if flare.known_at <= at:  # the stream counts a detected flare from its end
+            state.update_flare(flare)
+    streamed = state.features_at(at)
+
+    assert batch["flares_ge_c_1d"] == 2 and batch["flares_ge_c_7d"] == 3
+    assert [streamed.values[name] for name in feature_names(CONFIGURED)] == batch[feature_names(CONFIGURED)].tolist()
