@@ -28,8 +28,10 @@ class _Section(BaseModel):
 
 
 class IngestionSettings(_Section):
-    swpc_base_url: str = "https://services.swpc.noaa.gov/json/goes/primary/"
-    swpc_feeds: list[str] = ["xrays-6-hour.json"]
+    swpc_base_url: str = "https://services.swpc.noaa.gov/json/goes/"
+    # SWPC's primary and secondary satellites (GOES-19 and GOES-18 now): every satellite is kept, the features
+    # read the primary of each hour and bridge its gaps with the other
+    swpc_feeds: list[str] = ["primary/xrays-6-hour.json", "secondary/xrays-6-hour.json"]
     poll_interval_seconds: float = Field(60.0, gt=0)
     http_timeout_seconds: float = Field(10.0, gt=0)
     http_retries: int = Field(4, ge=0)

@@ -67,7 +67,9 @@ class SwpcFeedClient:
     # -- cache --
 
     def _paths(self, feed: str) -> tuple[Path, Path]:
-        return self._cache_dir / feed, self._cache_dir / f"{feed}.meta.json"
+        # a feed may name SWPC's folder (primary/..., secondary/...): one flat cache file per feed
+        name = feed.replace("/", "__")
+        return self._cache_dir / name, self._cache_dir / f"{name}.meta.json"
 
     def _read_cache(self, feed: str) -> tuple[bytes, dict] | None:
         body_path, meta_path = self._paths(feed)
