@@ -69,7 +69,8 @@ def read_verified(path: str | Path, expected_digest: str) -> bytes:
 
 def unpickle_artifact(data: bytes, name: str) -> dict[str, Any]:
     artifact = joblib.load(io.BytesIO(data))
-    if not isinstance(artifact, dict) or artifact.get("kind") not in (SURVIVAL_KIND, CLASSIFICATION_KIND, FLARE_HISTORY_SURVIVAL_KIND):
+    kinds = (SURVIVAL_KIND, CLASSIFICATION_KIND, FLARE_HISTORY_SURVIVAL_KIND)
+    if not isinstance(artifact, dict) or artifact.get("kind") not in kinds:
         raise ModelFileError(f"{name}: not a Flare+ model artifact")
     return artifact
 
@@ -231,7 +232,8 @@ class ForecastModel:
         self.labels = bucket_labels(self.edges)
         self.time_points = survival_time_points(self.edges)
         for artifact in artifacts.values():
-            expected = self.flare_history_names if artifact["kind"] == FLARE_HISTORY_SURVIVAL_KIND else self.feature_names
+            flare_history_only = artifact["kind"] == FLARE_HISTORY_SURVIVAL_KIND
+            expected = self.flare_history_names if flare_history_only else self.feature_names
             if list(artifact["feature_names"]) != expected:
                 raise ModelFileError(f"version {version}: artifacts were trained on different features")
 

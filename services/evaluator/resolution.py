@@ -68,8 +68,8 @@ class PendingForecast:
 
     def to_dict(self) -> dict:
         return {"forecast_id": self.forecast_id, "issued_ns": self.issued_ns, "model_version": self.model_version,
-                "shadow": self.shadow, "status": self.status, "p_24h": self.p_24h, "correlation_id": self.correlation_id,
-                "degraded": self.degraded}
+                "shadow": self.shadow, "status": self.status, "p_24h": self.p_24h,
+                "correlation_id": self.correlation_id, "degraded": self.degraded}
 
     @classmethod
     def from_dict(cls, data: Mapping) -> "PendingForecast":
