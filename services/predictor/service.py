@@ -154,7 +154,7 @@ class Predictor:
                 earlier = history.flux_rows or await store.has_flux_before(conn, timestamp)
         except DATABASE_OUTAGES as exc:
             raise ForecastUnavailable(503, f"the database is not reachable: {exc}") from exc
-        if not history.flux_rows:
+        if not history.flux_rows and not history.flare_rows:  # with flares known, a degraded forecast
             raise ForecastUnavailable(422, (
                 f"no flux observations are stored in the {model.feature_params.flux_lookback_hours} h before "
                 f"{timestamp.isoformat()}" + ("" if earlier else "; no flux is stored before that time at all")

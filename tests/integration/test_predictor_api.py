@@ -141,9 +141,24 @@ BAD_SURVIVAL_REQUESTS = [
     ({"timestamp": MIDDAY, "target_class": "M", "time_buckets": [0, 200]}, "168 h horizon"),
     ({"timestamp": MIDDAY, "target_class": "M", "colour": "red"}, "colour"),
     ({"timestamp": "2015-06-01T00:00:00Z", "target_class": "M"}, "no flux is stored before that time"),
-    ({"timestamp": "2015-08-10T00:00:00Z", "target_class": "M"}, "no flux observations are stored in the 72 h"),
-    ({"timestamp": "2015-08-01T04:00:00Z", "target_class": "M"}, "older than 180 minutes"),
 ]
+
+
+async def test_stale_or_absent_flux_with_known_flares_gets_a_degraded_forecast_that_says_why(
+        settings, july_stored, tmp_path):
+    # July 2015's flux and the flares detected in it are stored: after the month the flux goes stale, then is
+    # gone from the lookback, while the flare history still covers it
+    async with july_stored.acquire() as conn:
+        await register_model(conn, tmp_path / "models", status="champion")
+    async with api(settings) as client:
+        stale = await client.post("/predict/survival", json={"timestamp": "2015-08-01T04:00:00Z", "target_class": "M"})
+        absent = await client.post("/predict/survival", json={"timestamp": "2015-08-10T00:00:00Z", "target_class": "M"})
+        classes = await client.post("/predict/classification", json={"timestamp": "2015-08-10T00:00:00Z"})
+    assert (stale.status_code, absent.status_code, classes.status_code) == (200, 200, 200), absent.text
+    assert stale.json()["degraded"] and "latest flux is older than 180 minutes" in stale.json()["reason"]
+    assert absent.json()["degraded"] and "no XRS-B flux in the last 72 h" in absent.json()["reason"]
+    assert sum(absent.json()["probability_distribution"].values()) == pytest.approx(1.0)
+    assert classes.json()["degraded"] and sum(classes.json()["class_probabilities"].values()) == pytest.approx(1.0)
 
 
 async def test_a_bad_survival_request_gets_a_422_that_says_what_is_wrong(settings, july_stored, tmp_path):
