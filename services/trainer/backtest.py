@@ -108,7 +108,8 @@ def run_backtest(
             persistence=pers[scorable],
         )
         scores[target]["reliability"] = scoring.reliability_table(p24[scorable], y[scorable])
-        scores[target]["flares"] = _distinct_flares(timeline, target, int(issue_ns[0]), int(issue_ns[-1]) + 24 * HOUR_NS)
+        scores[target]["flares"] = _distinct_flares(timeline, target, int(issue_ns[0]),
+                                                    int(issue_ns[-1]) + 24 * HOUR_NS)
         followed = table.sufficient & ~table.degraded & (outs.follow_up_hours > 0)
         scores[target]["c_index"] = scoring.concordance_index(
             outs.event[target][followed], outs.time_hours[target][followed], table.risk[target][followed])
@@ -179,8 +180,8 @@ def verdict(scores: dict[str, dict[str, Any]], settings: Settings) -> dict[str, 
             "precision": min(scores[c]["precision"] or 0.0 for c in assessed),
             "brier": max(scores[c]["brier"] for c in assessed),
         }
-    return {"checks": checks, "assessed": assessed, "passed": bool(assessed) and all(checks[c]["passed"] for c in assessed),
-            "headline": headline}
+    return {"checks": checks, "assessed": assessed,
+            "passed": bool(assessed) and all(checks[c]["passed"] for c in assessed), "headline": headline}
 
 
 # ---- report -------------------------------------------------------------------------------------------------
@@ -204,13 +205,16 @@ def report_text(result: BacktestResult, settings: Settings) -> str:
         "Flare+ backtest report",
         "======================",
         f"model version      {result.model_version}",
-        f"period             {result.start:%Y-%m-%d %H:%M} UTC to {result.end:%Y-%m-%d %H:%M} UTC (a forecast every hour)",
+        f"period             {result.start:%Y-%m-%d %H:%M} UTC to {result.end:%Y-%m-%d %H:%M} UTC"
+        " (a forecast every hour)",
         f"forecasts          {result.issued} issued, {result.degraded} degraded (flare history alone), "
         f"{result.insufficient} with insufficient data, "
         f"{result.scorable} scorable (24 h window fully observed)",
-        f"walk-forward       each forecast uses only flux hours ended and flares peaked by its issue time",
-        f"references         climatology = training-period base rate; persistence = a flare of the class in the previous 24 h",
-        f"deployment plan    F1 > {t.backtest_min_f1}, precision > {t.backtest_min_precision}, Brier < {t.backtest_max_brier}",
+        "walk-forward       each forecast uses only flux hours ended and flares peaked by its issue time",
+        "references         climatology = training-period base rate;"
+        " persistence = a flare of the class in the previous 24 h",
+        f"deployment plan    F1 > {t.backtest_min_f1}, precision > {t.backtest_min_precision},"
+        f" Brier < {t.backtest_max_brier}",
         "",
     ]
     for target, s in result.scores.items():
@@ -218,26 +222,32 @@ def report_text(result: BacktestResult, settings: Settings) -> str:
         lines += [
             f">= {target} within 24 h",
             "-" * 20,
-            f"  events             {s['events']} of {s['count']} scorable forecasts (base rate {_fmt(s['base_rate'])}); "
+            f"  events             {s['events']} of {s['count']} scorable forecasts"
+            f" (base rate {_fmt(s['base_rate'])}); "
             f"{s['flares']} distinct flares",
             f"  Brier score        {_fmt(s['brier'], 4)}   (climatology {_fmt(s['brier_climatology'], 4)}, "
             f"persistence {_fmt(s['brier_persistence'], 4)})",
-            f"  Brier skill        vs climatology {_signed(s['bss_climatology'])}   vs persistence {_signed(s['bss_persistence'])}",
+            f"  Brier skill        vs climatology {_signed(s['bss_climatology'])}"
+            f"   vs persistence {_signed(s['bss_persistence'])}",
             f"  beats climatology  {'yes' if (s['bss_climatology'] or 0) > 0 else 'NO'}; "
             f"beats persistence {'yes' if (s['bss_persistence'] or 0) > 0 else 'NO'}",
             f"  ROC AUC            {_fmt(s['roc_auc'])}",
-            f"  threshold          {_fmt(s['threshold'], 2)} (chosen on training data: max F1 on the validation period)",
-            f"  precision {_fmt(s['precision'])}  recall {_fmt(s['recall'])}  F1 {_fmt(s['f1'])}  TSS {_fmt(s['tss'])}  "
+            f"  threshold          {_fmt(s['threshold'], 2)}"
+            " (chosen on training data: max F1 on the validation period)",
+            f"  precision {_fmt(s['precision'])}  recall {_fmt(s['recall'])}  F1 {_fmt(s['f1'])}"
+            f"  TSS {_fmt(s['tss'])}  "
             f"HSS {_fmt(s['hss'])}",
             f"  contingency        hits {s['hits']}, false alarms {s['false_alarms']}, misses {s['misses']}, "
             f"correct negatives {s['correct_negatives']}",
-            f"  survival model     C-index {_fmt(s['c_index'])}, integrated Brier score {_fmt(s['integrated_brier'], 4)} (1-{settings.model.horizon_hours - 1} h)",
+            f"  survival model     C-index {_fmt(s['c_index'])},"
+            f" integrated Brier score {_fmt(s['integrated_brier'], 4)} (1-{settings.model.horizon_hours - 1} h)",
         ]
         if check["assessed"]:
             marks = ", ".join(f"{k} {'pass' if check[k] else 'FAIL'}" for k in ("f1", "precision", "brier"))
             lines.append(f"  deployment plan    {'PASS' if check['passed'] else 'FAIL'} ({marks})")
         else:
-            lines.append(f"  deployment plan    not assessed: {check['reason']} (at least {MIN_FLARES_FOR_VERDICT} needed)")
+            lines.append(f"  deployment plan    not assessed: {check['reason']}"
+                         f" (at least {MIN_FLARES_FOR_VERDICT} needed)")
         lines.append("  reliability        bin          n    mean p   observed")
         for row in s["reliability"]:
             if row["count"]:
@@ -254,8 +264,10 @@ def report_text(result: BacktestResult, settings: Settings) -> str:
             "",
         ]
     overall = "PASS" if result.verdict["passed"] else "FAIL"
-    lines.append(f"overall against the deployment plan: {overall} (assessed: {', '.join(result.verdict['assessed']) or 'none'})")
-    skill = [f">={c}: BSS vs climatology {_signed(s['bss_climatology'])}, vs persistence {_signed(s['bss_persistence'])}"
+    lines.append(f"overall against the deployment plan: {overall}"
+                 f" (assessed: {', '.join(result.verdict['assessed']) or 'none'})")
+    skill = [f">={c}: BSS vs climatology {_signed(s['bss_climatology'])},"
+             f" vs persistence {_signed(s['bss_persistence'])}"
              for c, s in result.scores.items()]
     lines.append("skill summary: " + "; ".join(skill))
     lines += result.notes

@@ -86,7 +86,8 @@ def training_steps(targets: Sequence[str], estimators: Sequence[str], with_class
 
 def make_estimator(name: str, model: ModelSettings) -> Any:
     if name == "coxph":
-        return Pipeline([("scale", StandardScaler()), ("cox", CoxPHSurvivalAnalysis(alpha=model.coxph_alpha, ties="efron"))])
+        return Pipeline([("scale", StandardScaler()),
+                         ("cox", CoxPHSurvivalAnalysis(alpha=model.coxph_alpha, ties="efron"))])
     if name == "rsf":
         return RandomSurvivalForest(
             n_estimators=model.rsf_n_estimators, min_samples_leaf=model.rsf_min_samples_leaf,
@@ -181,7 +182,8 @@ def training_set(history: History, settings: Settings, until: datetime | None) -
         record = record.with_end(int(pd.Timestamp(until).value))
     days = record.span_days
     if days < model.min_history_days:
-        window = (f"from {_utc(record.start_ns):%Y-%m-%d} to {_utc(record.end_ns):%Y-%m-%d}" if record.end_ns else "none")
+        window = (f"from {_utc(record.start_ns):%Y-%m-%d} to {_utc(record.end_ns):%Y-%m-%d}"
+                  if record.end_ns else "none")
         cutoff = f" up to {pd.Timestamp(until):%Y-%m-%d %H:%M}" if until is not None else ""
         raise InsufficientHistory(
             f"refusing to train: only {days:.0f} days of X-ray flux history{cutoff} ({window}); "
@@ -239,7 +241,8 @@ class SurvivalChoice:
     recalibration: dict[str, float] | None = None
 
 
-def train_survival(data: TrainingSet, target: str, settings: Settings, progress: Progress | None = None) -> SurvivalChoice:
+def train_survival(data: TrainingSet, target: str, settings: Settings,
+                   progress: Progress | None = None) -> SurvivalChoice:
     model = settings.model
     usable = data.sufficient
     sub = data.subsample(model.survival_subsample_hours)
@@ -257,7 +260,8 @@ def train_survival(data: TrainingSet, target: str, settings: Settings, progress:
     fitted: dict[str, Any] = {}
     for name in model.survival_estimators:
         with progress_step(progress, f">={target}: fit {name} on {int(fit_rows.sum())} issue times"):
-            estimator = _fit_quietly(make_estimator(name, model), data.X[fit_rows], survival_outcomes(data.fit_outcomes, target, fit_rows))
+            estimator = _fit_quietly(make_estimator(name, model), data.X[fit_rows],
+                                     survival_outcomes(data.fit_outcomes, target, fit_rows))
             fitted[name] = estimator
             candidates[name] = evaluate_survival(estimator, data.X[val_rows], val_out, target, model.horizon_hours)
     scored = [n for n in model.survival_estimators if candidates[n]["integrated_brier"] is not None]
@@ -275,7 +279,8 @@ def train_survival(data: TrainingSet, target: str, settings: Settings, progress:
     holdout_rows = clim_rows & data.before_split & data.fit_outcomes.observed_24h
     holdout_climatology = float(data.fit_outcomes.within_24h(target)[holdout_rows].mean())
     with progress_step(progress, f">={target}: refit {chosen} on {int(all_rows.sum())} issue times"):
-        final = _fit_quietly(make_estimator(chosen, model), data.X[all_rows], survival_outcomes(data.all_outcomes, target, all_rows))
+        final = _fit_quietly(make_estimator(chosen, model), data.X[all_rows],
+                             survival_outcomes(data.all_outcomes, target, all_rows))
     validation = {
         "chosen": chosen,
         "criterion": "lowest integrated Brier score on the validation period",
@@ -308,14 +313,16 @@ def fit_sigmoid_calibration(classifier: Any, X: np.ndarray, labels: np.ndarray) 
     return SigmoidCalibratedClassifier(classifier, slopes, intercepts)
 
 
-def train_classifier(data: TrainingSet, settings: Settings, progress: Progress | None = None) -> tuple[SigmoidCalibratedClassifier, dict[str, Any]]:
+def train_classifier(data: TrainingSet, settings: Settings,
+                     progress: Progress | None = None) -> tuple[SigmoidCalibratedClassifier, dict[str, Any]]:
     """Gradient boosting on the earlier part, sigmoid-calibrated on the validation part."""
     model = settings.model
     labels = np.asarray(OUTCOME_CLASSES, dtype=object)[data.all_outcomes.largest_class_24h]
     fit_labels = np.asarray(OUTCOME_CLASSES, dtype=object)[data.fit_outcomes.largest_class_24h]
     fit_rows = data.sufficient & data.before_split & data.fit_outcomes.observed_24h
     cal_rows = data.sufficient & ~data.before_split & data.all_outcomes.observed_24h
-    with progress_step(progress, f"classifier: fit on {int(fit_rows.sum())}, calibrate on {int(cal_rows.sum())} issue times"):
+    with progress_step(progress,
+                       f"classifier: fit on {int(fit_rows.sum())}, calibrate on {int(cal_rows.sum())} issue times"):
         booster = HistGradientBoostingClassifier(
             max_iter=model.classifier_max_iter, learning_rate=model.classifier_learning_rate, max_leaf_nodes=15,
             min_samples_leaf=50, l2_regularization=1.0, early_stopping=False, random_state=model.random_state,
@@ -323,7 +330,8 @@ def train_classifier(data: TrainingSet, settings: Settings, progress: Progress |
         booster.fit(data.X[fit_rows], fit_labels[fit_rows].astype(str))
         calibrated = fit_sigmoid_calibration(booster, data.X[cal_rows], labels[cal_rows].astype(str))
     counts = {c: int((labels[cal_rows] == c).sum()) for c in OUTCOME_CLASSES}
-    return calibrated, {"fit_rows": int(fit_rows.sum()), "calibration_rows": int(cal_rows.sum()), "calibration_counts": counts}
+    return calibrated, {"fit_rows": int(fit_rows.sum()), "calibration_rows": int(cal_rows.sum()),
+                        "calibration_counts": counts}
 
 
 # ---- everything ---------------------------------------------------------------------------------------------
@@ -370,7 +378,8 @@ def train(
     for target in targets:
         choice = train_survival(data, target, settings, progress)
         base = {**common, "kind": SURVIVAL_KIND, "target_class": target, "estimator_name": choice.estimator_name,
-                "threshold": choice.threshold, "hyperparameters": estimator_hyperparameters(choice.estimator_name, model)}
+                "threshold": choice.threshold,
+                "hyperparameters": estimator_hyperparameters(choice.estimator_name, model)}
         name = survival_artifact_name(target)
         # the holdout models stay raw: their recalibration was fit on the very period their evidence covers
         artifacts[name] = {**base, "estimator": choice.final_estimator, "climatology": choice.climatology,
@@ -399,6 +408,7 @@ def train(
             **common, "kind": CLASSIFICATION_KIND, "pipeline": classifier, "classes": list(OUTCOME_CLASSES),
         }
         validation["classifier"] = info
-        hyperparameters["classifier"] = {"max_iter": model.classifier_max_iter, "learning_rate": model.classifier_learning_rate,
+        hyperparameters["classifier"] = {"max_iter": model.classifier_max_iter,
+                                         "learning_rate": model.classifier_learning_rate,
                                          "calibration": "sigmoid one-vs-rest on the validation period"}
     return TrainingResult(artifacts, holdout, (data.start, data.end), _utc(data.split_ns), validation, hyperparameters)

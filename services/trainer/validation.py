@@ -41,8 +41,9 @@ def forecast_checks(model: ForecastModel, result: BacktestResult, settings: Sett
     ok = table.sufficient
     checks: list[Check] = []
     if not ok.any():
-        return [Check("predictions", False, f"no forecast could be made from {result.start:%Y-%m-%d} to {result.end:%Y-%m-%d}: "
-                                             "insufficient data at every hour")]
+        return [Check("predictions", False,
+                      f"no forecast could be made from {result.start:%Y-%m-%d} to {result.end:%Y-%m-%d}: "
+                      "insufficient data at every hour")]
     arrays = [table.survival[t][ok] for t in model.targets] + [table.risk[t][ok] for t in model.targets]
     if table.class_probabilities is not None:
         arrays.append(table.class_probabilities[ok])
@@ -78,7 +79,8 @@ def forecast_checks(model: ForecastModel, result: BacktestResult, settings: Sett
     if unassessed:
         detail += (f"; >={', >='.join(unassessed)} not assessed: fewer than {MIN_FLARES_FOR_VERDICT} flares in the"
                    " period to rank against")
-    checks.append(Check("c_index", bool(indices) and all(v > floor for v in indices.values()), f"{detail} (needs > {floor})"))
+    checks.append(Check("c_index", bool(indices) and all(v > floor for v in indices.values()),
+                        f"{detail} (needs > {floor})"))
     return checks
 
 
@@ -88,7 +90,8 @@ def assessed_c_index(result: BacktestResult) -> dict[str, float]:
             if s["c_index"] is not None and s["flares"] >= MIN_FLARES_FOR_VERDICT}
 
 
-def champion_comparison(candidate: BacktestResult, champion: BacktestResult | None, champion_version: str | None) -> tuple[Check, dict[str, Any] | None]:
+def champion_comparison(candidate: BacktestResult, champion: BacktestResult | None,
+                        champion_version: str | None) -> tuple[Check, dict[str, Any] | None]:
     """The candidate against the champion on the same period: lower mean 24-hour Brier score is better."""
     if champion is None or champion_version is None:
         return Check("better_than_champion", True, "no champion yet: nothing to compare with"), None
