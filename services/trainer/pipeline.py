@@ -68,12 +68,14 @@ def training_evidence(
     registered = run_backtest(model, history, settings, start=start, end=end)
     out_of_sample = run_backtest(holdout, history, settings, start=start, end=end)
     loaded = [Check("digest_matches", True, "every file's sha256 matches the registered digest"),
-              Check("loads", True, f"{len(model.survival)} survival model(s)" + (", classifier" if model.classifier else ""))]
+              Check("loads", True,
+                    f"{len(model.survival)} survival model(s)" + (", classifier" if model.classifier else ""))]
     sanity = [c for c in forecast_checks(model, registered, settings) if c.name != "c_index"]
     c_index = [replace(c, detail=f"{c.detail}; out of sample: models fit before {start:%Y-%m-%d}")
                for c in forecast_checks(holdout, out_of_sample, settings) if c.name == "c_index"]
     champion_result = run_backtest(champion, history, settings, start=start, end=end) if champion else None
-    comparison_check, comparison = champion_comparison(out_of_sample, champion_result, champion.version if champion else None)
+    comparison_check, comparison = champion_comparison(out_of_sample, champion_result,
+                                                       champion.version if champion else None)
     report = ValidationReport(
         model.version, loaded + sanity + c_index + [comparison_check],
         assessed_c_index(out_of_sample),
@@ -109,7 +111,8 @@ async def train_and_register(
     period_end = pd.Timestamp(result.data_window[1]).floor("h").to_pydatetime() - timedelta(hours=1)
     with progress_step(progress, f"validation and holdout backtest from {result.split_at:%Y-%m-%d}"):
         report, out_of_sample = await asyncio.to_thread(
-            training_evidence, model, holdout, history, settings, start=result.split_at, end=period_end, champion=champion)
+            training_evidence, model, holdout, history, settings, start=result.split_at, end=period_end,
+            champion=champion)
     backtest = {**out_of_sample.summary(), "kind": "holdout",
                 "note": f"walk-forward over the validation period by the same estimators fit on data before "
                         f"{result.split_at:%Y-%m-%d}; thresholds chosen on that period"}
@@ -150,7 +153,8 @@ async def history_for_period(conn: asyncpg.Connection, model: ForecastModel, sta
     """What a walk-forward over [start, end] reads: the lookbacks before it and the follow-up after it."""
     return await load_history(
         conn, start=start - timedelta(hours=model.feature_params.flux_lookback_hours + 2),
-        until=end + timedelta(hours=model.horizon_hours + 1), flare_lookback=model.feature_params.flare_lookback.to_pytimedelta(),
+        until=end + timedelta(hours=model.horizon_hours + 1),
+        flare_lookback=model.feature_params.flare_lookback.to_pytimedelta(),
     )
 
 

@@ -110,6 +110,7 @@ def outcomes(issue_ns: np.ndarray, timeline: FlareTimeline, record: Observabilit
 def persistence(issue_ns: np.ndarray, timeline: FlareTimeline, target: str) -> np.ndarray:
     """The persistence forecast: 1 if a flare of at least `target` peaked in the 24 h before the issue time."""
     peaks = timeline.at_least(target)
-    recent = np.searchsorted(peaks, issue_ns, side="right") - np.searchsorted(peaks, issue_ns - 24 * HOUR_NS, side="right")
+    recent = (np.searchsorted(peaks, issue_ns, side="right")
+              - np.searchsorted(peaks, issue_ns - 24 * HOUR_NS, side="right"))
     return (recent > 0).astype(float)
 
