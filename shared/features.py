@@ -229,7 +229,8 @@ def flare_timeline(flares: pd.DataFrame, same_flare_minutes: float = 15.0) -> Fl
     scaled = np.where(era == "true_flux", peak_flux * TRUE_TO_SWPC_SCALE["xrsb"], peak_flux)
     keep = (rank >= CLASS_RANK["C"]) & np.isfinite(scaled)
     order = np.lexsort((source[keep], peak_ns[keep]))
-    peaks, ranks, fluxes, sources = peak_ns[keep][order], rank[keep][order], np.log10(scaled[keep][order]), source[keep][order]
+    peaks, ranks, fluxes, sources = (peak_ns[keep][order], rank[keep][order], np.log10(scaled[keep][order]),
+                                     source[keep][order])
     window = int(same_flare_minutes * 60e9)
     kept: list[int] = []
     for i in range(len(peaks)):
@@ -340,7 +341,8 @@ def _flare_features(timeline: FlareTimeline, issue_ns: np.ndarray, params: Featu
         window_ns = d * 24 * HOUR_NS
         for target in TARGET_CLASSES:
             peaks = timeline.at_least(target)
-            count = np.searchsorted(peaks, issue_ns, side="right") - np.searchsorted(peaks, issue_ns - window_ns, side="right")
+            count = (np.searchsorted(peaks, issue_ns, side="right")
+                     - np.searchsorted(peaks, issue_ns - window_ns, side="right"))
             features[f"flares_ge_{target.lower()}_{d}d"] = count.astype(float)
         start = np.searchsorted(timeline.peak_ns, issue_ns - window_ns, side="right")
         features[f"max_flare_log_flux_{d}d"] = np.array(
@@ -350,7 +352,8 @@ def _flare_features(timeline: FlareTimeline, issue_ns: np.ndarray, params: Featu
     for target in TARGET_CLASSES:
         peaks = timeline.at_least(target)
         last = np.searchsorted(peaks, issue_ns, side="right") - 1
-        hours = np.where(last >= 0, (issue_ns - peaks[np.maximum(last, 0)]) / HOUR_NS, cap_hours) if len(peaks) else np.full(len(issue_ns), cap_hours)
+        hours = (np.where(last >= 0, (issue_ns - peaks[np.maximum(last, 0)]) / HOUR_NS, cap_hours) if len(peaks)
+                 else np.full(len(issue_ns), cap_hours))
         features[f"log_hours_since_ge_{target.lower()}"] = np.log1p(np.minimum(hours, cap_hours))
     return features
 
@@ -495,7 +498,8 @@ class FeatureState:
         era, xrsa, xrsb = zip(*self._flux.values())
         return pd.DataFrame({
             "time_tag": pd.to_datetime(np.fromiter(time_ns, dtype=np.int64, count=len(time_ns)), utc=True),
-            "satellite": satellite, "cadence_seconds": cadence, "scaling_era": era, "xrsa_flux": xrsa, "xrsb_flux": xrsb,
+            "satellite": satellite, "cadence_seconds": cadence, "scaling_era": era,
+            "xrsa_flux": xrsa, "xrsb_flux": xrsb,
         }, columns=list(OBSERVATION_COLUMNS))
 
     def flares(self) -> pd.DataFrame:
@@ -519,4 +523,5 @@ def observations_from_rows(rows: Iterable[Mapping]) -> pd.DataFrame:
     """Readings (dicts or database records with the flux_observations columns) as the frame features read."""
     rows = list(rows)
     # column by column: a dict per row cost more than the features computed from it
-    return pd.DataFrame({name: [row[name] for row in rows] for name in OBSERVATION_COLUMNS}, columns=list(OBSERVATION_COLUMNS))
+    return pd.DataFrame({name: [row[name] for row in rows] for name in OBSERVATION_COLUMNS},
+                        columns=list(OBSERVATION_COLUMNS))

@@ -261,7 +261,8 @@ class ForecastModel:
         if missing:
             raise DigestMismatch(f"version {version}: no registered digest for {', '.join(missing)}; refused")
         verified = {name: read_verified(path, digests[name]) for name, path in artifacts.items()}
-        return cls(version, {name: unpickle_artifact(data, Path(artifacts[name]).name) for name, data in verified.items()})
+        return cls(version,
+                   {name: unpickle_artifact(data, Path(artifacts[name]).name) for name, data in verified.items()})
 
     # ---- forecasting ----------------------------------------------------------------------------------
 
@@ -278,7 +279,8 @@ class ForecastModel:
             curves = np.zeros((n, len(self.time_points)))
             scores = np.zeros(n)
             if len(X):
-                curves[sufficient] = in_row_blocks(lambda block: self.survival_curves(target, block, self.time_points), X)
+                curves[sufficient] = in_row_blocks(
+                    lambda block: self.survival_curves(target, block, self.time_points), X)
                 scores[sufficient] = in_row_blocks(artifact["estimator"].predict, X)
             if len(X_history):
                 curves[degraded] = in_row_blocks(
@@ -320,6 +322,7 @@ class ForecastModel:
                                 at_least[:, 1] - at_least[:, 2], at_least[:, 2]])
 
     def _class_probabilities(self, X: np.ndarray) -> np.ndarray:
+        assert self.classifier is not None, "the caller checks that a classifier is loaded"
         pipeline = self.classifier["pipeline"]
         raw = pipeline.predict_proba(X)
         out = np.zeros((len(X), len(OUTCOME_CLASSES)))

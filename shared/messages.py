@@ -279,4 +279,4 @@ def adapter_for(*models: type[Message]) -> TypeAdapter:
     """A validator accepting any of `models`, chosen by their `type` field."""
     if len(models) == 1:
         return TypeAdapter(models[0])
-    return TypeAdapter(Annotated[Union[models], Field(discriminator="type")])  # type: ignore[valid-type]
+    return TypeAdapter(Annotated[Union[models], Field(discriminator="type")])  # type: ignore[valid-type, arg-type]

@@ -7,12 +7,15 @@ reported as a `ConfigError` naming the file, the field and what was expected.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal, get_args
 
 import yaml
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    AliasChoices, BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
 
 from shared import credentials
@@ -130,7 +133,8 @@ class TopicSettings(_Section):
 class PredictorSettings(_Section):
     cadence_minutes: int = Field(60, gt=0)
     rate_limit_per_minute: int = Field(120, gt=0, description="prediction requests per API key per minute")
-    app_name: str = Field("predictor", description="consumer group and state namespace; a second predictor needs its own")
+    app_name: str = Field("predictor",
+                          description="consumer group and state namespace; a second predictor needs its own")
 
 
 class GatekeeperSettings(_Section):
@@ -145,11 +149,13 @@ class GatekeeperSettings(_Section):
     rollback_min_scored: int = Field(
         12, ge=1, description="scored forecasts a new champion needs before its live metrics can roll it back")
     retention_interval_hours: float = Field(24.0, gt=0, description="how often the registry's retention runs")
-    consumer_group: str = Field("flare-gatekeeper", description="Kafka consumer group; a second gatekeeper needs its own")
+    consumer_group: str = Field("flare-gatekeeper",
+                                description="Kafka consumer group; a second gatekeeper needs its own")
 
 
 class EvaluatorSettings(_Section):
-    app_name: str = Field("evaluator", description="consumer group and state namespace; a second evaluator needs its own")
+    app_name: str = Field("evaluator",
+                          description="consumer group and state namespace; a second evaluator needs its own")
     resolution_grace_minutes: int = Field(
         120, ge=0, description="event time to wait after a forecast's window ends for late flare reports")
     metric_windows_days: list[int] = [7, 30]
@@ -157,7 +163,8 @@ class EvaluatorSettings(_Section):
     drift_window_days: int = Field(30, gt=0, description="the rolling window drift is judged on")
     drift_targets: list[Literal["C", "M", "X"]] = ["C"]
     drift_clear_brier_rise: float = Field(0.05, ge=0, description="a drift episode ends when Brier is back within this")
-    drift_clear_margin: float = Field(0.05, ge=0, description="... and precision and recall are this far above the floor")
+    drift_clear_margin: float = Field(0.05, ge=0,
+                                      description="... and precision and recall are this far above the floor")
 
     @model_validator(mode="after")
     def _drift_window_is_a_metric_window(self) -> "EvaluatorSettings":
@@ -279,7 +286,7 @@ def _holds_secret(annotation: Any) -> bool:
     return annotation is SecretStr or any(_holds_secret(arg) for arg in get_args(annotation))
 
 
-def _describe(error: dict[str, Any], yaml_data: dict[str, Any], config: Path, env: Path) -> str:
+def _describe(error: Mapping[str, Any], yaml_data: dict[str, Any], config: Path, env: Path) -> str:
     location = ".".join(str(part) for part in error["loc"])
     top = str(error["loc"][0]) if error["loc"] else ""
     env_name = "__".join(str(part) for part in error["loc"]).upper()
@@ -301,7 +308,8 @@ def load_settings(**overrides: Any) -> Settings:
 
     class _FileSettings(Settings):
         @classmethod
-        def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings):
+        def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings,
+                                       file_secret_settings):
             return (init_settings, env_settings, dotenv_settings, _YamlSource(settings_cls, yaml_data))
 
     try:
