@@ -2,7 +2,8 @@
 
 It starts the broker, the database and the services, loads the GOES-15 hourly history (2010-2015) and the
 NOAA flare catalogue as a backfill (stored for training, not streamed: history is not news the system should
-react to), asks the gatekeeper for the first models when the registry is empty, then replays the July 2015 1-minute month at a multiple of real time. From there the system runs its
+react to), asks the gatekeeper for the first models when the registry is empty, then replays the July 2015 \
+1-minute month at a multiple of real time. From there the system runs its
 own loop: forecasts, scoring, drift and scheduled retraining, gating, promotion. It prints where to look and a
 summary when the replay has been scored.
 """
@@ -142,7 +143,8 @@ def request_first_models(settings: Settings) -> None:
         headers={"Authorization": f"Bearer {context.operator_token(settings)}"}, timeout=30,
     )
     if response.status_code >= 400:
-        raise SystemExit(f"flare demo: the gatekeeper refused the retrain request: {response.status_code} {response.text}")
+        raise SystemExit(f"flare demo: the gatekeeper refused the retrain request:"
+                         f" {response.status_code} {response.text}")
     say(f"asked the gatekeeper for the first models: {response.json().get('status', response.status_code)}")
 
 
@@ -174,7 +176,8 @@ def replay_scored(dsn: str, plan: Plan, settings: Settings):
 
 def retrain_cycle(dsn: str, started: datetime):
     """Done when a retrain request has led to a promotion and no request is still in flight."""
-    rows = query(dsn, "SELECT action, count(*) AS n FROM model_history WHERE recorded_at >= $1 GROUP BY action", started)
+    rows = query(dsn, "SELECT action, count(*) AS n FROM model_history"
+                      " WHERE recorded_at >= $1 GROUP BY action", started)
     counts = {r["action"]: r["n"] for r in rows}
     in_flight = query(dsn, "SELECT count(*) AS n FROM retrain_requests WHERE status = 'requested'")[0]["n"]
     note = ", ".join(f"{n} {action}" for action, n in sorted(counts.items())) or "nothing yet"
@@ -188,7 +191,8 @@ def summary(dsn: str, started: datetime, settings: Settings) -> None:
     for row in query(
         dsn,
         "SELECT model_version, shadow, count(*) AS issued, count(*) FILTER (WHERE status = 'ok') AS ok,"
-        " count(*) FILTER (WHERE outcome_scorable) AS scored, count(*) FILTER (WHERE outcome_scorable = false) AS unscorable"
+        " count(*) FILTER (WHERE outcome_scorable) AS scored,"
+        " count(*) FILTER (WHERE outcome_scorable = false) AS unscorable"
         " FROM flare_prediction_log GROUP BY 1, 2 ORDER BY 1",
     ):
         role = "shadow" if row["shadow"] else "champion stream"
@@ -202,11 +206,13 @@ def summary(dsn: str, started: datetime, settings: Settings) -> None:
         metrics = row["metrics"]
         figures = ", ".join(f"{k} {metrics[k]:.3f}" for k in sorted(metrics) if metrics[k] is not None
                             and k.split(".")[0] in ("C", "M") and k.split(".")[-1] in SUMMARY_SCORES)
-        print(f"skill      {row['model_version']}{' (shadow)' if row['shadow'] else ''}: {row['scored_count']} scored; {figures}")
+        print(f"skill      {row['model_version']}{' (shadow)' if row['shadow'] else ''}:"
+              f" {row['scored_count']} scored; {figures}")
     print("history:")
     for row in query(dsn, "SELECT recorded_at, action, version, actor, reason FROM model_history"
                           " WHERE recorded_at >= $1 ORDER BY id", started):
-        print(f"  {row['recorded_at']:%H:%M:%S} {row['action']:<18} {row['version'] or '':<30} by {row['actor']}: {row['reason'][:90]}")
+        print(f"  {row['recorded_at']:%H:%M:%S} {row['action']:<18} {row['version'] or '':<30}"
+              f" by {row['actor']}: {row['reason'][:90]}")
     print("\nwhere to look:")
     for name, url in urls(settings).items():
         print(f"  {name:<20} {url}")
@@ -216,7 +222,8 @@ def summary(dsn: str, started: datetime, settings: Settings) -> None:
 def cmd_demo(args: argparse.Namespace) -> int:
     plan = SHORT if args.short else FULL
     if args.speed:
-        plan = Plan(plan.history_from, plan.history_until, plan.month_from, plan.month_until, args.speed, plan.model_env)
+        plan = Plan(plan.history_from, plan.history_until, plan.month_from, plan.month_until, args.speed,
+                    plan.model_env)
     ensure_env_file()
     settings = context.settings()
     started = datetime.now(UTC)
@@ -251,7 +258,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     say(f"replaying July 2015, 1-minute flux, at {plan.speed:g}x real time")
     flare_command("ingest", str(data / MONTH), "--speed", str(plan.speed),
                   "--from", plan.month_from.isoformat(), "--until", plan.month_until.isoformat())
-    wait_until("forecasts scored to the end of the replay", lambda: replay_scored(dsn, plan, settings), args.timeout, every=3)
+    wait_until("forecasts scored to the end of the replay", lambda: replay_scored(dsn, plan, settings), args.timeout,
+               every=3)
     wait_until("a retrain-gate-promote cycle", lambda: retrain_cycle(dsn, started), args.timeout, every=3)
     summary(dsn, started, settings)
     return _wait_for_interrupt(args, settings)

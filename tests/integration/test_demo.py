@@ -71,14 +71,16 @@ def test_a_fresh_clone_runs_the_short_demo_through_the_whole_loop_and_validates(
 
     runtime = json.loads((clone / "var" / "runtime.json").read_text())
     dsn = runtime["postgres"]["dsn"]
-    forecasts = asyncio.run(fetch(dsn, "SELECT model_version, resolved_at, status FROM flare_prediction_log WHERE NOT shadow"))
+    forecasts = asyncio.run(fetch(dsn, "SELECT model_version, resolved_at, status FROM flare_prediction_log"
+                                       " WHERE NOT shadow"))
     assert len(forecasts) >= 48, "hourly forecasts over the replayed days"
     assert all(row["model_version"].startswith("v") for row in forecasts)
     assert any(row["resolved_at"] is not None for row in forecasts), "forecasts are scored"
     history = [row["action"] for row in asyncio.run(fetch(dsn, "SELECT action FROM model_history ORDER BY id"))]
     assert "retrain_requested" in history and "promoted" in history[history.index("retrain_requested"):], history
     assert history.count("gate_verdict") == history.count("registered"), "every trained candidate is judged"
-    promoted = {row["version"] for row in asyncio.run(fetch(dsn, "SELECT version FROM model_history WHERE action = 'promoted'"))}
+    promoted = {row["version"]
+                for row in asyncio.run(fetch(dsn, "SELECT version FROM model_history WHERE action = 'promoted'"))}
     assert {row["model_version"] for row in forecasts} <= promoted, "forecasts come from promoted champions only"
 
     validate = run_flare(clone, new_user_env, "validate", timeout=120)

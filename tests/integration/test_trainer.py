@@ -74,9 +74,11 @@ async def test_train_register_validate_backtest_and_refuse_a_tampered_file(setti
         assert [h["action"] for h in history] == ["registered"]
 
         survival_c = row["artifacts"]["survival_C"]
-        report = await validate_registered(conn, settings, survival_c, start=UNTIL, end=datetime(2012, 3, 10, tzinfo=UTC))
+        report = await validate_registered(conn, settings, survival_c, start=UNTIL,
+                                           end=datetime(2012, 3, 10, tzinfo=UTC))
         by_name = {c.name: c for c in report.checks}
-        for name in ("registered", "digest_matches", "loads", "no_nan", "probabilities_sum_to_one", "survival_non_increasing"):
+        for name in ("registered", "digest_matches", "loads", "no_nan", "probabilities_sum_to_one",
+                     "survival_non_increasing"):
             assert by_name[name].passed, by_name[name]
         assert ">=C" in by_name["c_index"].detail
         assert set(report.c_index) >= {"C", "M"}
@@ -89,7 +91,8 @@ async def test_train_register_validate_backtest_and_refuse_a_tampered_file(setti
 
     # the operator's commands on the same registry, as subprocesses
     out = tmp_path / "report"
-    done = flare_cli(settings, "backtest", "--model", survival_c, "--from", "2012-02-01", "--to", "2012-02-20", "--out", str(out))
+    done = flare_cli(settings, "backtest", "--model", survival_c, "--from", "2012-02-01", "--to", "2012-02-20",
+                     "--out", str(out))
     assert done.returncode == 0, done.stderr
     assert "Brier skill" in (out / "backtest_report.txt").read_text()
     assert len((out / "forecasts.csv").read_text().splitlines()) == 1 + 20 * 24
@@ -128,7 +131,8 @@ async def _register_dummy(conn, model_dir: Path, label: str) -> str:
     return version
 
 
-async def test_retention_keeps_the_newest_three_archives_the_rest_and_deletes_archives_after_90_days(settings, clean_db):
+async def test_retention_keeps_the_newest_three_archives_the_rest_and_deletes_archives_after_90_days(
+        settings, clean_db):
     model_dir = settings.model_path
     model_dir.mkdir(parents=True)
     async with clean_db.acquire() as conn:
@@ -140,11 +144,15 @@ async def test_retention_keeps_the_newest_three_archives_the_rest_and_deletes_ar
         for version in versions[1:3]:
             row = await registry.get(conn, version)
             archived_path = Path(row["artifacts"]["survival_C"])
-            assert row["status"] == "archived" and archived_path.parent == model_dir / "archive" and archived_path.exists()
-        assert Path((await registry.get(conn, versions[0]))["artifacts"]["survival_C"]).parent == model_dir  # champion stays
-        again = await apply_retention(conn, model_dir, keep=3, archive_days=90, actor="test", now=now + timedelta(days=89))
+            assert (row["status"] == "archived" and archived_path.parent == model_dir / "archive"
+                    and archived_path.exists())
+        assert (Path((await registry.get(conn, versions[0]))["artifacts"]["survival_C"]).parent
+                == model_dir)  # champion stays
+        again = await apply_retention(conn, model_dir, keep=3, archive_days=90, actor="test",
+                                      now=now + timedelta(days=89))
         assert again.archived == [] and again.deleted == []
-        later = await apply_retention(conn, model_dir, keep=3, archive_days=90, actor="test", now=now + timedelta(days=91))
+        later = await apply_retention(conn, model_dir, keep=3, archive_days=90, actor="test",
+                                      now=now + timedelta(days=91))
         assert sorted(later.deleted) == sorted(versions[1:3])
         for version in versions[1:3]:
             row = await registry.get(conn, version)

@@ -28,7 +28,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import AsyncIterator, Callable
 
-import httpx
 import pytest
 import schemathesis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -170,7 +169,8 @@ def fuzzed_consumers(full_run) -> tuple[str, ...]:
 
 
 @pytest.fixture(scope="module")
-async def services(fuzz_settings, db_pool, fuzzed_consumers, tmp_path_factory) -> AsyncIterator[dict[str, ServiceProcess]]:
+async def services(fuzz_settings, db_pool, fuzzed_consumers,
+                   tmp_path_factory) -> AsyncIterator[dict[str, ServiceProcess]]:
     """The fuzzed consumers and the REST services as processes, started together, on a database with a champion
     model (so the predictor's API goes past its 503). A REST service whose consumers are not fuzzed in this run
     reads topics of its own, which nobody writes to."""
@@ -275,7 +275,8 @@ def sentinels(now: datetime) -> dict[str, m.Message]:
                                   peak_time=now, goes_class="X2.1", class_letter="X", peak_flux=2.1e-4, source="fuzz"),
         "retrain_requests": m.RetrainRequested(message_id=m.stable_id("fuzz-sentinel-retrain", now), event_time=now,
                                                reason="fuzz sentinel: nothing to train on before 1971",
-                                               requested_by="fuzz", train_until=datetime(1971, 1, 1, tzinfo=timezone.utc)),
+                                               requested_by="fuzz",
+                                               train_until=datetime(1971, 1, 1, tzinfo=timezone.utc)),
     }
 
 
@@ -295,7 +296,8 @@ async def test_every_malformed_record_is_dead_lettered_with_its_reason_and_every
     last = sentinels(now)
     for role, message in last.items():
         if role in roles:
-            await produce(fuzz_settings.kafka_bootstrap_servers, specs[role].name, [Record(encode(message)[0], None, "sentinel")])
+            await produce(fuzz_settings.kafka_bootstrap_servers, specs[role].name,
+                          [Record(encode(message)[0], None, "sentinel")])
 
     expected = {(name, specs[role].name, offset): record
                 for name in consumers for role in CONSUMERS[name]
