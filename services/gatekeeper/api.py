@@ -43,7 +43,8 @@ class PromoteBody(_Body):
 
 
 class RollbackBody(_Body):
-    version: str | None = Field(None, description="the version to return to; default: the champion before the current one")
+    version: str | None = Field(
+        None, description="the version to return to; default: the champion before the current one")
     from_version: str | None = Field(
         None, description="the champion you are rolling back from; if it is no longer champion the answer is 409, "
                           "or 200 unchanged when the target is already champion (a retried rollback)")
@@ -52,7 +53,8 @@ class RollbackBody(_Body):
 
 
 class ChallengerBody(_Body):
-    version: str | None = Field(min_length=1, description="the version to run in shadow beside the champion; null clears")
+    version: str | None = Field(
+        min_length=1, description="the version to run in shadow beside the champion; null clears")
     kind: str | None = Field(None, description="the model kind, needed to clear when several kinds have a challenger")
     reason: str = Field(min_length=3)
 
@@ -231,11 +233,13 @@ def create_app(gatekeeper: Gatekeeper) -> FastAPI:
             return {"model": row, "verdict": await store.last_entry(conn, version, "gate_verdict"),
                     "history": await store.history(conn, version=version)}
 
-    @app.get("/champion", response_model=list[KindState], tags=["read"], summary="the champion and challenger of each kind")
+    @app.get("/champion", response_model=list[KindState], tags=["read"],
+             summary="the champion and challenger of each kind")
     async def champions(kind: str | None = None, _: auth.Caller = viewer):
         async with pool.acquire() as conn:
             kinds = [kind] if kind else sorted({r["kind"] for r in await registry.list_models(conn)})
-            return [{"kind": k, "champion": await registry.champion(conn, k), "challenger": await store.challenger(conn, k)}
+            return [{"kind": k, "champion": await registry.champion(conn, k),
+                     "challenger": await store.challenger(conn, k)}
                     for k in kinds]
 
     @app.get("/champion/at", response_model=ChampionAt, tags=["read"], summary="which version was champion at time T")
@@ -247,7 +251,8 @@ def create_app(gatekeeper: Gatekeeper) -> FastAPI:
     ):
         async with pool.acquire() as conn:
             entry = await store.champion_at(conn, kind, time, clock=clock)
-        return {"kind": kind, "at": time, "clock": clock, "version": entry["version"] if entry else None, "since": entry}
+        return {"kind": kind, "at": time, "clock": clock, "version": entry["version"] if entry else None,
+                "since": entry}
 
     @app.get("/history", response_model=list[HistoryView], tags=["read"], summary="the decision history, newest first")
     async def history(
@@ -263,11 +268,14 @@ def create_app(gatekeeper: Gatekeeper) -> FastAPI:
     async def approvals(_: auth.Caller = viewer):
         async with pool.acquire() as conn:
             held = await store.with_status(conn, "held")
-            return [{"model": row, "verdict": await store.last_entry(conn, row["version"], "gate_verdict")} for row in held]
+            return [{"model": row, "verdict": await store.last_entry(conn, row["version"], "gate_verdict")}
+                    for row in held]
 
     @app.get("/retrain-requests", response_model=list[RetrainRequestView], tags=["read"],
              summary="retrain requests with how many triggers were folded into each")
-    async def retrain_requests(status: str | None = None, limit: int = Query(50, ge=1, le=500), _: auth.Caller = viewer):
+    async def retrain_requests(
+        status: str | None = None, limit: int = Query(50, ge=1, le=500), _: auth.Caller = viewer,
+    ):
         async with pool.acquire() as conn:
             return await store.retrain_requests(conn, status=status, limit=limit)
 
@@ -282,9 +290,11 @@ def create_app(gatekeeper: Gatekeeper) -> FastAPI:
 
     @app.post("/rollback", response_model=OutcomeView, tags=["write"],
               summary="return to the previous champion or a named former champion (idempotent)",
-              responses={409: {"description": "from_version is no longer champion, or the target is not a former champion"}})
+              responses={409: {"description": "from_version is no longer champion, "
+                                              "or the target is not a former champion"}})
     async def rollback(body: RollbackBody, caller: auth.Caller = operator):
-        return (await gatekeeper.rollback(body.version, body.from_version, caller.name, body.reason, kind=body.kind)).as_dict()
+        return (await gatekeeper.rollback(
+            body.version, body.from_version, caller.name, body.reason, kind=body.kind)).as_dict()
 
     @app.post("/challenger", response_model=OutcomeView, tags=["write"], summary="set or clear the challenger")
     async def challenger(body: ChallengerBody, caller: auth.Caller = operator):

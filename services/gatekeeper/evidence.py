@@ -28,7 +28,9 @@ def _merged(row: dict[str, Any], trained: m.ModelTrained, key: str) -> dict[str,
     return {**(row.get(key) or {}), **(trained.evidence.get(key) or {})}
 
 
-def candidate_evidence(row: dict[str, Any], trained: m.ModelTrained, files_problem: str | None = None) -> CandidateEvidence:
+def candidate_evidence(
+    row: dict[str, Any], trained: m.ModelTrained, files_problem: str | None = None,
+) -> CandidateEvidence:
     validation = _merged(row, trained, "validation")
     comparison = trained.evidence.get("comparison") or validation.get("comparison")
     return CandidateEvidence(

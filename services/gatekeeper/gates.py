@@ -77,7 +77,8 @@ def _threshold_check(name: str, value: float | None, bound: float, above: bool) 
 def gate_checks(evidence: CandidateEvidence, champion: str | None, thresholds: ThresholdSettings) -> list[GateCheck]:
     checks = [GateCheck("artifacts.digests", evidence.files_problem is None, evidence.files_problem or "verified",
                         "every file matches its registered sha256")]
-    checks += [GateCheck(f"validation.{name}", passed, passed, "pass") for name, passed in sorted(evidence.validation_checks.items())]
+    checks += [GateCheck(f"validation.{name}", passed, passed, "pass")
+               for name, passed in sorted(evidence.validation_checks.items())]
     if not evidence.validation_checks:
         checks.append(GateCheck("validation.reported", False, None, "validation checks recorded"))
     checks += [
@@ -86,7 +87,8 @@ def gate_checks(evidence: CandidateEvidence, champion: str | None, thresholds: T
     ]
     checks += [
         _threshold_check("backtest.f1", evidence.backtest.get("f1"), thresholds.backtest_min_f1, above=True),
-        _threshold_check("backtest.precision", evidence.backtest.get("precision"), thresholds.backtest_min_precision, above=True),
+        _threshold_check("backtest.precision", evidence.backtest.get("precision"), thresholds.backtest_min_precision,
+                         above=True),
         _threshold_check("backtest.brier", evidence.backtest.get("brier"), thresholds.backtest_max_brier, above=False),
     ]
     checks.append(_champion_check(evidence.comparison, champion))
@@ -111,12 +113,14 @@ def _champion_check(comparison: Comparison | None, champion: str | None) -> Gate
 
 
 def judge(
-    evidence: CandidateEvidence, champion: str | None, thresholds: ThresholdSettings, policy: Literal["auto", "approval"],
+    evidence: CandidateEvidence, champion: str | None, thresholds: ThresholdSettings,
+    policy: Literal["auto", "approval"],
 ) -> Verdict:
     checks = tuple(gate_checks(evidence, champion, thresholds))
     failed = [c for c in checks if c.passed is False]
     if failed:
-        return Verdict("REJECT", "failed " + ", ".join(f"{c.name} ({_observed(c)}, needs {c.required})" for c in failed), checks)
+        return Verdict(
+            "REJECT", "failed " + ", ".join(f"{c.name} ({_observed(c)}, needs {c.required})" for c in failed), checks)
     undetermined = [c for c in checks if c.passed is None]
     if undetermined:
         return Verdict("HOLD", "needs an operator: " + "; ".join(c.required for c in undetermined), checks)

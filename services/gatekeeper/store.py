@@ -68,7 +68,8 @@ async def log_check(
     """Log one check of a run; a check already logged under the run's id is not logged again. True if logged."""
     text = detail if isinstance(detail, str) else json.dumps(detail, default=str, sort_keys=True)
     status = await conn.execute(
-        "INSERT INTO flare_system_validation_log (run_id, check_name, passed, detail, actor) VALUES ($1, $2, $3, $4, $5)"
+        "INSERT INTO flare_system_validation_log (run_id, check_name, passed, detail, actor)"
+        " VALUES ($1, $2, $3, $4, $5)"
         " ON CONFLICT (run_id, check_name) DO NOTHING",
         run_id, check_name, passed, text, actor,
     )
@@ -129,7 +130,9 @@ async def enqueue(conn: asyncpg.Connection, topic: str, message: m.Message) -> N
     )
 
 
-async def unpublished(conn: asyncpg.Connection, *, older_than_seconds: float = 0.0, limit: int = 100) -> list[dict[str, Any]]:
+async def unpublished(
+    conn: asyncpg.Connection, *, older_than_seconds: float = 0.0, limit: int = 100,
+) -> list[dict[str, Any]]:
     rows = await conn.fetch(
         "SELECT * FROM gatekeeper_outbox WHERE published_at IS NULL"
         " AND created_at <= now() - make_interval(secs => $1) ORDER BY created_at LIMIT $2",
@@ -169,7 +172,9 @@ async def retrain_requests(
     return [dict(r) for r in rows]
 
 
-async def competing_requests(conn: asyncpg.Connection, event_time: datetime, cooldown_hours: float) -> list[dict[str, Any]]:
+async def competing_requests(
+    conn: asyncpg.Connection, event_time: datetime, cooldown_hours: float,
+) -> list[dict[str, Any]]:
     """Requests a new trigger may fold into: those in flight and those within the cooldown of its event time."""
     rows = await conn.fetch(
         "SELECT request_id, target_class, status, event_time, created_at FROM retrain_requests"
@@ -212,7 +217,9 @@ async def finish_request(conn: asyncpg.Connection, request_id: str, status: str)
 # ---- clock and metrics --------------------------------------------------------------------------------------
 
 
-async def advance_clock(conn: asyncpg.Connection, stream: str, event_time: datetime) -> tuple[datetime | None, datetime]:
+async def advance_clock(
+    conn: asyncpg.Connection, stream: str, event_time: datetime,
+) -> tuple[datetime | None, datetime]:
     """Move the stream's clock to `event_time`; return (where it was, the earliest time it has seen)."""
     row = await conn.fetchrow(
         "SELECT last_event_time, first_event_time FROM gatekeeper_clock WHERE stream = $1 FOR UPDATE", stream
