@@ -91,7 +91,8 @@ async def get(conn: asyncpg.Connection, version: str) -> dict[str, Any] | None:
 
 async def list_models(conn: asyncpg.Connection, kind: str | None = None) -> list[dict[str, Any]]:
     rows = await conn.fetch(
-        "SELECT * FROM model_registry WHERE ($1::text IS NULL OR kind = $1) ORDER BY created_at DESC, version DESC", kind
+        "SELECT * FROM model_registry WHERE ($1::text IS NULL OR kind = $1)"
+        " ORDER BY created_at DESC, version DESC", kind
     )
     return [dict(row) for row in rows]
 

@@ -24,7 +24,8 @@ CHECKS = ("database", "ingestion", "model loading", "predictions", "api endpoint
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser("validate", help="check the running system: database, ingestion, model, predictions, API, pipeline")
+    parser = sub.add_parser(
+        "validate", help="check the running system: database, ingestion, model, predictions, API, pipeline")
     parser.add_argument("--api-url", help="predictor API base URL (default: from settings)")
     parser.add_argument("--gatekeeper-url", help="where the run is logged (default: the gatekeeper from settings)")
     parser.set_defaults(handler=cmd_validate)
@@ -75,7 +76,8 @@ class Validation:
             raise AssertionError("skipped: no flux to forecast from")
         import httpx
 
-        async with httpx.AsyncClient(base_url=self.api_url, timeout=self.settings.thresholds.api_timeout_seconds) as http:
+        async with httpx.AsyncClient(
+                base_url=self.api_url, timeout=self.settings.thresholds.api_timeout_seconds) as http:
             key = context.api_key(self.settings)
             response = await http.post("/predict/all", json={"timestamp": self.latest_flux.isoformat()},
                                        headers={"X-API-Key": key} if key else {})
@@ -97,7 +99,8 @@ class Validation:
         if elapsed > limit:
             raise AssertionError(f"answered in {elapsed:.1f} s, more than {limit:g} s")
         reasons = "; ".join(health.get("reasons") or [])
-        return f"{self.api_url} {health.get('status')} in {elapsed * 1000:.0f} ms" + (f" ({reasons})" if reasons else "")
+        return (f"{self.api_url} {health.get('status')} in {elapsed * 1000:.0f} ms"
+                + (f" ({reasons})" if reasons else ""))
 
     async def full_pipeline(self) -> str:
         """A flux reading in led to a forecast out, and forecasts are being scored."""

@@ -58,6 +58,6 @@ def rollback_reason(
         return None
     hours = (champion.as_of - promoted_at).total_seconds() / 3600
     return (
-        f"live metrics of {champion.version} over {champion.window} ({champion.scored_count} scored, {hours:.0f} h after "
-        f"promotion) fell below those of {predecessor.version}: " + "; ".join(worse)
+        f"live metrics of {champion.version} over {champion.window} ({champion.scored_count} scored, {hours:.0f} h "
+        f"after promotion) fell below those of {predecessor.version}: " + "; ".join(worse)
     )

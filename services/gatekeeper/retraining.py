@@ -73,7 +73,8 @@ def decide(
     in_flight = [r for r in competing if r.status == IN_FLIGHT and wall_now - r.created_at < timeout]
     if in_flight:
         latest = max(in_flight, key=lambda r: r.created_at)
-        return Decision("fold", latest.request_id, f"request {latest.request_id} for {latest.target_class} is in flight")
+        return Decision("fold", latest.request_id,
+                        f"request {latest.request_id} for {latest.target_class} is in flight")
     if trigger.source != "operator":
         recent = [r for r in competing if abs(trigger.event_time - r.event_time) < cooldown]
         if recent:
@@ -105,12 +106,13 @@ def drift_trigger(alert: m.MetricDrift) -> Trigger:
     baseline = "" if alert.baseline is None else f" (baseline {alert.baseline:.4g})"
     return Trigger(
         trigger_id=alert.message_id, source="drift", target_class="all",
-        reason=f"{alert.metric} drifted to {alert.value:.4g}{baseline} beyond {alert.threshold:.4g} over {alert.window} "
-               f"for {alert.model_version}",
+        reason=f"{alert.metric} drifted to {alert.value:.4g}{baseline} beyond {alert.threshold:.4g} over "
+               f"{alert.window} for {alert.model_version}",
         requested_by="gatekeeper", event_time=alert.event_time, train_until=alert.event_time,
         correlation_id=alert.correlation_id,
         evidence={"alert_id": alert.message_id, "model_version": alert.model_version, "metric": alert.metric,
-                  "value": alert.value, "baseline": alert.baseline, "threshold": alert.threshold, "window": alert.window},
+                  "value": alert.value, "baseline": alert.baseline, "threshold": alert.threshold,
+                  "window": alert.window},
     )
 
 

@@ -73,7 +73,9 @@ def training_failed(request: m.RetrainRequested, reason: str) -> m.TrainingFaile
     )
 
 
-async def handle_request(conn: asyncpg.Connection, settings: Settings, request: m.RetrainRequested) -> m.ModelTrained | m.TrainingFailed:
+async def handle_request(
+    conn: asyncpg.Connection, settings: Settings, request: m.RetrainRequested,
+) -> m.ModelTrained | m.TrainingFailed:
     """The answer to one retrain request."""
     done = await registry.find_by_request(conn, request.message_id)
     if done is not None:
