@@ -75,8 +75,8 @@ async def register(pool, kind: str, name: str, *, validation=GOOD_VALIDATION, ba
     window = (datetime(2014, 1, 1, tzinfo=timezone.utc), datetime(2015, 1, 1, tzinfo=timezone.utc))
     async with pool.acquire() as conn:
         await registry.register(
-            conn, version=version, kind=kind, artifacts={}, digests={}, data_window=window, hyperparameters={}, validation=validation,
-            backtest=backtest, actor="trainer", reason="test candidate",
+            conn, version=version, kind=kind, artifacts={}, digests={}, data_window=window, hyperparameters={},
+            validation=validation, backtest=backtest, actor="trainer", reason="test candidate",
         )
     return version
 
@@ -96,7 +96,9 @@ async def promote(api, version: str, expected: str | None, token: str = ALICE, *
 # ---- an operator's day --------------------------------------------------------------------------------------
 
 
-async def test_an_operator_promotes_replaces_and_rolls_back_and_every_step_is_recorded(api, gatekeeper, gk_settings, kind):
+async def test_an_operator_promotes_replaces_and_rolls_back_and_every_step_is_recorded(
+    api, gatekeeper, gk_settings, kind,
+):
     v1 = await register(gatekeeper.pool, kind, "v1")
     v2 = await register(gatekeeper.pool, kind, "v2")
 
@@ -207,7 +209,8 @@ async def test_rolling_back_to_a_named_former_champion_is_idempotent(api, gateke
 
     answers = [await api.post("/rollback", headers=bearer(ALICE), json={"version": v1, "reason": "v1 was best"})
                for _ in range(2)]
-    assert [(a.status_code, a.json()["champion"], a.json()["changed"]) for a in answers] == [(200, v1, True), (200, v1, False)]
+    assert [(a.status_code, a.json()["champion"], a.json()["changed"]) for a in answers] == [
+        (200, v1, True), (200, v1, False)]
     never_champion = await register(gatekeeper.pool, kind, "v4")
     refused = await api.post("/rollback", headers=bearer(ALICE), json={"version": never_champion, "reason": "why not"})
     assert refused.status_code == 409 and "former champion" in refused.json()["detail"]
@@ -224,10 +227,12 @@ async def test_a_challenger_runs_beside_the_champion_and_steps_down_when_cleared
     refused = await api.post("/challenger", headers=bearer(ALICE), json={"version": v1, "reason": "the champion?"})
     assert refused.status_code == 409
 
-    cleared = await api.post("/challenger", headers=bearer(ALICE), json={"version": None, "kind": kind, "reason": "enough"})
+    cleared = await api.post(
+        "/challenger", headers=bearer(ALICE), json={"version": None, "kind": kind, "reason": "enough"})
     assert cleared.json()["challenger"] is None and await status_of(gatekeeper.pool, v2) == "candidate"
     messages = await read_all(gk_settings, "lifecycle", 500, at_least=3, timeout=30)
-    assert [(type(x).__name__, x.version) for x in messages[1:]] == [("ChallengerChanged", v2), ("ChallengerChanged", None)]
+    assert [(type(x).__name__, x.version) for x in messages[1:]] == [
+        ("ChallengerChanged", v2), ("ChallengerChanged", None)]
 
 
 async def test_unknown_versions_answer_404_and_bad_bodies_422(api, gatekeeper):
@@ -235,7 +240,8 @@ async def test_unknown_versions_answer_404_and_bad_bodies_422(api, gatekeeper):
     assert (await api.get("/models/no-such-version", headers=bearer(VIEWER))).status_code == 404
     empty_reason = await api.post("/rollback", headers=bearer(ALICE), json={"version": "x", "reason": ""})
     assert empty_reason.status_code == 422
-    assert (await api.post("/retrain", headers=bearer(ALICE), json={"target_class": "Q", "reason": "abc"})).status_code == 422
+    assert (await api.post(
+        "/retrain", headers=bearer(ALICE), json={"target_class": "Q", "reason": "abc"})).status_code == 422
     nameless = await api.post("/challenger", headers=bearer(ALICE), json={"version": "", "reason": "shadow it"})
     assert nameless.status_code == 422 and nameless.json()["detail"][0]["loc"] == ["body", "version"]
 
@@ -266,7 +272,9 @@ def trained(version: str, request_id: str | None = None, **evidence) -> m.ModelT
                           evidence=evidence)
 
 
-async def test_a_candidate_passing_every_gate_is_promoted_and_a_failing_one_rejected_with_the_reason(gatekeeper, gk_settings, kind):
+async def test_a_candidate_passing_every_gate_is_promoted_and_a_failing_one_rejected_with_the_reason(
+    gatekeeper, gk_settings, kind,
+):
     good = await register(gatekeeper.pool, kind, "good")
     bad = await register(gatekeeper.pool, kind, "bad", backtest={"f1": 0.35, "precision": 0.5, "brier": 0.1})
 
@@ -280,8 +288,10 @@ async def test_a_candidate_passing_every_gate_is_promoted_and_a_failing_one_reje
         checks = {r["check_name"]: r["passed"] for r in await conn.fetch(
             "SELECT check_name, passed FROM flare_system_validation_log WHERE run_id = $1",
             m.stable_id("gate-verdict", bad))}
-        verdicts = await conn.fetch("SELECT version FROM model_history WHERE action = 'gate_verdict' AND version = $1", good)
-    assert checks["gate.backtest.f1"] is False and checks["gate.backtest.brier"] is True and checks["gate.verdict"] is False
+        verdicts = await conn.fetch(
+            "SELECT version FROM model_history WHERE action = 'gate_verdict' AND version = $1", good)
+    assert (checks["gate.backtest.f1"] is False and checks["gate.backtest.brier"] is True
+            and checks["gate.verdict"] is False)
     assert len(verdicts) == 1
     promoted = (await read_all(gk_settings, "lifecycle", 500, at_least=1, timeout=30))[0]
     assert (promoted.version, promoted.actor) == (good, "gatekeeper")
@@ -304,11 +314,13 @@ async def test_under_the_approval_policy_a_second_operator_approves_the_held_can
     around = await promote(api, candidate, None)  # nor can she promote it past the approval
     assert around.status_code == 409 and "approve" in around.json()["detail"]
 
-    approved = await api.post(f"/models/{candidate}/approve", headers=bearer(BOB), json={"reason": "checked the backtest"})
+    approved = await api.post(
+        f"/models/{candidate}/approve", headers=bearer(BOB), json={"reason": "checked the backtest"})
     assert approved.status_code == 200 and approved.json()["champion"] == candidate
     actions = [(h["action"], h["actor"]) for h in reversed((await api.get(
         "/history", params={"version": candidate}, headers=bearer(VIEWER))).json())]
-    assert actions == [("registered", "trainer"), ("gate_verdict", "gatekeeper"), ("approved", "bob"), ("promoted", "bob")]
+    assert actions == [
+        ("registered", "trainer"), ("gate_verdict", "gatekeeper"), ("approved", "bob"), ("promoted", "bob")]
     requests = (await api.get("/retrain-requests", headers=bearer(VIEWER))).json()
     assert requests[0]["status"] == "trained"
 
@@ -320,10 +332,13 @@ async def test_a_held_candidate_can_be_rejected_by_an_operator(api, gatekeeper, 
     assert (await gatekeeper.judge_candidate(trained(candidate))).decision == "HOLD"  # no comparison with v1
     rejected = await api.post(f"/models/{candidate}/reject", headers=bearer(BOB), json={"reason": "not convincing"})
     assert rejected.status_code == 200 and await status_of(gatekeeper.pool, candidate) == "rejected"
-    assert (await api.post(f"/models/{candidate}/approve", headers=bearer(BOB), json={"reason": "oops"})).status_code == 409
+    assert (await api.post(
+        f"/models/{candidate}/approve", headers=bearer(BOB), json={"reason": "oops"})).status_code == 409
 
 
-async def test_a_candidate_without_a_passing_verdict_is_promoted_only_by_an_override_the_history_keeps(api, gatekeeper, kind):
+async def test_a_candidate_without_a_passing_verdict_is_promoted_only_by_an_override_the_history_keeps(
+    api, gatekeeper, kind,
+):
     unjudged = await register(gatekeeper.pool, kind, "unjudged")
     refused = await promote(api, unjudged, None, force=False)
     assert refused.status_code == 409 and "has no gate verdict" in refused.json()["detail"]
@@ -341,7 +356,8 @@ async def test_a_candidate_without_a_passing_verdict_is_promoted_only_by_an_over
     assert "forced past the gates" in forced.json()["detail"]
     entries = (await api.get("/history", params={"version": failed}, headers=bearer(VIEWER))).json()
     override, promotion = entries[1], entries[0]
-    assert (override["action"], override["actor"], override["reason"]) == ("gate_overridden", "bob", "F1 is low on a quiet month")
+    assert (override["action"], override["actor"], override["reason"]) == (
+        "gate_overridden", "bob", "F1 is low on a quiet month")
     assert override["evidence"]["gates"] == ["backtest.f1"] and "failed the gates" in override["evidence"]["overridden"]
     assert (promotion["action"], promotion["actor"], promotion["evidence"]["forced"]) == ("promoted", "bob", True)
 
@@ -352,7 +368,9 @@ async def test_a_candidate_without_a_passing_verdict_is_promoted_only_by_an_over
     assert back.status_code == 200 and back.json()["champion"] == failed
 
 
-async def test_an_operators_retrain_request_is_published_and_a_retried_call_is_the_same_request(api, gatekeeper, gk_settings):
+async def test_an_operators_retrain_request_is_published_and_a_retried_call_is_the_same_request(
+    api, gatekeeper, gk_settings,
+):
     body = {"target_class": "C", "reason": "C-class skill is poor", "request_key": "ticket-42"}
     first = await api.post("/retrain", headers=bearer(ALICE), json=body)
     retried = await api.post("/retrain", headers=bearer(ALICE), json=body)
@@ -362,7 +380,8 @@ async def test_an_operators_retrain_request_is_published_and_a_retried_call_is_t
     assert other.json()["folded"] and other.json()["request_id"] == first.json()["request_id"]
 
     requested = await read_all(gk_settings, "retrain_requests", 1500, at_least=1, timeout=30)
-    assert [(r.message_id, r.target_class, r.requested_by) for r in requested] == [(first.json()["request_id"], "C", "alice")]
+    assert [(r.message_id, r.target_class, r.requested_by) for r in requested] == [
+        (first.json()["request_id"], "C", "alice")]
 
 
 # ---- the event-time clock and the live metrics --------------------------------------------------------------
@@ -404,11 +423,14 @@ async def test_a_new_champion_doing_clearly_worse_live_is_rolled_back_by_itself(
     latest = (await api.get("/history", params={"kind": kind, "limit": 1}, headers=bearer(VIEWER))).json()[0]
     assert (latest["action"], latest["version"], latest["actor"]) == ("rolled_back", v1, "gatekeeper:auto-rollback")
     assert "brier" in latest["reason"] and latest["evidence"]["predecessor_metrics"]["brier"] == 0.10
-    rolled = [x for x in await read_all(gk_settings, "lifecycle", 500, at_least=3, timeout=30) if isinstance(x, m.ModelRolledBack)]
+    rolled = [x for x in await read_all(gk_settings, "lifecycle", 500, at_least=3, timeout=30)
+              if isinstance(x, m.ModelRolledBack)]
     assert [(x.version, x.from_version) for x in rolled] == [(v1, v2)]
 
 
-async def test_an_announcement_lost_to_a_broker_outage_is_published_by_the_relay(clean_db, gk_settings, publisher, kind):
+async def test_an_announcement_lost_to_a_broker_outage_is_published_by_the_relay(
+    clean_db, gk_settings, publisher, kind,
+):
     offline = Publisher(gk_settings.kafka_bootstrap_servers)  # never started: every publish fails
     stranded = Gatekeeper(clean_db, gk_settings, offline, publish_timeout_seconds=1.0)
     version = await register(clean_db, kind, "v1")
@@ -460,7 +482,8 @@ async def test_retention_runs_through_the_gatekeeper_and_every_step_is_recorded(
     assert await status_of(gatekeeper.pool, versions[1]) == "archived"
     assert (model_dir / "archive" / f"survival_model_C_20150101_{kind}.joblib").exists()
     async with gatekeeper.pool.acquire() as conn:
-        archived = await conn.fetchrow("SELECT actor FROM model_history WHERE version = $1 AND action = 'archived'", versions[1])
+        archived = await conn.fetchrow(
+            "SELECT actor FROM model_history WHERE version = $1 AND action = 'archived'", versions[1])
         logged = await conn.fetchval(
             "SELECT detail FROM flare_system_validation_log WHERE check_name = 'retention' AND detail LIKE $1",
             f"%{versions[1]}%")

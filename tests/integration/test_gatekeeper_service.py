@@ -102,9 +102,11 @@ async def test_an_operator_drives_the_registry_with_flare_commands_and_is_refuse
         statuses = {line.split()[0]: line.split()[2] for line in listing.stdout.splitlines()[1:]}
         assert statuses == {v1: "champion", v2: "retired", v3: "candidate"}
         history = gatekeeper.flare("history", "--kind", kind, "--action", "promoted", token=VIEWERS[0])
-        assert [line.split()[1:4] for line in history.stdout.splitlines()] == [["promoted", v1, "alice"], ["promoted", v2, "bob"]]
+        assert [line.split()[1:4] for line in history.stdout.splitlines()] == [
+            ["promoted", v1, "alice"], ["promoted", v2, "bob"]]
         rollbacks = json.loads(gatekeeper.flare("history", "--kind", kind, "--action", "rolled_back", "--json").stdout)
-        assert [(e["version"], e["actor"], e["reason"]) for e in rollbacks] == [(v1, "alice", "v2 forecasts look wrong")]
+        assert [(e["version"], e["actor"], e["reason"]) for e in rollbacks] == [
+            (v1, "alice", "v2 forecasts look wrong")]
 
     announced = await read_all(settings, "lifecycle", at_least=3)
     assert [(type(x).__name__, x.version) for x in announced] == [

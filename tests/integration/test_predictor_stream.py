@@ -8,8 +8,6 @@ from __future__ import annotations
 import asyncio
 from datetime import datetime, timedelta, timezone
 
-import pytest
-
 from services.ingestor.readers import read_path
 from shared import messages as m
 from shared.kafka import Publisher
@@ -43,7 +41,8 @@ async def test_a_month_of_flux_gives_one_logged_and_published_forecast_per_hour_
         # until half a day of flux is stored the forecasts are degraded (flare history alone), and logged so;
         # the month has no gap of hours after that
         degraded = [r for r in rows if r["degraded"]]
-        assert degraded and all(r["prediction_timestamp"] < JULY[24] and "less than 50%" in r["reason"] for r in degraded)
+        assert degraded and all(r["prediction_timestamp"] < JULY[24] and "less than 50%" in r["reason"]
+                                for r in degraded)
         assert all(r["reason"] is None for r in rows if r["status"] == "ok" and not r["degraded"])
         ok = [r for r in rows if r["status"] == "ok"]
         assert len(ok) > 0.9 * len(rows)
@@ -73,7 +72,8 @@ async def test_a_month_of_flux_gives_one_logged_and_published_forecast_per_hour_
             stream = by_time[issued_at]
             answer = (await predictor.post("/predict/all", json={"timestamp": issued_at.isoformat()})).json()
             for target, survival in stream.survival.items():
-                assert answer["survival"][target]["survival_function"]["probabilities"] == survival.survival_probabilities
+                assert (answer["survival"][target]["survival_function"]["probabilities"]
+                        == survival.survival_probabilities)
                 assert answer["survival"][target]["probability_distribution"] == survival.probability_distribution
                 assert answer["survival"][target]["model_version"] == stream.model_version
             assert answer["classification"]["class_probabilities"] == stream.class_probabilities
@@ -119,7 +119,8 @@ async def test_a_challenger_shadows_the_champion_until_promoted_mid_stream_and_n
         async with clean_db.acquire() as conn:
             await set_status(conn, new, "challenger")
         await publisher.publish(settings.topics.lifecycle, m.ChallengerChanged(
-            message_id=m.stable_id("challenger", new), event_time=hours[0], version=new, actor="test", reason="shadow it"))
+            message_id=m.stable_id("challenger", new), event_time=hours[0], version=new, actor="test",
+            reason="shadow it"))
         await predictor.until(lambda: _models_are(predictor, old, new), "the challenger to load")
         await publisher.publish_many(settings.topics.flux, july_days(1, 2))
         await predictor.until(lambda: _rows_once(clean_db, 2 * 24), "the first day of forecasts")
@@ -150,7 +151,8 @@ async def test_a_challenger_shadows_the_champion_until_promoted_mid_stream_and_n
     published = await read_forecasts(settings, len(rows))
     assert sorted((f.event_time, f.model_version, f.shadow) for f in published) == sorted(
         (r["prediction_timestamp"], r["model_version"], r["shadow"]) for r in rows)
-    assert all(f.correlation_id == f"july-{(f.event_time - timedelta(minutes=1)).day}" for f in published if f.event_time > hours[0])
+    assert all(f.correlation_id == f"july-{(f.event_time - timedelta(minutes=1)).day}"
+               for f in published if f.event_time > hours[0])
 
 
 async def _models_are(predictor, champion: str, challenger: str | None) -> bool:
