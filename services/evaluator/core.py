@@ -61,7 +61,8 @@ class Evaluator:
     @classmethod
     def for_settings(cls, settings: Settings, book: MetricBook, episodes=(), **state) -> "Evaluator":
         defaults = {"pending": {}, "flux_hours": {}, "flares": {}}
-        return cls(settings, book=book, drift=DriftMonitor(DriftRules.from_settings(settings.thresholds, settings.evaluator), episodes),
+        return cls(settings, book=book,
+                   drift=DriftMonitor(DriftRules.from_settings(settings.thresholds, settings.evaluator), episodes),
                    **{**defaults, **state})
 
     # ---- input -------------------------------------------------------------------------------------------
@@ -176,7 +177,8 @@ class Evaluator:
         evaluator = self.settings.evaluator
         return [
             metrics_message(figures)
-            for figures in book_metrics(self.book, key, as_of_ns, evaluator.metric_windows_days, reference, evaluator.reliability_bins)
+            for figures in book_metrics(self.book, key, as_of_ns, evaluator.metric_windows_days, reference,
+                                        evaluator.reliability_bins)
         ]
 
     def _forget_old(self) -> None:

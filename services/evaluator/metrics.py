@@ -103,7 +103,8 @@ class Group:
     def scored_outcomes(self, days: int | None, as_of_ns: int, target: str) -> Outcomes:
         bounds = self._bounds(self._scored_ends, days, as_of_ns)
         p, y, time = self._columns[target]
-        return Outcomes(np.asarray(p[bounds], dtype=float), np.asarray(y[bounds], dtype=int), np.asarray(time[bounds], dtype=float))
+        return Outcomes(np.asarray(p[bounds], dtype=float), np.asarray(y[bounds], dtype=int),
+                        np.asarray(time[bounds], dtype=float))
 
     def all(self) -> list[Resolution]:
         return list(self._resolutions)
@@ -117,7 +118,8 @@ class Group:
         if len(self._scored) < count:
             return None
         p, y, time = self._columns[target]
-        return Outcomes(np.asarray(p[:count], dtype=float), np.asarray(y[:count], dtype=int), np.asarray(time[:count], dtype=float))
+        return Outcomes(np.asarray(p[:count], dtype=float), np.asarray(y[:count], dtype=int),
+                        np.asarray(time[:count], dtype=float))
 
     def __len__(self) -> int:
         return len(self._resolutions)

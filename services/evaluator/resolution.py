@@ -123,7 +123,8 @@ class FlareRecord:
     def between(self, start_ns: int, end_ns: int) -> list[FlareMark]:
         """The flares peaking in (start_ns, end_ns]."""
         if self._peaks is None:
-            self._marks = sorted((FlareMark(int(peak), int(rank)) for peak, rank in self.store.values()), key=lambda f: f.peak_ns)
+            self._marks = sorted((FlareMark(int(peak), int(rank)) for peak, rank in self.store.values()),
+                                 key=lambda f: f.peak_ns)
             self._peaks = [mark.peak_ns for mark in self._marks]
         return self._marks[bisect.bisect_right(self._peaks, start_ns):bisect.bisect_right(self._peaks, end_ns)]
 

@@ -87,8 +87,10 @@ class EvaluatorWorker:
         self.settings = settings
         self.database_url = database_url
         topics = topic_registry(settings)
-        self.acceptors = {topics[role].name: Acceptor(app, SERVICE, topics[role], topics["dead_letters"]) for role in INPUT_ROLES}
-        self.inputs = app.topic(*self.acceptors, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
+        self.acceptors = {topics[role].name: Acceptor(app, SERVICE, topics[role], topics["dead_letters"])
+                          for role in INPUT_ROLES}
+        self.inputs = app.topic(*self.acceptors, key_type=bytes, value_type=bytes, key_serializer="raw",
+                                value_serializer="raw")
         self.outcomes = raw_topic(app, topics["outcomes"])
         self.metrics_topic = raw_topic(app, topics["metrics"])
         self.alerts = raw_topic(app, topics["alerts"])
@@ -232,7 +234,8 @@ class EvaluatorWorker:
             if episode.cleared_ns is None:
                 await send(self.alerts, episode.alert())
                 log.warning("alert.metric_drift", model_version=episode.model_version, metric=episode.breach.metric,
-                            value=episode.breach.value, baseline=episode.breach.baseline, threshold=episode.breach.threshold)
+                            value=episode.breach.value, baseline=episode.breach.baseline,
+                            threshold=episode.breach.threshold)
             else:
                 log.info("drift.cleared", model_version=episode.model_version, ordinal=episode.ordinal)
             await self._with_database(lambda conn, episode=episode: store.record_episode(conn, episode))

@@ -47,13 +47,16 @@ async def resolved_forecasts(conn: asyncpg.Connection) -> list[Resolution]:
     return [resolution_from_row(row) for row in rows]
 
 
-async def prediction_log(conn: asyncpg.Connection, *, unresolved_only: bool) -> list[tuple[PendingForecast, tuple | None]]:
+async def prediction_log(
+    conn: asyncpg.Connection, *, unresolved_only: bool,
+) -> list[tuple[PendingForecast, tuple | None]]:
     """The logged forecasts in issue-time order, each with its recorded outcome (or None)."""
     rows = await conn.fetch(
         f"SELECT {', '.join(LOG_READ_COLUMNS)} FROM flare_prediction_log"
         f"{' WHERE resolved_at IS NULL' if unresolved_only else ''} ORDER BY prediction_timestamp, forecast_id"
     )
-    return [(forecast_from_row(row), outcome_of(resolution_from_row(row)) if row["resolved_at"] else None) for row in rows]
+    return [(forecast_from_row(row), outcome_of(resolution_from_row(row)) if row["resolved_at"] else None)
+            for row in rows]
 
 
 def outcome_of(resolution: Resolution) -> tuple:
@@ -102,7 +105,9 @@ async def record_metrics(conn: asyncpg.Connection, updates: Sequence[m.MetricsUp
     )
 
 
-async def latest_metrics(conn: asyncpg.Connection, model_version: str | None = None, window: str | None = None) -> list[dict[str, Any]]:
+async def latest_metrics(
+    conn: asyncpg.Connection, model_version: str | None = None, window: str | None = None,
+) -> list[dict[str, Any]]:
     """The newest figures of each (model version, champion/shadow, window)."""
     rows = await conn.fetch(
         "SELECT DISTINCT ON (model_version, shadow, window_name) model_version, shadow, window_name, as_of,"
