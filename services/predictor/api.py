@@ -218,7 +218,9 @@ def build_api(service: PredictorService) -> FastAPI:
     async def _unavailable(request: Request, exc: ForecastUnavailable) -> JSONResponse:
         return _problem(exc.status, str(exc))
 
-    async def admitted(x_api_key: str | None = Header(None, description="required when API keys are configured")) -> str | None:
+    async def admitted(
+        x_api_key: str | None = Header(None, description="required when API keys are configured"),
+    ) -> str | None:
         holder = service.guard.admit(x_api_key)
         if holder:
             log.debug("api.admitted", holder=holder)

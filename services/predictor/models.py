@@ -23,7 +23,8 @@ log = get_logger(__name__)
 ROLES = ("champion", "challenger")
 
 
-async def registered_roles(conn: asyncpg.Connection, kind: str = registry.FORECAST_KIND) -> dict[str, dict[str, Any] | None]:
+async def registered_roles(conn: asyncpg.Connection,
+                           kind: str = registry.FORECAST_KIND) -> dict[str, dict[str, Any] | None]:
     """The registry rows of the champion and the challenger of `kind` (None where the role is empty)."""
     challengers = [row for row in await registry.list_models(conn, kind) if row["status"] == "challenger"]
     return {"champion": await registry.champion(conn, kind), "challenger": challengers[0] if challengers else None}

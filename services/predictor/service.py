@@ -160,7 +160,8 @@ class Predictor:
                 f"{timestamp.isoformat()}" + ("" if earlier else "; no flux is stored before that time at all")
             ))
         # the frames too are built aside: from 4,000 rows they cost as much as the features
-        [point] = await asyncio.to_thread(lambda: compute_points([model], history.observations, history.flares, timestamp))
+        [point] = await asyncio.to_thread(
+            lambda: compute_points([model], history.observations, history.flares, timestamp))
         if point.forecast.status != "ok":
             raise ForecastUnavailable(422, f"insufficient data at {timestamp.isoformat()}: {point.forecast.reason}")
         self.counters.rest_forecasts_computed += 1
@@ -198,7 +199,8 @@ class Predictor:
             reasons.append("the broker is not reachable")
         latest = self.stream.latest
         if latest is not None and latest.status != "ok":
-            reasons.append(f"the latest stream forecast ({latest.event_time.isoformat()}) has insufficient data: {latest.reason}")
+            reasons.append(f"the latest stream forecast ({latest.event_time.isoformat()}) has insufficient data: "
+                           f"{latest.reason}")
         lag = self.position.lag()
         if lag is not None and lag > LAG_WARNING:
             reasons.append(f"the flux consumer is {lag} records behind")
