@@ -167,7 +167,8 @@ async def log_forecasts(conn: asyncpg.Connection, forecasts: Sequence[m.Forecast
     logged = ", ".join(f"flare_prediction_log.{c}" for c in PREDICTOR_ONLY_COLUMNS)
     excluded = ", ".join(f"EXCLUDED.{c}" for c in PREDICTOR_ONLY_COLUMNS)
     sql = (f"INSERT INTO flare_prediction_log ({', '.join(LOG_COLUMNS)}) SELECT * FROM unnest({arrays})"
-           f" ON CONFLICT (forecast_id) DO UPDATE SET ({own}) = ROW({excluded}) WHERE ({logged}) IS DISTINCT FROM ({excluded})")
+           f" ON CONFLICT (forecast_id) DO UPDATE SET ({own}) = ROW({excluded})"
+           f" WHERE ({logged}) IS DISTINCT FROM ({excluded})")
     columns = [list(column) for column in zip(*map(log_row, forecasts))]
     status = await conn.execute(sql, *columns)
     return int(status.rsplit(" ", 1)[-1])

@@ -47,7 +47,8 @@ HistoryLoader = Callable[[datetime], Awaitable[History]]
 LoggedFilter = Callable[[list[str]], Awaitable[set[str]]]  # which of these forecast ids are logged already
 
 
-def compute_points(models: list, observations: pd.DataFrame, flares: pd.DataFrame, issued_at: datetime) -> list[PointForecast]:
+def compute_points(models: list, observations: pd.DataFrame, flares: pd.DataFrame,
+                   issued_at: datetime) -> list[PointForecast]:
     """The forecast of each model at `issued_at`; features are computed once per distinct feature parameters."""
     features: dict[FeatureParams, FeatureVector] = {}
     points = []
@@ -187,7 +188,8 @@ class StreamForecaster:
         serving = self.slots.serving()
         if not serving:
             self.skipped_without_model += len(times)
-            log.warning("forecast.skipped", issued_at=[t.isoformat() for t in times], reason="no champion model is loaded")
+            log.warning("forecast.skipped", issued_at=[t.isoformat() for t in times],
+                        reason="no champion model is loaded")
             return []
         # the frames are taken before anything awaits: the flare agent changes the state meanwhile
         observations, flares = self.state.observations(), self.state.flares()

@@ -7,7 +7,6 @@ The flux agent takes the stream in batches (a replay of years is millions of rea
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from typing import Sequence
 
@@ -50,7 +49,8 @@ class PredictorWorker:
         self.lifecycle_topic = raw_topic(app, topics["lifecycle"])
         self.forecasts = raw_topic(app, topics["forecasts"])
         self.acceptors = {
-            role: Acceptor(app, SERVICE, topics[role], topics["dead_letters"]) for role in ("flux", "flares", "lifecycle")
+            role: Acceptor(app, SERVICE, topics[role], topics["dead_letters"])
+            for role in ("flux", "flares", "lifecycle")
         }
         self.server: _EmbeddedServer | None = None
 
