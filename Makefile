@@ -18,6 +18,8 @@ demo: $(STAMP)
 	$(BIN)/flare demo
 
 test: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/mypy
 	$(BIN)/pytest
 
 bench: $(STAMP)
