@@ -260,12 +260,17 @@ async def _reached(run: Replay, kill: Kill) -> bool:
 # A replay has settled when the predictor has forecast the last hour, the evaluator has resolved exactly the
 # forecasts whose window and grace the last reading passed, and the newest cumulative figures of each model
 # version count every one of them (they come from a timer, after the outcomes). Nothing changes after that.
+# Degraded forecasts (from the flare history alone, e.g. the first hours, before the flux covers its lookback)
+# are counted apart from the version's own scores, under degraded.resolved_count.
 SETTLED = f"""
     WITH resolved AS (
         SELECT model_version, shadow, count(*) AS resolved FROM flare_prediction_log
         WHERE resolved_at IS NOT NULL GROUP BY model_version, shadow
     ), counted AS (
-        SELECT model_version, shadow, (metrics->>'resolved_count')::numeric AS counted FROM ({METRICS}) AS newest
+        SELECT model_version, shadow,
+               (metrics->>'resolved_count')::numeric
+               + coalesce((metrics->>'degraded.resolved_count')::numeric, 0) AS counted
+        FROM ({METRICS}) AS newest
     )
     SELECT max(prediction_timestamp) >= $1
        AND bool_and((resolved_at IS NOT NULL)
