@@ -12,6 +12,7 @@ from aiokafka.structs import TopicPartition
 from fastapi import FastAPI
 from prometheus_client import REGISTRY
 from prometheus_client.parser import text_string_to_metric_families
+from structlog.testing import capture_logs
 
 from shared.http import serve_metrics
 from shared.telemetry import ConsumerLag, start_metrics_server
@@ -73,8 +74,11 @@ def test_a_service_whose_metrics_port_is_taken_runs_on_without_metrics_and_a_fre
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
-        stop = start_metrics_server(taken.getsockname()[1], "127.0.0.1")  # logs metrics.unavailable
+        taken_port = taken.getsockname()[1]
+        with capture_logs() as logged:
+            stop = start_metrics_server(taken_port, "127.0.0.1")
         stop()
+    assert [entry["port"] for entry in logged if entry["event"] == "metrics.unavailable"] == [taken_port]
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
