@@ -68,7 +68,8 @@ FULL_PAYLOADS = SHORT_PAYLOADS + [
 INJECTOR_NAME = SHORT_PAYLOADS[0]
 INJECTOR = f"{INJECTOR_NAME}:injector-s3cret-77aa"
 
-AUDITED_TABLES = {"model_registry": "version", "model_history": "id", "retrain_requests": "request_id"}
+AUDITED_TABLES = {"model_registry": "version", "model_history": "id", "retrain_requests": "request_id",
+                  "flare_system_validation_log": "id"}
 
 
 def bearer(token: str) -> dict[str, str]:
@@ -198,7 +199,8 @@ async def test_every_mutating_route_of_every_service_refuses_bad_credentials_and
     await gatekeeper.promote(champion["version"], None, "alice", "the champion the probes try to replace", force=True)
     values = {"version": candidate["version"], "expected_current": champion["version"], "from_version": None,
               "kind": kind, "reason": "a probe that must not get through", "target_class": "C", "request_key": None,
-              "timestamp": "2015-07-15T12:00:00Z", "window": 24, "time_buckets": None, "force": True}
+              "timestamp": "2015-07-15T12:00:00Z", "window": 24, "time_buckets": None, "force": True,
+              "run_id": "a-probe-run", "checks": [{"name": "database", "passed": True, "detail": "a probe"}]}
     before = await snapshot(gatekeeper.pool)
 
     refused = 0
