@@ -193,8 +193,8 @@ class Settings(BaseSettings):
     model_path: Path = Path("models")
     # the bundled sample (data/sample, with its MANIFEST.json): all the demo and `make test` read
     data_dir: Path = Path("data/sample")
-    # the team's larger reference data set, optional: only benchmarks read it, and skip without it
-    reference_data_dir: Path = Path("../shared/data")
+    # a larger reference data set, optional and never assumed to exist: only benchmarks read it, and skip without it
+    reference_data_dir: Path | None = None
     # where `flare data fetch` keeps the NOAA archives it downloads, with their index.json (FLARE_DATA_HOME)
     data_home: Path = Field(Path("var/data"), validation_alias=AliasChoices("flare_data_home", "data_home"))
     bind_host: str = "127.0.0.1"
@@ -235,8 +235,8 @@ class Settings(BaseSettings):
     def _anchor_relative_paths(self) -> "Settings":
         root = project_root()
         for name in ("state_dir", "model_path", "data_dir", "reference_data_dir", "data_home"):
-            value: Path = getattr(self, name)
-            if not value.is_absolute():
+            value: Path | None = getattr(self, name)
+            if value is not None and not value.is_absolute():
                 object.__setattr__(self, name, (root / value).resolve())
         return self
 

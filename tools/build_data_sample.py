@@ -2,7 +2,7 @@
 
     .venv/bin/python tools/build_data_sample.py [REFERENCE_DIR]
 
-REFERENCE_DIR defaults to the `reference_data_dir` setting (`../shared/data`). Every file is either the
+REFERENCE_DIR defaults to the `reference_data_dir` setting (REFERENCE_DATA_DIR). Every file is either the
 reference file byte for byte, the reference file gzip-compressed (level 9, no name or time in the header, so a
 rebuild gives the same bytes), or a cut of it said in the manifest's `cut`. The overlap folder's GAPS.md is
 recomputed from the cut files.
@@ -206,8 +206,8 @@ def build(reference: Path) -> dict:
     manifest = {
         "what": "The data this project bundles: real NOAA GOES X-ray observations and flare lists that the demo and "
                 "`make test` read. A sample of the team's reference data set (its SOURCES.md describes every file).",
-        "reference_data_dir": "../shared/data relative to the project root (setting reference_data_dir, env "
-                              "REFERENCE_DATA_DIR); optional, used only by benchmarks",
+        "reference_data_dir": "the setting reference_data_dir (env REFERENCE_DATA_DIR), unset by default; "
+                              "optional, used only by benchmarks",
         "total_bytes": sum(f["bytes"] for f in files),
         "files": files,
     }
@@ -217,6 +217,8 @@ def build(reference: Path) -> dict:
 
 if __name__ == "__main__":
     reference_dir = Path(sys.argv[1]) if len(sys.argv) > 1 else load_settings().reference_data_dir
+    if reference_dir is None:
+        sys.exit("build_data_sample: name the reference data set: REFERENCE_DIR or REFERENCE_DATA_DIR")
     built = build(reference_dir)
     for item in built["files"]:
         print(f"{item['bytes']:>10,}  {item['path']}")

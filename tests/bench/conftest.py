@@ -70,11 +70,12 @@ def reference_file() -> Callable[[str], Path]:
     which file, where it was looked for and the setting that moves it."""
     folder = load_settings().reference_data_dir
 
-    def skip(what: str, path: Path) -> None:
-        pytest.skip(f"needs {what}, not found at {path}; set reference_data_dir (env REFERENCE_DATA_DIR) to the "
-                    "folder holding it (default ../shared/data)")
+    def skip(what: str, path: Path | None) -> None:
+        where = f"not found at {path}" if path else "no reference data set is configured"
+        pytest.skip(f"needs {what}, {where}; set reference_data_dir (env REFERENCE_DATA_DIR) to the folder "
+                    "holding it")
 
-    if not folder.is_dir():  # before any broker or database is started for the benchmark
+    if folder is None or not folder.is_dir():  # before any broker or database is started for the benchmark
         skip("the reference data set", folder)
 
     def find(relative: str) -> Path:

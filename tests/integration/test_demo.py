@@ -1,5 +1,5 @@
-"""A new user clones the project and runs the main command: in the clone, with nothing beside it (no
-`../shared`), the whole system comes up on embedded infrastructure, replays the bundled data, trains,
+"""A new user clones the project and runs the main command: in the clone, with nothing beside it, the
+whole system comes up on embedded infrastructure, replays the bundled data, trains,
 forecasts, scores, retrains and promotes by itself; `flare validate` passes on it and names the database check
 once the database is stopped."""
 
@@ -26,7 +26,7 @@ NOT_INHERITED = ("KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL", "DB_HOST", "STATE_DI
 
 @pytest.fixture
 def clone(tmp_path) -> Path:
-    """The committed HEAD of the project, cloned into an empty folder: no `../shared`, no var/, no .env."""
+    """The committed HEAD of the project, cloned into an empty folder: nothing beside it, no var/, no .env."""
     folder = tmp_path / "flare-plus"
     subprocess.run(["git", "clone", "--quiet", str(PROJECT_ROOT), str(folder)], check=True, capture_output=True,
                    timeout=300)

@@ -83,7 +83,7 @@ def test_secrets_are_never_written_into_compose():
 
 
 def test_the_services_read_the_bundled_sample_unless_told_otherwise():
-    """A clone has no ../shared beside it: the data mount defaults to the sample inside the repository."""
+    """A clone has nothing beside it: the data mount defaults to the sample inside the repository."""
     for name, spec in APP_SERVICES.items():
         mounts = [volume for volume in spec["volumes"] if volume.endswith(":/data:ro")]
         assert mounts == ["${DATA_HOST_DIR:-./data/sample}:/data:ro"], name

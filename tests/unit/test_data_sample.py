@@ -51,6 +51,6 @@ def test_the_settings_read_the_sample_by_default_and_the_reference_set_only_when
     monkeypatch.chdir(tmp_path)  # resolved against the project root, not the working directory
     settings = load_settings()
     assert settings.data_dir == DATA_DIR == PROJECT_ROOT / "data" / "sample"
-    assert settings.reference_data_dir == (PROJECT_ROOT / ".." / "shared" / "data").resolve()
+    assert settings.reference_data_dir is None
     monkeypatch.setenv("REFERENCE_DATA_DIR", "/nonexistent")
     assert load_settings().reference_data_dir.as_posix() == "/nonexistent"
