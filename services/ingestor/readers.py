@@ -428,21 +428,34 @@ def read_new_avg_netcdf(data: bytes, result: ReadResult, *, label: str, satellit
             raise Invalid(f"netCDF file lacks the variables {', '.join(missing)}")
         values = {name: dataset.variables[name][:].tolist() for name in
                   ("time_tag", "A_AVG", "B_AVG", "A_QUAL_FLAG", "B_QUAL_FLAG") if name in dataset.variables}
+    read_minute_columns(
+        result, values, satellite=satellite, label=label, time_name="time_tag",
+        to_time=lambda millis: datetime(1970, 1, 1, tzinfo=timezone.utc) + timedelta(milliseconds=millis),
+        bands=(("A_AVG", "A_QUAL_FLAG", "xrsa"), ("B_AVG", "B_QUAL_FLAG", "xrsb")),
+        reading=lambda name, value, band: parse_flux(value, max_flux, band))
+
+
+def read_minute_columns(
+    result: ReadResult, values: dict[str, list], *, satellite: str, label: str, time_name: str,
+    to_time: Callable[[float], datetime], bands: tuple[tuple[str, str, str], ...],
+    reading: Callable[[str, Any, str], tuple[float | None, str | None]],
+) -> None:
+    """The 1-minute records of a netCDF file's columns, in order: `to_time` turns the time column's numbers into
+    instants, each of `bands` is (flux variable, flag variable, band) for XRS-A then XRS-B, and a flagged reading
+    is a gap with its flag. A record that fails is rejected with its raw values; the rest are read."""
+    def band_reading(i: int, flux_name: str, flag_name: str, band: str) -> tuple[float | None, str | None]:
+        value = reading(flux_name, values[flux_name][i], band)
+        flag = parse_flag(values[flag_name][i], band) if flag_name in values else None
+        return (None, flag) if flag else value
+
     order = SeriesOrder()
-    count = len(values["time_tag"])
-    for i in range(count):
+    for i, number in enumerate(values[time_name]):
         result.records_read += 1
-        millis = values["time_tag"][i]
         try:
-            if not math.isfinite(millis):
-                raise Invalid(f"time tag {millis!r} is not a time")
-            time_tag = datetime(1970, 1, 1, tzinfo=timezone.utc) + timedelta(milliseconds=millis)
-            a_reading = parse_flux(values["A_AVG"][i], max_flux, "xrsa")
-            b_reading = parse_flux(values["B_AVG"][i], max_flux, "xrsb")
-            if "A_QUAL_FLAG" in values and (flag := parse_flag(values["A_QUAL_FLAG"][i], "xrsa")):
-                a_reading = (None, flag)
-            if "B_QUAL_FLAG" in values and (flag := parse_flag(values["B_QUAL_FLAG"][i], "xrsb")):
-                b_reading = (None, flag)
+            if not math.isfinite(number):
+                raise Invalid(f"{time_name} {number!r} is not a time")
+            time_tag = to_time(number)
+            a_reading, b_reading = (band_reading(i, *names) for names in bands)
             order.check(satellite, 60, time_tag)
         except Invalid as exc:
             raw = json.dumps({name: column[i] for name, column in values.items()})
@@ -489,31 +502,16 @@ def read_goes_r_avg1m_netcdf(
                   ("time", "xrsa_flux", "xrsb_flux", "xrsa_flag", "xrsb_flag") if name in dataset.variables}
     if "xrsa_flux" not in values:
         raise Invalid("netCDF file lacks the variable xrsa_flux")
-    order = SeriesOrder()
 
     def reading(name: str, value: Any, band: str) -> tuple[float | None, str | None]:
         if (isinstance(value, float) and math.isnan(value)) or (fills.get(name) is not None and value == fills[name]):
             return None, "fill"
         return parse_flux(value, max_flux, band)
 
-    for i, seconds in enumerate(values["time"]):
-        result.records_read += 1
-        try:
-            if not math.isfinite(seconds):
-                raise Invalid(f"time {seconds!r} is not a time")
-            time_tag = epoch + timedelta(seconds=round(seconds, 3))
-            a_reading = reading("xrsa_flux", values["xrsa_flux"][i], "xrsa")
-            b_reading = reading("xrsb_flux", values["xrsb_flux"][i], "xrsb")
-            if "xrsa_flag" in values and (flag := parse_flag(values["xrsa_flag"][i], "xrsa")):
-                a_reading = (None, flag)
-            if "xrsb_flag" in values and (flag := parse_flag(values["xrsb_flag"][i], "xrsb")):
-                b_reading = (None, flag)
-            order.check(satellite, 60, time_tag)
-        except Invalid as exc:
-            raw = json.dumps({name: column[i] for name, column in values.items()})
-            result.reject(f"record {i + 1}", raw, str(exc))
-            continue
-        result.flux.append(flux_record(satellite, time_tag, 60, label, a_reading, b_reading))
+    read_minute_columns(
+        result, values, satellite=satellite, label=label, time_name="time",
+        to_time=lambda seconds: epoch + timedelta(seconds=round(seconds, 3)),
+        bands=(("xrsa_flux", "xrsa_flag", "xrsa"), ("xrsb_flux", "xrsb_flag", "xrsb")), reading=reading)
 
 
 PARQUET_BANDS = (("short_band", "long_band"), ("xrsa_flux", "xrsb_flux"))
