@@ -8,6 +8,7 @@ and embedded PostgreSQL, started in a temporary state folder so a developer's ow
 from __future__ import annotations
 
 import asyncio
+import gzip
 import os
 import uuid
 from pathlib import Path
@@ -20,6 +21,7 @@ from shared.db import create_pool, migrate_dsn
 from shared.kafka import ensure_topics
 from shared.settings import Settings, TopicSettings, load_settings
 from shared.topics import topic_registry
+from tests.support.swpc_server import FEED, LocalSwpc
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 # The bundled sample (data/sample): what every test outside tests/bench reads, so a clone tests with nothing beside it.
@@ -133,3 +135,14 @@ async def clean_db(db_pool) -> AsyncIterator:
     async with db_pool.acquire() as conn:
         await conn.execute(f"TRUNCATE {', '.join(APP_TABLES)}")
     yield db_pool
+
+
+@pytest.fixture
+def swpc(tmp_path: Path) -> Iterator[LocalSwpc]:
+    """SWPC's one-day feed, as recorded, served on loopback for the live ingestor."""
+    folder = tmp_path / "swpc"
+    folder.mkdir()
+    (folder / FEED).write_bytes(gzip.decompress((DATA_DIR / "swpc_json" / f"{FEED}.gz").read_bytes()))
+    server = LocalSwpc(folder)
+    yield server
+    server.stop()

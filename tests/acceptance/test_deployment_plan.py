@@ -40,7 +40,8 @@ import pytest
 from flare_cli.commands.demo import CATALOGUE, HISTORY, SHORT
 from shared import infra
 from tests.conftest import DATA_DIR, PROJECT_ROOT
-from tests.integration.test_ingest_live import LocalSwpc
+from tests.support.daily_checks import daily_check_queries
+from tests.support.swpc_server import LocalSwpc
 
 UTC = timezone.utc
 FLARE = [sys.executable, "-m", "flare_cli.main"]
@@ -367,45 +368,18 @@ def test_rollback(system: System):
 
 # ---- Model Performance Monitoring: Daily Checks ------------------------------------------------------------
 
-PREDICTION_VOLUME = """\
-SELECT
-    DATE(prediction_timestamp) as date,
-    COUNT(*) as predictions,
-    COUNT(DISTINCT model_version) as model_versions
-FROM flare_prediction_log
-WHERE prediction_timestamp > NOW() - INTERVAL '7 days'
-GROUP BY DATE(prediction_timestamp)
-ORDER BY date DESC;"""
-
-ERRORS = """\
-SELECT * FROM flare_prediction_log
-WHERE prediction_timestamp > NOW() - INTERVAL '24 hours'
-  AND (predicted_class IS NULL OR class_probabilities IS NULL)
-ORDER BY prediction_timestamp DESC;"""
-
-RECENT_FLARES_AND_PREDICTIONS = """\
-SELECT
-    p.prediction_timestamp,
-    p.predicted_class,
-    p.actual_flare_class,
-    p.class_probabilities
-FROM flare_prediction_log p
-WHERE p.prediction_timestamp > NOW() - INTERVAL '7 days'
-  AND p.actual_flare_class IS NOT NULL
-ORDER BY p.prediction_timestamp DESC;"""
-
-
 def test_daily_checks(system: System):
-    """The plan's three queries, verbatim, in `./flare db-shell`."""
-    volume = sql(system, PREDICTION_VOLUME)
+    """The plan's three queries, verbatim (deploy/daily_checks.sql), in `./flare db-shell`."""
+    prediction_volume, errors, recent_flares_and_predictions = daily_check_queries()
+    volume = sql(system, prediction_volume)
     days = [row["date"] for row in volume]
     assert len(days) >= 7 and days == sorted(days, reverse=True), volume
     assert all(int(row["predictions"]) <= 24 * 2 and int(row["model_versions"]) >= 1 for row in volume), volume
     assert max(int(row["predictions"]) for row in volume) >= 24, "a whole day of hourly forecasts"
 
-    assert sql(system, ERRORS) == [], "no forecast of the last 24 h lacks its class or its probabilities"
+    assert sql(system, errors) == [], "no forecast of the last 24 h lacks its class or its probabilities"
 
-    resolved = sql(system, RECENT_FLARES_AND_PREDICTIONS)
+    resolved = sql(system, recent_flares_and_predictions)
     assert len(resolved) >= 24, "the forecasts whose 24 h have passed are scored against what followed"
     assert all(row["actual_flare_class"] in ("none", "C", "M", "X") for row in resolved), resolved
     forecast = [row for row in resolved if row["predicted_class"]]

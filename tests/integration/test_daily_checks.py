@@ -19,18 +19,10 @@ from services.evaluator.resolution import PendingForecast, Resolution, to_ns
 from services.predictor import store as predictor_store
 from shared import messages as m
 from tests.conftest import PROJECT_ROOT, service_env
+from tests.support.daily_checks import DAILY_CHECKS, daily_check_queries
 
 FLARE = str(PROJECT_ROOT / ".venv" / "bin" / "flare")
-DAILY_CHECKS = PROJECT_ROOT / "deploy" / "daily_checks.sql"
 PROBABILITIES = {"none": 0.7, "C": 0.2, "M": 0.08, "X": 0.02}
-
-
-def queries() -> list[str]:
-    """The file's three queries, each with its comment line, as the plan writes them."""
-    blocks = [block for block in DAILY_CHECKS.read_text().split("\n\n") if "SELECT" in block]
-    assert [block.splitlines()[0] for block in blocks] == [
-        "-- Check prediction volume", "-- Check for errors", "-- Review recent flares and predictions"]
-    return blocks
 
 
 def forecast(name: str, issued: datetime, version: str = "v1", *, ok: bool = True,
@@ -80,7 +72,7 @@ async def test_the_plans_daily_checks_run_verbatim_in_db_shell_and_show_what_eac
         settings, a_week_of_forecasts):
     log, zone = a_week_of_forecasts
     volume, errors, reviewed = (list(csv.DictReader(io.StringIO(db_shell(settings, "--csv", "-c", query))))
-                                for query in queries())
+                                for query in daily_check_queries())
 
     within_week = [f for name, f in log.items() if name != "X flare 10 days ago"]
     by_day: dict = {}

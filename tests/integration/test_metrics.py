@@ -16,7 +16,7 @@ from shared import infra
 from shared import messages as m
 from shared import registry
 from shared.kafka import Publisher
-from tests.integration.test_ingest_live import FEED, swpc  # noqa: F401  (fixture)
+from tests.support.swpc_server import FEED
 from tests.support.evaluator_data import at, forecast, hourly_flux
 from tests.support.gatekeeper_process import gatekeeper_running
 from tests.support.predictor_models import register_model
@@ -182,7 +182,7 @@ async def test_the_trainer_serves_its_counts_on_its_metrics_port(settings, clean
 
 
 async def test_the_live_ingestor_serves_what_it_published_on_its_metrics_port(
-        settings, clean_db, swpc, tmp_path):  # noqa: F811
+        settings, clean_db, swpc, tmp_path):
     port = infra.free_port()
     url = f"http://127.0.0.1:{port}"
     ingestor = ServiceProcess("ingestor", settings, tmp_path / "ingestor.log", INGESTOR_METRICS_PORT=str(port),
