@@ -18,7 +18,8 @@ from shared.kafka import Publisher, ensure_topics
 from shared.topics import topic_registry
 from tests.conftest import PROJECT_ROOT
 from tests.support.evaluator_data import at, reference_flares
-from tests.unit.test_predictor_stream import feed, forecaster, july_readings, model
+from tests.support.stream_forecasting import forecaster
+from tests.unit.test_predictor_stream import feed, july_readings, model
 
 EXAMPLE = PROJECT_ROOT / "docs" / "examples" / "subscribe_forecasts.py"
 README = PROJECT_ROOT / "README.md"

@@ -15,8 +15,7 @@ from threadpoolctl import threadpool_limits
 
 from services.ingestor.readers import read_path
 from services.predictor.models import ModelSlots
-from services.predictor.store import History
-from services.predictor.stream import StreamForecaster, forecast_batch
+from services.predictor.stream import forecast_batch
 from services.trainer.backtest import run_backtest
 from services.trainer.data import History as TrainerHistory
 from shared import messages as m
@@ -25,6 +24,7 @@ from shared.forecast_model import ForecastModel, forecast_message
 from shared.settings import load_settings
 from tests.conftest import DATA_DIR
 from tests.support.predictor_models import FLARE_LIST, HOURLY, trained
+from tests.support.stream_forecasting import forecaster
 
 UTC = timezone.utc
 HOUR = pd.Timedelta(hours=1)
@@ -102,18 +102,8 @@ def goes18_readings() -> list[m.FluxObserved]:
 async def test_the_goes18_minutes_with_gaps_get_a_forecast_every_hour_on_the_stream_as_in_the_batch():
     served = model()
 
-    async def nothing_stored(until: datetime) -> History:
-        return History([], [])
-
-    async def nothing_logged(forecast_ids: list[str]) -> set[str]:
-        return set()
-
-    async def inline(function, *args):
-        return function(*args)
-
     readings = goes18_readings()
-    stream = StreamForecaster(served.feature_params, timedelta(hours=1), ModelSlots(champion=served), nothing_stored,
-                              nothing_logged, run=inline)
+    stream = forecaster(ModelSlots(champion=served), served.feature_params)
     issued = []
     with threadpool_limits(limits=1):
         for start in range(0, len(readings), 720):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from services.predictor.models import ModelSlots
 from shared.forecast_model import DigestMismatch
+from tests.support.stream_forecasting import inline
 
 
 class Model:
@@ -20,10 +21,6 @@ def loader(refused: set[str]):
             raise DigestMismatch(f"{row['version']}: sha256 does not match the registered one")
         return Model(row["version"])
     return load, loads
-
-
-async def inline(function, *args):
-    return function(*args)
 
 
 async def test_a_promotion_loads_the_new_champion_and_a_replayed_old_event_changes_nothing():

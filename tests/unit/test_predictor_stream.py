@@ -3,7 +3,6 @@ to the forecast computed in one batch from the same data (what the REST API does
 
 from __future__ import annotations
 
-import asyncio
 from datetime import datetime, timedelta, timezone
 from functools import lru_cache
 
@@ -19,6 +18,7 @@ from shared.features import FeatureParams
 from shared.forecast_model import ForecastModel
 from shared.settings import load_settings
 from tests.support.predictor_models import JULY_2015, trained
+from tests.support.stream_forecasting import forecaster, inline, nothing_logged, nothing_stored
 
 HOUR = timedelta(hours=1)
 
@@ -35,25 +35,6 @@ def july_readings() -> list[m.FluxObserved]:
 
 def model(version: str, coxph_alpha: float = 100.0) -> ForecastModel:
     return ForecastModel(version, trained(coxph_alpha=coxph_alpha).artifacts)
-
-
-def nothing_stored(until: datetime) -> asyncio.Future:
-    async def empty() -> History:
-        return History([], [])
-    return empty()
-
-
-async def nothing_logged(forecast_ids: list[str]) -> set[str]:
-    return set()
-
-
-async def inline(function, *args):
-    return function(*args)
-
-
-def forecaster(slots: ModelSlots, logged=nothing_logged) -> StreamForecaster:
-    params = FeatureParams.from_settings(load_settings().features)
-    return StreamForecaster(params, timedelta(hours=1), slots, nothing_stored, logged, run=inline)
 
 
 async def feed(stream: StreamForecaster, readings) -> list[m.ForecastIssued]:
@@ -175,7 +156,7 @@ async def test_a_forecast_the_log_already_holds_is_neither_computed_nor_issued_a
     async def logged(forecast_ids: list[str]) -> set[str]:
         return log & set(forecast_ids)
 
-    again = forecaster(ModelSlots(champion=model("v-champion")), logged)
+    again = forecaster(ModelSlots(champion=model("v-champion")), logged=logged)
     assert await feed(again, readings) == issued[4:]
     assert again.already_logged == 4
 

@@ -16,8 +16,7 @@ from threadpoolctl import threadpool_limits
 from services.ingestor.pipeline import detect_in
 from services.ingestor.readers import read_path
 from services.predictor.models import ModelSlots
-from services.predictor.store import History
-from services.predictor.stream import StreamForecaster, forecast_batch
+from services.predictor.stream import forecast_batch
 from shared import messages as m
 from shared.features import (
     FLARE_COLUMNS, FeatureParams, FeatureState, feature_names, feature_table, hourly_issue_times,
@@ -26,6 +25,7 @@ from shared.forecast_model import ForecastModel, forecast_message
 from shared.settings import load_settings
 from tests.conftest import DATA_DIR
 from tests.support.predictor_models import trained
+from tests.support.stream_forecasting import forecaster
 
 UTC = timezone.utc
 HOUR = timedelta(hours=1)
@@ -124,17 +124,7 @@ def test_with_the_configured_primary_goes15_s_seven_minute_gap_hour_is_read_from
 async def test_stream_forecasts_over_two_satellites_equal_the_batch_forecasts():
     model = ForecastModel("v-two-satellites", trained().artifacts)
 
-    async def nothing_stored(until: datetime) -> History:
-        return History([], [])
-
-    async def nothing_logged(forecast_ids: list[str]) -> set[str]:
-        return set()
-
-    async def inline(function, *args):
-        return function(*args)
-
-    stream = StreamForecaster(model.feature_params, HOUR, ModelSlots(champion=model), nothing_stored,
-                              nothing_logged, run=inline)
+    stream = forecaster(ModelSlots(champion=model), model.feature_params)
     issued, merged = [], readings()
     # six hours of both satellites a batch, as a backlog arrives; one thread: the classifier's OpenMP threads
     # spin-wait for each other on a busy machine
