@@ -252,7 +252,13 @@ class ForecastModel:
         """S(t) of the target's model at `times` for each row of X, recalibrated as training chose; with
         `degraded`, of its flare-history model (X holds `flare_history_names`)."""
         artifact = (self.flare_history if degraded else self.survival)[target]
-        return recalibrate_survival(survival_at(artifact["estimator"], X, times), artifact.get("recalibration"))
+        curves = in_row_blocks(lambda block: survival_at(artifact["estimator"], block, times), X)
+        return recalibrate_survival(curves, artifact.get("recalibration"))
+
+    def risk_scores(self, target: str, X: np.ndarray, degraded: bool = False) -> np.ndarray:
+        """The target's model's risk score for each row of X (its flare-history model's with `degraded`)."""
+        artifact = (self.flare_history if degraded else self.survival)[target]
+        return in_row_blocks(artifact["estimator"].predict, X)
 
     @classmethod
     def load(cls, version: str, artifacts: Mapping[str, str], digests: Mapping[str, str]) -> "ForecastModel":
@@ -275,17 +281,15 @@ class ForecastModel:
         X_history = features.loc[degraded, self.flare_history_names].to_numpy(dtype=float)
         survival: dict[str, np.ndarray] = {}
         risk: dict[str, np.ndarray] = {}
-        for target, artifact in self.survival.items():
+        for target in self.survival:
             curves = np.zeros((n, len(self.time_points)))
             scores = np.zeros(n)
             if len(X):
-                curves[sufficient] = in_row_blocks(
-                    lambda block: self.survival_curves(target, block, self.time_points), X)
-                scores[sufficient] = in_row_blocks(artifact["estimator"].predict, X)
+                curves[sufficient] = self.survival_curves(target, X, self.time_points)
+                scores[sufficient] = self.risk_scores(target, X)
             if len(X_history):
-                curves[degraded] = in_row_blocks(
-                    lambda block: self.survival_curves(target, block, self.time_points, degraded=True), X_history)
-                scores[degraded] = in_row_blocks(self.flare_history[target]["estimator"].predict, X_history)
+                curves[degraded] = self.survival_curves(target, X_history, self.time_points, degraded=True)
+                scores[degraded] = self.risk_scores(target, X_history, degraded=True)
             survival[target] = curves
             risk[target] = scores
         probabilities = None

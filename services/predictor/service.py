@@ -151,10 +151,12 @@ class Predictor:
                     self.counters.rest_forecasts_from_cache += 1
                     return cached
                 history = await store.history_before(conn, timestamp, model.feature_params)
-                earlier = history.flux_rows or await store.has_flux_before(conn, timestamp)
+                # asked only for the no-data answer: with flares known, the forecast is a degraded one
+                nothing_to_forecast_from = not history.flux_rows and not history.flare_rows
+                earlier = nothing_to_forecast_from and await store.has_flux_before(conn, timestamp)
         except DATABASE_OUTAGES as exc:
             raise ForecastUnavailable(503, f"the database is not reachable: {exc}") from exc
-        if not history.flux_rows and not history.flare_rows:  # with flares known, a degraded forecast
+        if nothing_to_forecast_from:
             raise ForecastUnavailable(422, (
                 f"no flux observations are stored in the {model.feature_params.flux_lookback_hours} h before "
                 f"{timestamp.isoformat()}" + ("" if earlier else "; no flux is stored before that time at all")
