@@ -15,8 +15,9 @@ the files directly (the ingestor's readers, format told by content), so it needs
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from operator import itemgetter
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
@@ -25,12 +26,12 @@ import pandas as pd
 from sklearn.linear_model import LogisticRegression
 
 from services.ingestor.readers import read_path
-from services.trainer.data import History
+from services.trainer.data import History, history_from_rows
 from services.trainer.targets import Observability, outcomes, persistence
 from services.trainer.training import Progress, progress_step, train
 from shared import scoring
 from shared.features import (
-    FLARE_COLUMNS, HOUR_NS, OBSERVATION_COLUMNS, FeatureParams, feature_table, flare_history_features, flare_timeline,
+    HOUR_NS, FeatureParams, feature_table, flare_history_features, flare_timeline, hourly_issue_times,
 )
 from shared.forecast_model import ForecastModel
 from shared.settings import Settings
@@ -74,14 +75,8 @@ def read_history(paths: Iterable[Path]) -> History:
         flux += [(r.time_tag, r.satellite, r.cadence_seconds, r.scaling_era, r.xrsa_flux, r.xrsb_flux)
                  for r in result.flux if r.xrsa_flux is not None or r.xrsb_flux is not None]
         flares += [(f.peak_time, f.peak_flux, f.scaling_era, f.source, f.satellite) for f in result.flares]
-    observations = pd.DataFrame(flux, columns=list(OBSERVATION_COLUMNS)).sort_values("time_tag", kind="stable")
-    flare_frame = pd.DataFrame(flares, columns=list(FLARE_COLUMNS)).sort_values("peak_time", kind="stable")
-    observations["time_tag"] = pd.to_datetime(observations["time_tag"], utc=True)
-    flare_frame["peak_time"] = pd.to_datetime(flare_frame["peak_time"], utc=True)
-    for column in ("xrsa_flux", "xrsb_flux"):
-        observations[column] = pd.to_numeric(observations[column]).astype(float)
-    flare_frame["peak_flux"] = pd.to_numeric(flare_frame["peak_flux"]).astype(float)
-    return History(observations.reset_index(drop=True), flare_frame.reset_index(drop=True))
+    # sorted() is stable: readings of equal times keep the order of the files
+    return history_from_rows(sorted(flux, key=itemgetter(0)), sorted(flares, key=itemgetter(0)))
 
 
 def merge_histories(first: History, second: History) -> History:
@@ -92,10 +87,8 @@ def merge_histories(first: History, second: History) -> History:
 
 def daily_issue_times(start: datetime, end: datetime) -> pd.DatetimeIndex:
     """00 UT of every day from `start` (rounded up to a day) to `end` (inclusive)."""
-    first, last = pd.Timestamp(start), pd.Timestamp(end)
-    first = first.tz_localize("UTC") if first.tzinfo is None else first.tz_convert("UTC")
-    last = last.tz_localize("UTC") if last.tzinfo is None else last.tz_convert("UTC")
-    return pd.date_range(first.ceil("D"), last, freq="D", name="issued_at").as_unit("ns")
+    hours = hourly_issue_times(start, end)
+    return hours[hours.hour == 0]
 
 
 def year_start(year: int) -> datetime:
@@ -114,9 +107,7 @@ def observed_events(history: History, issue_times: pd.DatetimeIndex, target: str
 
 
 def event_history_params(settings: Settings) -> FeatureParams:
-    params = FeatureParams.from_settings(settings.features)
-    return FeatureParams(params.flux_windows_hours, EVENT_HISTORY_DAYS, params.max_staleness_minutes,
-                         params.min_coverage, params.hours_since_cap_days)
+    return replace(FeatureParams.from_settings(settings.features), flare_count_days=EVENT_HISTORY_DAYS)
 
 
 def _event_history_matrix(history: History, issue_times: pd.DatetimeIndex, params: FeatureParams) -> np.ndarray:
