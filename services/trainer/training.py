@@ -347,6 +347,18 @@ class TrainingResult:
     hyperparameters: dict[str, Any]
 
 
+
+def survival_artifacts(choice: SurvivalChoice, common: dict[str, Any], target: str,
+                       model: ModelSettings) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The artifact a version serves for `target`, and its holdout twin (the model fit before the validation
+    period, whose forecasts are the version's evidence), from one `train_survival` choice."""
+    base = {**common, "target_class": target, "estimator_name": choice.estimator_name, "threshold": choice.threshold,
+            "hyperparameters": estimator_hyperparameters(choice.estimator_name, model)}
+    # the holdout models stay raw: their recalibration was fit on the very period their evidence covers
+    return ({**base, "estimator": choice.final_estimator, "climatology": choice.climatology,
+             "recalibration": choice.recalibration},
+            {**base, "estimator": choice.holdout_estimator, "climatology": choice.holdout_climatology})
+
 def train(
     history: History, settings: Settings, *, until: datetime | None = None,
     targets: Sequence[str] = TARGET_CLASSES, with_classifier: bool = True, progress: Progress | None = None,
@@ -377,16 +389,11 @@ def train(
         "recalibration": model.recalibration, "training_window_days": model.training_window_days}}
     for target in targets:
         choice = train_survival(data, target, settings, progress)
-        base = {**common, "kind": SURVIVAL_KIND, "target_class": target, "estimator_name": choice.estimator_name,
-                "threshold": choice.threshold,
-                "hyperparameters": estimator_hyperparameters(choice.estimator_name, model)}
         name = survival_artifact_name(target)
-        # the holdout models stay raw: their recalibration was fit on the very period their evidence covers
-        artifacts[name] = {**base, "estimator": choice.final_estimator, "climatology": choice.climatology,
-                           "recalibration": choice.recalibration}
-        holdout[name] = {**base, "estimator": choice.holdout_estimator, "climatology": choice.holdout_climatology}
+        artifacts[name], holdout[name] = survival_artifacts(choice, {**common, "kind": SURVIVAL_KIND}, target, model)
         validation[target] = choice.validation
-        hyperparameters["survival"][target] = {"estimator": choice.estimator_name, **base["hyperparameters"]}
+        hyperparameters["survival"][target] = {"estimator": choice.estimator_name,
+                                               **artifacts[name]["hyperparameters"]}
     if model.flare_history_models:
         # Cox alone: a handful of counts and times since flares, and the fits double for every version
         cox_only = settings.model_copy(update={"model": model.model_copy(update={"survival_estimators": ["coxph"]})})
@@ -394,13 +401,10 @@ def train(
         validation["flare_history"] = {}
         for target in targets:
             choice = train_survival(history_only, target, cox_only, progress)
-            base = {**common, "feature_names": flare_feature_names(params), "kind": FLARE_HISTORY_SURVIVAL_KIND,
-                    "target_class": target, "estimator_name": choice.estimator_name, "threshold": choice.threshold,
-                    "hyperparameters": estimator_hyperparameters(choice.estimator_name, model)}
             name = flare_history_artifact_name(target)
-            artifacts[name] = {**base, "estimator": choice.final_estimator, "climatology": choice.climatology,
-                               "recalibration": choice.recalibration}
-            holdout[name] = {**base, "estimator": choice.holdout_estimator, "climatology": choice.holdout_climatology}
+            artifacts[name], holdout[name] = survival_artifacts(choice, {
+                **common, "feature_names": flare_feature_names(params), "kind": FLARE_HISTORY_SURVIVAL_KIND}, target,
+                model)
             validation["flare_history"][target] = choice.validation
     if with_classifier:
         classifier, info = train_classifier(data, settings, progress)
