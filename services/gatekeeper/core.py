@@ -107,6 +107,17 @@ class Change:
                        messages=self.messages + other.messages, crowns=other.crowns or self.crowns, **update)
 
 
+def roles_after(state: KindState, change: Change) -> tuple[str | None, str | None]:
+    """The kind's champion and challenger once `change` is written (the state's rows are locked: nothing else
+    changes them meanwhile)."""
+    statuses = {row["version"]: row["status"] for row in state.rows} | dict(change.statuses)
+
+    def holder(status: ModelStatus) -> str | None:
+        return next((version for version, held in statuses.items() if held == status), None)
+
+    return holder(ModelStatus.CHAMPION), holder(ModelStatus.CHALLENGER)
+
+
 def unchanged(state: KindState, detail: str) -> Change:
     return Change(state.kind, False, detail)
 

@@ -153,9 +153,10 @@ class UnitOfWork:
         await store.enqueue(self.conn, topic, message)
         self.queued.append((topic, message))
 
-    async def apply(self, change: core.Change) -> Outcome:
-        """Write what the act decided; a version it crowns must have the files it was registered with."""
-        if change.crowns is not None and (problem := await _files_problem(await self.model(change.crowns))):
+    async def apply(self, state: core.KindState, change: core.Change) -> Outcome:
+        """Write what the act decided from `state`; a version it crowns must have the files it was registered
+        with."""
+        if change.crowns is not None and (problem := await _files_problem(state.row(change.crowns))):
             raise Unusable(f"{change.crowns} cannot become champion: {problem}; nothing changed")
         for version, status in change.statuses:
             await store.set_status(self.conn, version, status)
@@ -163,13 +164,8 @@ class UnitOfWork:
             await self.record(logged)
         for topic_key, message in change.messages:
             await self.queue(topic_key, message)
-        return await self.outcome(change)
-
-    async def outcome(self, change: core.Change) -> Outcome:
-        champion = await registry.champion(self.conn, change.kind)
-        challenger = await store.challenger(self.conn, change.kind)
-        return Outcome(change.kind, champion["version"] if champion else None,
-                       challenger["version"] if challenger else None, change.changed, change.event_id, change.detail)
+        champion, challenger = core.roles_after(state, change)
+        return Outcome(change.kind, champion, challenger, change.changed, change.event_id, change.detail)
 
 
 class Gatekeeper:
@@ -236,7 +232,7 @@ class Gatekeeper:
             target = state.row(version)
             standing = core.gate_standing(target, await work.last_entry(version, "gate_verdict"),
                                           await work.was_champion(version))
-            outcome = await work.apply(core.promote(
+            outcome = await work.apply(state, core.promote(
                 state, version, expected_current, actor, reason, force=force, standing=standing,
                 event_id=_new_event_id()))
         if outcome.changed:
@@ -255,7 +251,7 @@ class Gatekeeper:
                 await work.only_kind(kind, ModelStatus.CHAMPION)
             state = await work.kind_state(model_kind)
             target_version = version or await work.predecessor(from_version or state.version_of(ModelStatus.CHAMPION))
-            outcome = await work.apply(core.rollback(
+            outcome = await work.apply(state, core.rollback(
                 state, target_version, from_version, actor, reason, event_id=event_id or _new_event_id(),
                 evidence=evidence or {}))
         if outcome.changed:
@@ -270,7 +266,7 @@ class Gatekeeper:
             state = await work.kind_state(model_kind)
             previous = state.holder(ModelStatus.CHALLENGER)
             chosen = await work.last_entry(previous["version"], "challenger_set") if previous else None
-            outcome = await work.apply(core.set_challenger(
+            outcome = await work.apply(state, core.set_challenger(
                 state, version, actor, reason, event_id=_new_event_id(),
                 previous_prior_status=chosen["evidence"].get("prior_status") if chosen else None))
         if outcome.changed:
@@ -294,7 +290,7 @@ class Gatekeeper:
                                       already_approved=await work.last_entry(version, "approved") is not None)
             else:
                 change = core.reject(state, version, actor, reason, verdict=verdict, event_id=_new_event_id())
-            outcome = await work.apply(change)
+            outcome = await work.apply(state, change)
         if outcome.changed:
             log.info("model.approved" if approve else "model.rejected", version=version, actor=actor)
         return outcome
@@ -354,7 +350,7 @@ class Gatekeeper:
                 requested_by = await store.finish_request(work.conn, trained.request_id, "trained")
             verdict, change = core.judge(state, trained, evidence, thresholds=self.settings.thresholds,
                                          policy=self.settings.gatekeeper.promotion_policy, requested_by=requested_by)
-            await work.apply(change)
+            await work.apply(state, change)
         GATE_VERDICTS.labels(verdict.decision.lower()).inc()
         log.info("gate.verdict", version=trained.version, decision=verdict.decision, reason=verdict.reason)
         return verdict

@@ -72,6 +72,18 @@ def test_the_sql_check_on_model_status_lists_exactly_the_status_type():
     assert set(TRANSITIONS) == set(ModelStatus)
 
 
+# ---- what the caller is told ----------------------------------------------------------------------------------
+
+
+def test_the_champion_and_challenger_told_are_those_the_change_leaves():
+    work = FakeUnitOfWork(v1=S.CHAMPION, v2=S.CHALLENGER, v3=S.CANDIDATE)
+    before = work.state()
+    change = promote(work, "v2", "v1", verdict=verdict_entry("PROMOTE"))
+    assert core.roles_after(before, change) == ("v2", None) == (
+        next(v for v in work.rows if work.status(v) == S.CHAMPION), None)
+    assert core.roles_after(before, core.unchanged(before, "nothing")) == ("v1", "v2")
+
+
 # ---- promote --------------------------------------------------------------------------------------------------
 
 
