@@ -544,11 +544,14 @@ def fetch(settings: Settings, name: str, start: date, end: date, *, satellites: 
 
 def _resolve_listing(client, listing: MonthListing, held: dict[str, HeldFile], data_home: Path,
                      archive: ArchiveSettings, report: FetchReport) -> list[RemoteFile]:
-    """The month's files; a month whose every asked-for day is held needs no listing."""
+    """The month's files not held yet (the held ones are reported as such, each verified once); a month whose
+    every asked-for day is held needs no listing."""
     import httpx
 
-    held_days = {date.fromisoformat(entry.first_day): entry for entry in held.values()
-                 if entry.path.startswith(listing.path) and _is_held(data_home, entry)}
+    asked = set(listing.days)
+    held_days = {day: entry for entry in held.values()
+                 if entry.path.startswith(listing.path) and (day := date.fromisoformat(entry.first_day)) in asked
+                 and _is_held(data_home, entry)}
     if all(day in held_days for day in listing.days):
         report.already_held.extend(held_days[day] for day in listing.days)
         return []
@@ -563,4 +566,6 @@ def _resolve_listing(client, listing: MonthListing, held: dict[str, HeldFile], d
     files, absent = files_in_listing(listing, html)
     for day in absent:
         report.missing.append((f"{listing.path}*_d{day:%Y%m%d}_*.nc", "no file for this day in the listing"))
-    return files
+    verified = {entry.path: entry for entry in held_days.values()}
+    report.already_held.extend(verified[f.path] for f in files if f.path in verified)
+    return [f for f in files if f.path not in verified]
