@@ -127,7 +127,7 @@ def act_entry(entry: HistoryEntry) -> Logged:
     return Logged(entry, ((entry.action, True, {"version": entry.version, "reason": entry.reason, **entry.evidence}),))
 
 
-def _status(state: KindState, version: str, before: str, after: ModelStatus) -> tuple[str, ModelStatus]:
+def _status(version: str, before: str, after: ModelStatus) -> tuple[str, ModelStatus]:
     if not allowed(before, after):  # a bug in an act, never an operator's mistake
         raise AssertionError(f"{version}: {before} -> {after} is not an allowed transition")
     return version, after
@@ -168,7 +168,7 @@ def crown(
     """`target` becomes the champion of its kind; the champion it replaces retires."""
     champion = state.holder(S.CHAMPION)
     previous = champion["version"] if champion else None
-    statuses = [_status(state, previous, S.CHAMPION, S.RETIRED)] if champion else []
+    statuses = [_status(previous, S.CHAMPION, S.RETIRED)] if champion else []
     history: list[Logged] = []
     messages: list[tuple[str, m.Message]] = []
     was_challenger = target["status"] == S.CHALLENGER
@@ -176,7 +176,7 @@ def crown(
         history.append(act_entry(HistoryEntry(
             f"{event_id}:challenger", "challenger_cleared", target["version"], actor,
             f"{target['version']} became champion", state.now, {"kind": state.kind})))
-    statuses.append(_status(state, target["version"], target["status"], S.CHAMPION))
+    statuses.append(_status(target["version"], target["status"], S.CHAMPION))
     history.append(act_entry(HistoryEntry(
         event_id, action, target["version"], actor, reason, state.now,
         {"kind": state.kind, "previous_version": previous, "prior_status": target["status"], **evidence})))
@@ -265,12 +265,12 @@ def set_challenger(
     history: list[Logged] = []
     if previous is not None:
         prior = ModelStatus(previous_prior_status or S.CANDIDATE)
-        statuses.append(_status(state, previous["version"], S.CHALLENGER, prior))
+        statuses.append(_status(previous["version"], S.CHALLENGER, prior))
         history.append(act_entry(HistoryEntry(
             f"{event_id}:previous" if version else event_id, "challenger_cleared", previous["version"], actor, reason,
             state.now, {"kind": state.kind, "returned_to": prior})))
     if target is not None:
-        statuses.append(_status(state, version, target["status"], S.CHALLENGER))
+        statuses.append(_status(version, target["status"], S.CHALLENGER))
         history.append(act_entry(HistoryEntry(
             event_id, "challenger_set", version, actor, reason, state.now,
             {"kind": state.kind, "prior_status": target["status"],
@@ -313,7 +313,7 @@ def reject(state: KindState, version: str, actor: str, reason: str, *, verdict: 
         return unchanged(state, f"{version} was already rejected")
     held = _held_verdict(target, verdict, actor, "reject")
     return Change(state.kind, True, f"{version} rejected", event_id,
-                  (_status(state, version, S.HELD, S.REJECTED),),
+                  (_status(version, S.HELD, S.REJECTED),),
                   (act_entry(HistoryEntry(event_id, "rejected", version, actor, reason, state.now,
                                           {"kind": state.kind, "verdict_event": held["event_id"]})),))
 
@@ -342,5 +342,5 @@ def judge(
                        {"verdict_event": event_id})
     else:
         after = S.HELD if verdict.decision == "HOLD" else S.REJECTED
-        follow = Change(state.kind, True, "", statuses=(_status(state, trained.version, row["status"], after),))
+        follow = Change(state.kind, True, "", statuses=(_status(trained.version, row["status"], after),))
     return verdict, judged.then(follow)
