@@ -1,4 +1,5 @@
-"""Print the >=M flare probability of every forecast Flare+ publishes, and every alert it raises.
+"""Print the >=M flare probability of every forecast Flare+ publishes (marking the degraded ones, made without
+flux; leaving out a challenger's, made in shadow), and every alert it raises.
 
 Any Kafka client will do; this one uses aiokafka and nothing of Flare+ (the messages are described in
 docs/asyncapi.json). Usage: python subscribe_forecasts.py [BOOTSTRAP [FORECASTS_TOPIC ALERTS_TOPIC]]
@@ -21,9 +22,13 @@ async def main(bootstrap: str = "127.0.0.1:9092", *topics: str) -> None:
             if msg["message_id"] in seen:
                 continue
             seen.add(msg["message_id"])
+            if msg["type"] == "ForecastIssued" and msg["shadow"]:
+                continue  # a challenger's forecast, scored in shadow: not the service's forecast
             if msg["type"] == "ForecastIssued" and msg["status"] == "ok":
                 p = msg["survival"]["M"]["probability_within_24h"]
-                print(f"{msg['event_time']}  P(>=M in 24 h) = {p:.3f}  model {msg['model_version']}", flush=True)
+                # degraded: no flux to forecast from, so the flare-history model's forecast
+                note = f"  DEGRADED ({msg['reason']})" if msg["degraded"] else ""
+                print(f"{msg['event_time']}  P(>=M in 24 h) = {p:.3f}  model {msg['model_version']}{note}", flush=True)
             elif msg["type"] == "ForecastIssued":
                 print(f"{msg['event_time']}  no forecast: {msg['reason']}", flush=True)
             elif msg["type"] == "MetricDrift":

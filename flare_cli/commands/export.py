@@ -18,7 +18,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "export", help="logged forecasts in a community exchange format (CCMC Flare Scoreboard JSON)",
         description="Reads the predictor's prediction log (read only): the champion's forecasts with status ok, "
                     "one submission per issue time (full-disk probabilities of >=C1, >=M1, >=X1 within 24 h). "
-                    "With --out, one file per forecast named FlarePlus.<window start>.<issue time>.json; "
+                    "Degraded forecasts (no flux; the flare-history model's) are submitted as the model "
+                    "FlarePlusHist. With --out, one file per forecast named "
+                    "<model>.<window start>.<issue time>.json; "
                     "otherwise one JSON document per line on stdout. Format and version: docs/ccmc/README.md.",
     )
     export.add_argument("--format", choices=["ccmc"], default="ccmc", help="the exchange format (default ccmc)")
@@ -26,6 +28,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     export.add_argument("--to", dest="end", type=parse_when_end, help="issue times before the end of this day/time")
     export.add_argument("--mode", choices=MODES, default="forecast",
                         help="the submission's mode: forecast for live forecasts, historical for a replay's")
+    export.add_argument("--without-degraded", action="store_true",
+                        help="leave out the degraded forecasts (issued from the flare history alone, without flux)")
     export.add_argument("--out", type=Path, default=None, help="a folder for one file per forecast")
     export.set_defaults(handler=cmd_export)
 
@@ -43,7 +47,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     async def read() -> list:
         conn = await connect(endpoints.database_url)
         try:
-            return await ccmc.logged_forecasts(conn, args.start, args.end)
+            return await ccmc.logged_forecasts(conn, args.start, args.end, degraded=not args.without_degraded)
         finally:
             await conn.close()
 

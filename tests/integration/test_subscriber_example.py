@@ -8,7 +8,7 @@ from __future__ import annotations
 import ast
 import asyncio
 import sys
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 from services.evaluator.core import Evaluator
 from services.evaluator.metrics import MetricBook
@@ -54,6 +54,12 @@ async def test_the_subscriber_example_prints_forecasts_once_and_alerts(settings)
     issued = await feed(forecaster(ModelSlots(champion=model("v-example"))), morning)
     shown = issued[-4:]  # 11:00 (too little flux yet) to 14:00
     assert [f.status for f in shown].count("ok") >= 2
+    last = shown[-1]
+    degraded = last.model_copy(update={"message_id": m.stable_id("degraded-example"), "degraded": True,
+                                       "event_time": last.event_time + timedelta(hours=1),
+                                       "reason": "no flux in the 72 h lookback: from the flare history"})
+    shadow = last.model_copy(update={"message_id": m.stable_id("shadow-example"), "shadow": True,
+                                     "model_version": "v-challenger"})
     x_flare = next(f for f in reference_flares(at(24, month=10, year=2014), at(25, month=10, year=2014))
                    if f.class_letter == "X")
     x_alert = Evaluator.for_settings(settings, MetricBook()).take_flare(x_flare)
@@ -62,8 +68,10 @@ async def test_the_subscriber_example_prints_forecasts_once_and_alerts(settings)
     # with the registry's one partition each, as the system creates them: order holds on the topic
     await ensure_topics(settings.kafka_bootstrap_servers, topic_registry(settings).values())
     async with Publisher(settings.kafka_bootstrap_servers) as publisher:
-        await publisher.publish_many(settings.topics.forecasts, [*shown, shown[-1]])  # the last one redelivered
+        # the last one redelivered, a challenger's beside it, then a degraded one
+        await publisher.publish_many(settings.topics.forecasts, [*shown, last, shadow, degraded])
         await publisher.publish_many(settings.topics.alerts, [x_alert, drift])
+    shown.append(degraded)
 
     process = await asyncio.create_subprocess_exec(
         sys.executable, str(EXAMPLE), settings.kafka_bootstrap_servers, settings.topics.forecasts,
@@ -81,7 +89,8 @@ async def test_the_subscriber_example_prints_forecasts_once_and_alerts(settings)
 
     expected_forecasts = [
         f"{f.event_time.isoformat().replace('+00:00', 'Z')}  P(>=M in 24 h) = "
-        f"{f.survival['M'].probability_within_24h:.3f}  model v-example" if f.status == "ok" else
+        f"{f.survival['M'].probability_within_24h:.3f}  model v-example"
+        + (f"  DEGRADED ({f.reason})" if f.degraded else "") if f.status == "ok" else
         f"{f.event_time.isoformat().replace('+00:00', 'Z')}  no forecast: {f.reason}" for f in shown]
     assert [line for line in printed if "ALERT" not in line] == expected_forecasts
     assert sorted(line for line in printed if "ALERT" in line) == sorted([

@@ -43,6 +43,14 @@ def test_a_class_without_a_probability_is_left_out_and_a_zone_less_time_is_utc()
         ccmc.submission(ROW, mode="replay")
 
 
+def test_a_degraded_forecast_is_submitted_as_the_flare_history_model():
+    document = ccmc.submission({**ROW, "degraded": True})
+    validator().validate(document)
+    assert document["forecast_submission"]["model"] == {
+        "short_name": "FlarePlusHist", "spase_id": "spase://CCMC/SimulationModel/FlarePlusHist/20150701-a1b2"}
+    assert ccmc.file_name(document) == "FlarePlusHist.20150701T1300Z.20150701T1300Z.json"
+
+
 @pytest.mark.parametrize("spoil", [
     lambda body: body.pop("issue_time"),
     lambda body: body.update(issue_time="2015-07-01T13:00:00+00:00"),
