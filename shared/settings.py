@@ -135,6 +135,9 @@ class PredictorSettings(_Section):
     rate_limit_per_minute: int = Field(120, gt=0, description="prediction requests per API key per minute")
     app_name: str = Field("predictor",
                           description="consumer group and state namespace; a second predictor needs its own")
+    rest_processes: int = Field(
+        default_factory=lambda: os.cpu_count() or 1, ge=0,
+        description="worker processes computing uncached REST forecasts (0: in the service's threads)")
 
 
 class GatekeeperSettings(_Section):

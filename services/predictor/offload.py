@@ -1,0 +1,139 @@
+"""Uncached REST forecasts computed in worker processes, so that concurrent clients use every core.
+
+A forecast is tens of milliseconds of pandas and numpy work that holds the GIL: computed in the service's
+threads, concurrent requests queue behind each other on one core while the stream waits for the same lock.
+Each worker process holds the champion (sent once, when the processes start); a request sends the history it
+read (a frame of a few thousand rows, under a millisecond to pickle) and gets the features and the forecast
+back, computed by the same `compute_points` as in the service, so the numbers are the same.
+
+The processes start on the first uncached request, not with the service (they cost seconds of CPU that
+a predictor which is never asked would waste), and again after each change of champion. Until they answer,
+and if they break (a worker killed), forecasts are computed in a thread as before: a request is never refused
+because the processes are not there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import os
+import threading
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from datetime import datetime
+from typing import Callable
+
+import pandas as pd
+
+from services.predictor.forecasts import PointForecast
+from services.predictor.stream import compute_points
+from shared.features import FeatureVector
+from shared.forecast_model import Forecast, ForecastModel
+from shared.logging import get_logger
+
+log = get_logger(__name__)
+
+_served: dict[str, ForecastModel] = {}  # in a worker process: the model it computes for, by version
+
+
+def _hold(model: ForecastModel) -> None:
+    _served[model.version] = model
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+        threading.Thread(target=_exit_with, args=(parent,), name="exit-with-the-service", daemon=True).start()
+
+
+def _exit_with(parent: multiprocessing.process.BaseProcess) -> None:
+    # a service that is killed cannot shut its workers down, and they would wait for work forever holding the model
+    parent.join()
+    os._exit(0)
+
+
+def _ready() -> bool:
+    return bool(_served)
+
+
+def _compute(version: str, observations: pd.DataFrame, flares: pd.DataFrame,
+             issued_at: datetime) -> tuple[FeatureVector, Forecast]:
+    # the model stays here: it is the biggest part of a PointForecast and the caller holds it already
+    [point] = compute_points([_served[version]], observations, flares, issued_at)
+    return point.features, point.forecast
+
+
+class ForecastProcesses:
+    """`processes` worker processes computing the champion's forecasts (none: every forecast in a thread)."""
+
+    def __init__(self, processes: int):
+        self.processes = processes
+        self._model: ForecastModel | None = None
+        self._executor: ProcessPoolExecutor | None = None
+        self._warm = False
+
+    def serve(self, model: ForecastModel | None) -> None:
+        """The champion changed: the processes holding the old one finish what they have and go."""
+        if model is self._model:
+            return
+        self._model = model
+        self._retire()
+
+    async def point(self, model: ForecastModel, observations: pd.DataFrame, flares: pd.DataFrame,
+                    issued_at: datetime) -> PointForecast:
+        executor = self._ready_for(model)
+        if executor is not None:
+            try:
+                features, forecast = await asyncio.get_running_loop().run_in_executor(
+                    executor, _compute, model.version, observations, flares, issued_at)
+                return PointForecast(model, features, forecast)
+            except BrokenProcessPool:
+                log.warning("rest_processes.broken", version=model.version)
+                if executor is self._executor:
+                    self._retire()
+        [point] = await asyncio.to_thread(compute_points, [model], observations, flares, issued_at)
+        return point
+
+    @property
+    def ready(self) -> bool:
+        """Are the processes started and holding the champion (what /health reports)?"""
+        return self._warm
+
+    def close(self) -> None:
+        self._retire()
+
+    def _ready_for(self, model: ForecastModel) -> ProcessPoolExecutor | None:
+        """The processes, when they hold `model` and have answered; starts them when they are not there."""
+        if self.processes < 1 or model is not self._model:
+            return None
+        if self._executor is None:
+            self._start(model)
+        return self._executor if self._warm else None
+
+    def _start(self, model: ForecastModel) -> None:
+        # spawned, not forked: the service's threads (the broker client's, the event loop's) do not survive a fork
+        executor = ProcessPoolExecutor(self.processes, mp_context=multiprocessing.get_context("spawn"),
+                                       initializer=_hold, initargs=(model,))
+        self._executor, self._warm = executor, False
+        # one call per process, so that every process is started (and holds the model) before it is used
+        pending = [executor.submit(_ready) for _ in range(self.processes)]
+        remaining = len(pending)
+
+        def answered(future: Future) -> None:
+            nonlocal remaining
+            remaining -= 1
+            if remaining == 0 and executor is self._executor:
+                self._warm = not any(f.exception() for f in pending)
+                log.info("rest_processes.ready", processes=self.processes, version=model.version, ready=self._warm)
+
+        for future in pending:
+            future.add_done_callback(_in_loop(answered))
+        log.info("rest_processes.starting", processes=self.processes, version=model.version)
+
+    def _retire(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=False)
+        self._executor, self._warm = None, False
+
+
+def _in_loop(callback: Callable[[Future], None]) -> Callable[[Future], None]:
+    """A future's done-callback runs in the executor's thread: hand it to the event loop that set it."""
+    loop = asyncio.get_running_loop()
+    return lambda future: loop.call_soon_threadsafe(callback, future)
