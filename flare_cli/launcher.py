@@ -7,11 +7,14 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from flare_cli.context import operator_token
-from shared import infra
 from shared.paths import project_root
-from shared.settings import Settings
+
+if TYPE_CHECKING:
+    from shared import infra
+    from shared.settings import Settings
 
 # Start order: the consumers of a topic before its producers' bulk traffic, the API services last.
 SERVICES = ("gatekeeper", "trainer", "evaluator", "predictor", "ingestor", "dashboard")
@@ -42,10 +45,14 @@ def service_environment(settings: Settings, endpoints: infra.Endpoints,
 
 
 def _services(state_dir: Path) -> dict[str, dict]:
+    from shared import infra
+
     return dict(infra.read_runtime(state_dir).get("services") or {})
 
 
 def service_running(state_dir: Path, name: str) -> bool:
+    from shared import infra
+
     record = _services(state_dir).get(name)
     return bool(record) and infra.process_alive(record.get("pid"), f"services.{name}")
 
@@ -53,6 +60,8 @@ def service_running(state_dir: Path, name: str) -> bool:
 def start_service(settings: Settings, endpoints: infra.Endpoints, name: str, args: list[str] | None = None,
                   extra_env: dict[str, str] | None = None) -> dict:
     """Start `python -m services.<name>` unless it already runs; return its record."""
+    from shared import infra
+
     if service_running(settings.state_dir, name):
         return _services(settings.state_dir)[name]
     log_file = settings.state_dir / "logs" / f"{name}.log"
@@ -68,6 +77,8 @@ def start_service(settings: Settings, endpoints: infra.Endpoints, name: str, arg
 
 
 def stop_service(state_dir: Path, name: str) -> bool:
+    from shared import infra
+
     services = _services(state_dir)
     record = services.pop(name, None)
     stopped = False

@@ -42,13 +42,13 @@ import pandas as pd
 from numpy.lib.stride_tricks import sliding_window_view
 
 from shared import messages as m
+from shared.classes import TARGET_CLASSES
 from shared.settings import FeatureSettings
 
 # SWPC-scaled flux = true flux x factor (the factors GOES-13/15 operational data carry; see SOURCES.md).
 TRUE_TO_SWPC_SCALE = {"xrsa": 0.85, "xrsb": 0.7}
 CLASS_RANK = {"A": 0, "B": 1, "C": 2, "M": 3, "X": 4}
 CLASS_FLOOR_FLUX = {"A": 1e-8, "B": 1e-7, "C": 1e-6, "M": 1e-5, "X": 1e-4}
-TARGET_CLASSES = ("C", "M", "X")
 NO_FLARE_LOG_FLUX = -7.0  # "no flare of class C or above in the window" is written as a B1.0 peak
 HOUR = pd.Timedelta(hours=1)
 HOUR_NS = 3_600_000_000_000

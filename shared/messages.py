@@ -13,8 +13,9 @@ from typing import Annotated, Any, ClassVar, Literal, Union
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter
 
+from shared.classes import TargetClass
+
 FlareClass = Literal["A", "B", "C", "M", "X"]
-TargetClass = Literal["C", "M", "X"]
 OutcomeClass = Literal["none", "C", "M", "X"]
 # SWPC-scaled GOES-13/15 flux and true-flux GOES-16+ are never compared under one threshold silently.
 ScalingEra = Literal["swpc_scaled", "true_flux"]

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import shutil
-
-from dotenv import dotenv_values
+from typing import TYPE_CHECKING
 
 from flare_cli.checks import Check, print_checks
-from shared import infra
-from shared.settings import ConfigError, Settings, config_paths, load_settings
+
+if TYPE_CHECKING:
+    from shared.settings import Settings
 
 REQUIRED_ENV = ("MODEL_PATH", "API_PORT", "UI_PORT")
 
@@ -22,6 +21,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def check_env_file() -> Check:
+    from dotenv import dotenv_values
+
+    from shared.settings import config_paths
+
     _, env = config_paths()
     if not env.exists():
         return Check(".env", False, f"{env} not found: copy deploy/env.example to .env and edit it")
@@ -35,6 +38,8 @@ def check_env_file() -> Check:
 
 
 def check_settings() -> tuple[Check, Settings | None]:
+    from shared.settings import ConfigError, config_paths, load_settings
+
     config, _ = config_paths()
     try:
         settings = load_settings()
@@ -55,6 +60,10 @@ async def _ping(dsn: str) -> str:
 
 
 def check_database(settings: Settings) -> Check:
+    import asyncio
+
+    from shared import infra
+
     found = infra.recorded_endpoints(settings.kafka_bootstrap_servers or "-", settings.database_dsn, settings.state_dir)
     if found is None:
         return Check("database", False,

@@ -11,7 +11,6 @@ summary when the replay has been scored.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import shutil
 import signal
 import subprocess
@@ -19,12 +18,14 @@ import sys
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-
+from typing import TYPE_CHECKING
 
 from flare_cli import context, launcher
 from flare_cli.commands.stack import _prepare
 from shared.paths import project_root
-from shared.settings import Settings, config_paths
+
+if TYPE_CHECKING:
+    from shared.settings import Settings
 
 HISTORY = "goes15_hourly/goes15_xrs_hourly_2010-09_2015-12.csv.gz"
 CATALOGUE = "flare_lists/swpc_flarelist_sc24_2010_2015.csv.gz"
@@ -78,6 +79,8 @@ def flare_command(*args: str) -> None:
 
 
 def ensure_env_file() -> None:
+    from shared.settings import config_paths
+
     _, env = config_paths()
     if not env.exists():
         shutil.copy(project_root() / "deploy" / "env.example", env)
@@ -121,6 +124,9 @@ def http_ready(url: str) -> bool:
 
 
 def query(dsn: str, sql: str, *args):
+    import asyncio
+
+
     from shared.db import connect
 
     async def run():
@@ -220,6 +226,8 @@ def summary(dsn: str, started: datetime, settings: Settings) -> None:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    import asyncio
+
     plan = SHORT if args.short else FULL
     if args.speed:
         plan = Plan(plan.history_from, plan.history_until, plan.month_from, plan.month_until, args.speed,

@@ -4,10 +4,12 @@ does, and show the resulting skill per model version."""
 from __future__ import annotations
 
 import argparse
-import asyncio
+from typing import TYPE_CHECKING
 
 from flare_cli import context
-from shared.settings import Settings
+
+if TYPE_CHECKING:
+    from shared.settings import Settings
 
 SHOWN = ("brier", "bss_climatology", "precision", "recall", "f1", "tss", "c_index")
 
@@ -26,6 +28,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_match_actuals(args: argparse.Namespace) -> int:
+    import asyncio
+
     endpoints = context.endpoints(start=False)
     settings = context.settings()
     summary, lines = asyncio.run(_match(endpoints.database_url, settings, args.unresolved_only))

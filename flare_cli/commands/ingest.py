@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import csv
 import sys
 from datetime import datetime, timedelta, timezone
@@ -11,7 +10,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
 from flare_cli import context
-from services.ingestor.goes import CLASS_FLOOR_FLUX, flux_of_class
 
 if TYPE_CHECKING:
     from services.ingestor.pipeline import Ingestor
@@ -89,6 +87,8 @@ def parse_when_end(text: str) -> datetime:
 
 
 def parse_min_class(text: str) -> float:
+    from services.ingestor.goes import CLASS_FLOOR_FLUX, flux_of_class
+
     text = text.strip().upper()
     try:
         return CLASS_FLOOR_FLUX[text] if text in CLASS_FLOOR_FLUX else flux_of_class(text)  # type: ignore[index]
@@ -100,6 +100,8 @@ def parse_min_class(text: str) -> float:
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
+    import asyncio
+
     if args.source == "live" and args.paths:
         raise SystemExit("flare ingest: --source live reads the SWPC feed; give no PATHs")
     if args.source == "files" and not args.paths:
@@ -203,6 +205,8 @@ FLARE_HEADER = ("start", "peak", "end", "class", "peak_flux", "source", "satelli
 
 
 def cmd_flares(args: argparse.Namespace) -> int:
+    import asyncio
+
     endpoints = context.endpoints(start=False)
     rows = asyncio.run(_query_flares(endpoints.database_url, args))
     if args.csv:

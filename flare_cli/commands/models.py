@@ -14,12 +14,13 @@ import json
 import os
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 
 from flare_cli import context
-from shared import credentials
-from shared.settings import Settings
+
+if TYPE_CHECKING:
+    from shared.settings import Settings
 
 EXIT_REFUSED = 1
 EXIT_UNREACHABLE = 3
@@ -37,6 +38,8 @@ def default_url(settings: Settings) -> str:
 
 
 def default_token(settings: Settings) -> str | None:
+    from shared import credentials
+
     if settings.viewer_tokens and not settings.operator_tokens and not os.environ.get("FLARE_TOKEN"):
         # a read-only installation: enough to look
         return credentials.first_presentable(t.get_secret_value() for t in settings.viewer_tokens)

@@ -4,10 +4,8 @@ process, recorded under "services" in `<state_dir>/runtime.json` like everything
 from __future__ import annotations
 
 import argparse
-import asyncio
 import time
 
-from tqdm import tqdm
 
 from flare_cli import context, launcher
 from flare_cli.commands.stack import _prepare, cmd_logs
@@ -43,6 +41,8 @@ def api_url() -> str:
 
 def wait_for_api(url: str, seconds: float, alive) -> dict | None:
     """The /health report once the API answers; None if it did not within `seconds` or the process ended."""
+    from tqdm import tqdm
+
     import httpx
 
     deadline = time.monotonic() + seconds
@@ -61,6 +61,8 @@ def wait_for_api(url: str, seconds: float, alive) -> dict | None:
 
 
 def cmd_api_bg(args: argparse.Namespace) -> int:
+    import asyncio
+
     settings = context.settings()
     already = launcher.service_running(settings.state_dir, SERVICE)
     endpoints = context.endpoints(start=True)

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import subprocess
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from flare_cli import context, launcher
-from shared import infra
+
+if TYPE_CHECKING:
+    from shared import infra
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -54,6 +56,8 @@ async def _prepare(endpoints: infra.Endpoints) -> tuple[list[str], list[str]]:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
+    import asyncio
+
     endpoints = context.endpoints(start=True)
     applied, created = asyncio.run(_prepare(endpoints))
     print(f"broker    {endpoints.kafka_bootstrap_servers}{' (embedded)' if endpoints.embedded_broker else ''}")
@@ -69,6 +73,8 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 def cmd_down(args: argparse.Namespace) -> int:
+    from shared import infra
+
     settings = context.settings()
     for name in launcher.stop_all_services(settings.state_dir):
         print(f"stopped {name}")
@@ -81,6 +87,8 @@ def cmd_down(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    from shared import infra
+
     settings = context.settings()
     runtime = infra.read_runtime(settings.state_dir)
     rows = []
@@ -101,6 +109,8 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def _component_row(name: str, record: dict | None, hint: str, where_key: str) -> tuple[str, str, str]:
+    from shared import infra
+
     if not record:
         return (name, "stopped", "-")
     alive = infra.process_alive(record.get("pid"), hint) and infra.port_answers("127.0.0.1", record["port"])
@@ -150,12 +160,17 @@ def cmd_logs(args: argparse.Namespace) -> int:
 
 
 def cmd_db_shell(args: argparse.Namespace) -> int:
+    from shared import infra
+
     endpoints = context.endpoints(start=False)
     command = infra.psql_command(endpoints.database_url) + list(args.psql_args)
     return subprocess.call(command, env={**os.environ, "PSQLRC": os.devnull})
 
 
 def cmd_topics(args: argparse.Namespace) -> int:
+    import asyncio
+
+
     from shared.kafka import ensure_topics
     from shared.topics import topic_registry
 

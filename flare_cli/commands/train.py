@@ -3,26 +3,21 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 import time
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, get_args
+from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 from flare_cli import context
 from flare_cli.commands.ingest import parse_when, parse_when_end
-from shared import infra
-from shared.messages import TargetClass
+from shared.classes import TARGET_CLASSES
 from shared.paths import project_root
-from shared.settings import Settings
 
 if TYPE_CHECKING:
     from services.trainer.pipeline import RegisteredVersion
-
-# shared.features.TARGET_CLASSES, read from the message schema so that building the parser loads no pandas
-TARGET_CLASSES: tuple[str, ...] = get_args(TargetClass)
-
+    from shared import infra
+    from shared.settings import Settings
 
 def register(sub: argparse._SubParsersAction) -> None:
     until_help = "train on data up to this date (whole day, UTC) or time; default: all stored data"
@@ -82,6 +77,9 @@ def _last_instant(end: datetime | None) -> datetime | None:
 
 
 def _with_database(work: Callable[[Any], Awaitable[int]], endpoints: infra.Endpoints | None = None) -> int:
+    import asyncio
+
+
     from services.trainer.pipeline import NotRegistered
     from services.trainer.training import TrainingError
     from shared.db import connect, migrate
@@ -290,6 +288,8 @@ def _model_reference(settings: Settings, reference: str) -> str:
 
 def _evaluate_only(args: argparse.Namespace) -> int:
     """train-survival without --save-model: fit and report the comparison; nothing is written."""
+    import asyncio
+
     from tqdm import tqdm
 
     from services.trainer.data import load_history

@@ -6,19 +6,20 @@ it to the gatekeeper's POST /validation-runs with the operator token (as `flare 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import math
 import sys
 import time
 import uuid
 from datetime import timedelta
-from typing import Any, Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 
 from flare_cli import context
 from flare_cli.checks import Check, print_checks
 from flare_cli.commands import models
-from shared.settings import Settings
+
+if TYPE_CHECKING:
+    from shared.settings import Settings
 
 CHECKS = ("database", "ingestion", "model loading", "predictions", "api endpoint", "full pipeline")
 
@@ -63,6 +64,9 @@ class Validation:
         return f"{row['n']} flux readings up to {self.latest_flux:%Y-%m-%d %H:%M}Z"
 
     async def model_loading(self) -> str:
+        import asyncio
+
+
         from shared import registry  # loads pandas and joblib: only this check needs them
 
         self.champion = await registry.champion(self.conn)
@@ -170,6 +174,8 @@ async def run_validation(settings: Settings, dsn: str, api_url: str) -> list[Che
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    import asyncio
+
     settings = context.settings()
     endpoints = context.endpoints(start=False)
     api_url = args.api_url or f"http://{settings.bind_host}:{settings.api_port}"

@@ -41,10 +41,12 @@ from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, timedelta, timezone
 from html.parser import HTMLParser
 from pathlib import Path
-from typing import Any, Callable, Iterator, Literal
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Literal
 from urllib.parse import unquote, urljoin, urlsplit
 
-from shared.settings import ArchiveSettings, Settings
+if TYPE_CHECKING:
+    from shared.settings import ArchiveSettings, Settings
+
 
 INDEX_NAME = "index.json"
 CHUNK_BYTES = 1 << 16

@@ -14,11 +14,13 @@ from __future__ import annotations
 import json
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
-import asyncpg
 
 from shared.paths import project_root
+
+if TYPE_CHECKING:
+    import asyncpg
 
 SCHEMA_PATH = Path("docs") / "ccmc" / "flare_scoreboard_submission.schema.json"
 MODEL_SHORT_NAME = "FlarePlus"
