@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     from shared.logging import configure_logging
     from shared.settings import ConfigError
 
-    configure_logging("cli", json_lines=False, level="debug" if args.verbose else "warning")
+    configure_logging("cli", json_lines=False, level="debug" if args.verbose else "warning", on_first_use=True)
     try:
         return int(args.handler(args) or 0)
     except ConfigError as exc:

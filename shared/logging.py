@@ -9,9 +9,8 @@ from __future__ import annotations
 import logging
 import sys
 from contextlib import contextmanager
-from typing import Iterator
-
-import structlog
+from types import ModuleType
+from typing import Any, Iterator
 
 _SECRET_KEYS = {"password", "token", "api_key", "authorization", "database_url", "secret"}
 
@@ -23,9 +22,27 @@ def _redact_secrets(_, __, event_dict):
     return event_dict
 
 
-def configure_logging(service: str, *, json_lines: bool = True, level: str = "info") -> None:
+def configure_logging(service: str, *, json_lines: bool = True, level: str = "info",
+                      on_first_use: bool = False) -> None:
+    """With `on_first_use`, structlog is imported and configured when something first logs: a command that
+    logs nothing does not pay the fifth of a second structlog and rich take to import."""
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    global _pending
+    _pending = (service, json_lines, level)
+    if not on_first_use:
+        _structlog()
+
+
+def _apply(service: str, json_lines: bool, level: str) -> ModuleType:
+    import structlog
+
+    def add_service(_, __, event_dict):
+        event_dict.setdefault("service", service)
+        return event_dict
+
     processors: list[structlog.typing.Processor] = [
         structlog.contextvars.merge_contextvars,
+        add_service,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         _redact_secrets,
@@ -41,15 +58,42 @@ def configure_logging(service: str, *, json_lines: bool = True, level: str = "in
         cache_logger_on_first_use=False,
     )
     structlog.contextvars.clear_contextvars()
-    structlog.contextvars.bind_contextvars(service=service)
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    return structlog
+
+
+_pending: tuple[str, bool, str] | None = None  # a configuration not applied yet
+
+
+def _structlog() -> ModuleType:
+    global _pending
+    if _pending is not None:
+        configuration, _pending = _pending, None
+        return _apply(*configuration)
+    import structlog
+
+    return structlog
 
 
 @contextmanager
 def bind_correlation(correlation_id: str | None) -> Iterator[None]:
-    with structlog.contextvars.bound_contextvars(correlation_id=correlation_id):
+    with _structlog().contextvars.bound_contextvars(correlation_id=correlation_id):
         yield
 
 
-def get_logger(name: str | None = None):
-    return structlog.get_logger(name)
+class _Logger:
+    """structlog's logger of `name`, made when it is first used (module-level loggers import nothing)."""
+
+    __slots__ = ("_name", "_logger")
+
+    def __init__(self, name: str | None):
+        self._name = name
+        self._logger: Any = None
+
+    def __getattr__(self, attribute: str) -> Any:
+        if self._logger is None:
+            self._logger = _structlog().get_logger(self._name)
+        return getattr(self._logger, attribute)
+
+
+def get_logger(name: str | None = None) -> Any:
+    return _Logger(name)

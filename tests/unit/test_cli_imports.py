@@ -1,7 +1,8 @@
 """An operator types `flare --help` or `flare status` and gets an answer at once: building the command line and
 answering `status` load none of the modelling and streaming libraries, which cost seconds to import, and
 building the command line loads no library outside the standard one at all (settings, logging and the message
-schemas cost a quarter of a second more). Each command imports what it uses in its handler. (How fast it starts
+schemas cost a quarter of a second more), and structlog loads when something first logs. Each command imports
+what it uses in its handler. (How fast it starts
 is measured in tests/bench/bench_cli.py.)"""
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ for module in pkgutil.iter_modules(flare_cli.commands.__path__, "flare_cli.comma
 after_parser, libraries = heavy(), outside_the_standard_library()
 status_exit = main(["status"])
 print(json.dumps({"after_parser": after_parser, "libraries": libraries, "after_status": heavy(),
-                  "status_exit": status_exit}))
+                  "status_libraries": outside_the_standard_library(), "status_exit": status_exit}))
 """
 
 
@@ -47,4 +48,7 @@ def test_building_the_parser_and_flare_status_import_no_heavy_library(tmp_path):
     assert found["after_parser"] == [], f"a flare_cli command module imports {found['after_parser']} at load time"
     assert found["libraries"] == [], f"building the parser imports {found['libraries']}"
     assert found["after_status"] == [], f"`flare status` imports {found['after_status']}"
+    # it logs nothing, so it does not load structlog (nor rich, which structlog imports when it is there)
+    logging_libraries = set(found["status_libraries"]) & {"structlog", "rich"}
+    assert not logging_libraries, f"`flare status` imports {sorted(logging_libraries)}"
     assert found["status_exit"] == 1, "nothing runs in an empty state folder, so status says so"
