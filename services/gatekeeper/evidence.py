@@ -5,7 +5,8 @@ The registry row holds `validation` and `backtest`; `ModelTrained.evidence` carr
 with the champion (the message wins where both have a value: it is the trainer's last word):
 
     validation: {"checks": {"no_nan": true, "probabilities_sum_to_one": true, "c_index": true, ...},
-                 "c_index": {"C": 0.71, "M": 0.74}, "comparison": {...} (after `flare validate-model`)}
+                 "c_index": {"C": 0.71, "M": 0.74}, "flare_history_c_index": {"C": 0.66, "M": 0.69},
+                 "comparison": {...} (after `flare validate-model`)}
     backtest:   {"f1": 0.45, "precision": 0.38, "brier": 0.12, ...}  (the worst over the assessed targets)
     comparison: {"champion_version": "...", "metric": "brier", "candidate": 0.11, "champion": 0.12,
                  "lower_is_better": true}
@@ -37,6 +38,7 @@ def candidate_evidence(
         validation_checks={name: bool(passed) for name, passed in (validation.get("checks") or {}).items()
                            if name != JUDGED_BY_THE_CHAMPION_GATE},
         c_index=dict(validation.get("c_index") or {}),
+        flare_history_c_index=dict(validation.get("flare_history_c_index") or {}),
         backtest=_merged(row, trained, "backtest"),
         comparison=Comparison(
             champion_version=comparison["champion_version"], metric=comparison["metric"],

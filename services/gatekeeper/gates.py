@@ -1,8 +1,9 @@
 """The gates every trained candidate passes through, and the verdict they add up to.
 
 A candidate is judged on three kinds of evidence its trainer recorded: the validation checks (no NaN, class
-probabilities summing to one, C-index above the floor), the backtest (F1, precision, Brier against the
-thresholds of the deployment plan) and a comparison with the current champion on the same recent data.
+probabilities summing to one, C-index above the floor, that of its flare-history models too), the backtest
+(F1, precision, Brier against the thresholds of the deployment plan) and a comparison with the current champion
+on the same recent data.
 
 - any gate failed -> REJECT;
 - a gate that cannot be judged (the comparison is against a champion that is no longer current, or missing
@@ -13,7 +14,7 @@ thresholds of the deployment plan) and a comparison with the current champion on
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from shared.settings import ThresholdSettings
@@ -43,6 +44,8 @@ class CandidateEvidence:
     comparison: Comparison | None
     # Why the files on disk are not the ones the trainer registered (None: every sha256 matches).
     files_problem: str | None = None
+    # the models of the degraded forecasts (no flux), judged with the flux withheld; empty for a version without
+    flare_history_c_index: dict[str, float | None] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -84,6 +87,10 @@ def gate_checks(evidence: CandidateEvidence, champion: str | None, thresholds: T
     checks += [
         _threshold_check(f"validation.c_index_{target}", value, thresholds.min_c_index, above=True)
         for target, value in sorted(evidence.c_index.items())
+    ]
+    checks += [
+        _threshold_check(f"validation.flare_history_c_index_{target}", value, thresholds.min_c_index, above=True)
+        for target, value in sorted(evidence.flare_history_c_index.items())
     ]
     checks += [
         _threshold_check("backtest.f1", evidence.backtest.get("f1"), thresholds.backtest_min_f1, above=True),

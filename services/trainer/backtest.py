@@ -70,14 +70,18 @@ def _distinct_flares(timeline, target: str, start_ns: int, end_ns: int) -> int:
 
 def run_backtest(
     model: ForecastModel, history: History, settings: Settings, *, start: datetime, end: datetime,
+    flux_withheld: bool = False,
 ) -> BacktestResult:
-    """Forecast every hour in [start, end] and score what is scorable."""
+    """Forecast every hour in [start, end] and score what is scorable. With `flux_withheld` the forecasts are
+    made as if no flux were stored (the flare-history models' degraded forecasts, at every hour the flare
+    history covers), and scored against what happened, which the flux still says."""
     began = time.perf_counter()
     issue_times = hourly_issue_times(start, end)
     if len(issue_times) == 0:
         raise ValueError(f"no whole hour between {start} and {end}")
     issue_ns = issue_times.asi8
-    features = feature_table(history.observations, history.flares, issue_times, model.feature_params)
+    inputs = history.observations.iloc[0:0] if flux_withheld else history.observations
+    features = feature_table(inputs, history.flares, issue_times, model.feature_params)
     table = model.forecast_table(features)
     timeline = flare_timeline(history.flares)
     record = observability(history.observations, settings.model.censor_gap_hours)
@@ -99,17 +103,22 @@ def run_backtest(
         pers = persistence(issue_ns, timeline, target)
         key = target.lower()
         frame[f"p_ge_{key}_24h"] = np.where(table.sufficient, p24, np.nan)
+        flares = _distinct_flares(timeline, target, int(issue_ns[0]), int(issue_ns[-1]) + 24 * HOUR_NS)
         if degraded_scorable.any():
             degraded_scores[target] = scoring.binary_scores(
                 p24[degraded_scorable], y[degraded_scorable], threshold=model.threshold(target),
                 climatology=model.climatology(target), persistence=pers[degraded_scorable])
+            followed_degraded = table.degraded & (outs.follow_up_hours > 0)
+            degraded_scores[target]["c_index"] = scoring.concordance_index(
+                outs.event[target][followed_degraded], outs.time_hours[target][followed_degraded],
+                table.risk[target][followed_degraded])
+            degraded_scores[target]["flares"] = flares
         scores[target] = scoring.binary_scores(
             p24[scorable], y[scorable], threshold=model.threshold(target), climatology=model.climatology(target),
             persistence=pers[scorable],
         )
         scores[target]["reliability"] = scoring.reliability_table(p24[scorable], y[scorable])
-        scores[target]["flares"] = _distinct_flares(timeline, target, int(issue_ns[0]),
-                                                    int(issue_ns[-1]) + 24 * HOUR_NS)
+        scores[target]["flares"] = flares
         followed = table.sufficient & ~table.degraded & (outs.follow_up_hours > 0)
         scores[target]["c_index"] = scoring.concordance_index(
             outs.event[target][followed], outs.time_hours[target][followed], table.risk[target][followed])
@@ -164,6 +173,9 @@ def verdict(scores: dict[str, dict[str, Any]], settings: Settings) -> dict[str, 
             continue
         if s["flares"] < MIN_FLARES_FOR_VERDICT:
             checks[target] = {"assessed": False, "reason": f"only {s['flares']} flare(s) >= {target} in the period"}
+            continue
+        if not s["count"]:  # every forecast degraded or insufficient (the flux withheld, or never stored)
+            checks[target] = {"assessed": False, "reason": "no forecast from flux could be scored in the period"}
             continue
         assessed.append(target)
         checks[target] = {

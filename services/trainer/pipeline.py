@@ -26,7 +26,7 @@ from services.trainer.training import (
     Progress, TrainingResult, progress_step, survival_artifact_name, train, training_steps,
 )
 from services.trainer.validation import (
-    Check, ValidationReport, assessed_c_index, champion_comparison, forecast_checks, validate,
+    Check, ValidationReport, assessed_c_index, champion_comparison, flare_history_check, forecast_checks, validate,
 )
 from shared import registry
 from shared.features import TARGET_CLASSES
@@ -76,10 +76,12 @@ def training_evidence(
     champion_result = run_backtest(champion, history, settings, start=start, end=end) if champion else None
     comparison_check, comparison = champion_comparison(out_of_sample, champion_result,
                                                        champion.version if champion else None)
+    # out of sample too: the holdout twin's flare-history models were fit before the validation period
+    flare_history = flare_history_check(holdout, history, settings, start=start, end=end)
     report = ValidationReport(
-        model.version, loaded + sanity + c_index + [comparison_check],
+        model.version, loaded + sanity + c_index + [comparison_check] + ([flare_history[0]] if flare_history else []),
         assessed_c_index(out_of_sample),
-        comparison, (out_of_sample.start, out_of_sample.end),
+        comparison, (out_of_sample.start, out_of_sample.end), flare_history[1] if flare_history else {},
     )
     return report, out_of_sample
 

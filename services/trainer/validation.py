@@ -9,7 +9,7 @@ targets, on the same forecasts' period).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -84,10 +84,31 @@ def forecast_checks(model: ForecastModel, result: BacktestResult, settings: Sett
     return checks
 
 
-def assessed_c_index(result: BacktestResult) -> dict[str, float]:
-    """The C-index of each target with enough flares in the period for a ranking to mean something."""
-    return {t: s["c_index"] for t, s in result.scores.items()
+def assessed_c_index(result: BacktestResult, *, degraded: bool = False) -> dict[str, float]:
+    """The C-index of each target with enough flares in the period for a ranking to mean something (of the
+    degraded forecasts, with `degraded`)."""
+    scores = result.degraded_scores if degraded else result.scores
+    return {t: s["c_index"] for t, s in scores.items()
             if s["c_index"] is not None and s["flares"] >= MIN_FLARES_FOR_VERDICT}
+
+
+def flare_history_check(
+    model: ForecastModel, history: History, settings: Settings, *, start: datetime, end: datetime,
+) -> tuple[Check, dict[str, float]] | None:
+    """The flare-history models, which forecast when no flux is stored, judged on their own: every hour of the
+    period forecast with the flux withheld, ranked against what followed (None: the version has none). Judged
+    on the classes the plan's thresholds judge (`thresholds.backtest_targets`): from flare counts alone, the
+    few X flares of a validation period rank no better than chance (>=X 0.41 on May-Dec 2013, while >=C and
+    >=M were 0.70 and 0.73), and that must not keep every flux model from serving."""
+    if not model.flare_history:
+        return None
+    result = run_backtest(model, history, settings, start=start, end=end, flux_withheld=True)
+    assessed = assessed_c_index(result, degraded=True)
+    judged = {t: v for t, v in assessed.items() if t in settings.thresholds.backtest_targets}
+    floor = settings.thresholds.min_c_index
+    detail = ", ".join(f">={t} {v:.3f}" + ("" if t in judged else " (not judged)") for t, v in assessed.items())
+    detail = (detail or "none computable") + f" over {result.degraded} forecasts made without flux (needs > {floor})"
+    return Check("flare_history_c_index", bool(judged) and all(v > floor for v in judged.values()), detail), judged
 
 
 def champion_comparison(candidate: BacktestResult, champion: BacktestResult | None,
@@ -111,6 +132,7 @@ class ValidationReport:
     c_index: dict[str, float]
     comparison: dict[str, Any] | None
     period: tuple[datetime, datetime] | None  # None when the model was refused before forecasting
+    flare_history_c_index: dict[str, float] = field(default_factory=dict)
 
     @property
     def passed(self) -> bool:
@@ -122,6 +144,7 @@ class ValidationReport:
             "checks": {c.name: c.passed for c in self.checks},
             "details": [asdict(c) for c in self.checks],
             "c_index": self.c_index,
+            "flare_history_c_index": self.flare_history_c_index,
             "period": [self.period[0].isoformat(), self.period[1].isoformat()] if self.period else None,
             "passed": self.passed,
         }
@@ -138,5 +161,8 @@ def validate(
         champion_result = run_backtest(champion, history, settings, start=start, end=end)
     check, comparison = champion_comparison(result, champion_result, champion.version if champion_result else None)
     checks.append(check)
-    c_index = assessed_c_index(result)
-    return ValidationReport(model.version, checks, c_index, comparison, (result.start, result.end))
+    flare_history = flare_history_check(model, history, settings, start=start, end=end)
+    if flare_history:
+        checks.append(flare_history[0])
+    return ValidationReport(model.version, checks, assessed_c_index(result), comparison, (result.start, result.end),
+                            flare_history[1] if flare_history else {})

@@ -189,12 +189,14 @@ def test_a_monthly_tick_is_one_trigger_however_often_it_is_replayed():
 THRESHOLDS = ThresholdSettings()
 
 
-def evidence(f1=0.5, precision=0.4, brier=0.1, checks=None, c_index=0.7, comparison=None) -> gates.CandidateEvidence:
+def evidence(f1=0.5, precision=0.4, brier=0.1, checks=None, c_index=0.7, comparison=None,
+             flare_history_c_index=0.66) -> gates.CandidateEvidence:
     return gates.CandidateEvidence(
         validation_checks=checks if checks is not None else {"no_nan": True, "probabilities_sum_to_one": True},
         c_index={"C": c_index, "M": 0.72},
         backtest={"f1": f1, "precision": precision, "brier": brier},
         comparison=comparison,
+        flare_history_c_index={"C": 0.64, "M": flare_history_c_index},
     )
 
 
@@ -202,7 +204,8 @@ def test_a_first_model_passing_every_gate_is_promoted_under_the_auto_policy():
     verdict = gates.judge(evidence(), None, THRESHOLDS, "auto")
     assert verdict.decision == "PROMOTE"
     assert {c.name for c in verdict.checks} >= {"backtest.f1", "backtest.precision", "backtest.brier",
-                                                  "validation.no_nan", "validation.c_index_C", "champion.improvement"}
+                                                  "validation.no_nan", "validation.c_index_C", "champion.improvement",
+                                                  "validation.flare_history_c_index_M"}
 
 
 def test_a_candidate_whose_files_changed_after_registration_is_rejected_naming_the_file():
@@ -226,6 +229,9 @@ def test_the_approval_policy_holds_a_model_that_passes_every_gate():
         (evidence(brier=float("nan")), "backtest.brier"),
         (evidence(f1=None), "backtest.f1"),  # not reported is not passed
         (evidence(c_index=0.5), "validation.c_index_C"),
+        # the degraded forecasts' models are judged too: a flux model's skill does not carry them
+        (evidence(flare_history_c_index=0.5), "validation.flare_history_c_index_M"),
+        (evidence(flare_history_c_index=None), "validation.flare_history_c_index_M"),
         (evidence(checks={"no_nan": False, "probabilities_sum_to_one": True}), "validation.no_nan"),
         (evidence(checks={}), "validation.reported"),
     ],

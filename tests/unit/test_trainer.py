@@ -13,6 +13,7 @@ from services.trainer.backtest import run_backtest, write_outputs
 from services.trainer.data import History
 from services.trainer.targets import Observability, observability, outcomes, persistence
 from services.trainer.training import InsufficientHistory, train, training_set
+from services.trainer.validation import assessed_c_index, validate
 from shared.features import HOUR_NS, FeatureVector, feature_table, flare_timeline
 from shared.forecast_model import ForecastModel, forecast_message
 from shared.settings import load_settings
@@ -197,3 +198,27 @@ def test_backtest_scores_every_hour_after_the_cut_off_and_writes_report_and_fore
     assert result.scores["C"]["count"] == len(scored)
     assert result.scores["C"]["brier"] == pytest.approx(
         np.mean((scored["p_ge_c_24h"] - scored["observed_ge_c_24h"]) ** 2))
+
+
+def test_validation_judges_the_flare_history_models_on_forecasts_made_with_the_flux_withheld(data, model):
+    settings = small_settings()
+    period = dict(start=TRAIN_UNTIL, end=datetime(2012, 3, 10, 23, tzinfo=UTC))
+    withheld = run_backtest(model, data, settings, flux_withheld=True, **period)
+    # every hour is the flare-history models' (the flare list covers the lookbacks), scored on what the flux saw
+    assert withheld.degraded == withheld.issued and withheld.scorable == 0
+    assert withheld.degraded_scores["C"]["count"] > 0 and withheld.degraded_scores["C"]["flares"] >= 5
+    with_flux = run_backtest(model, data, settings, **period)
+    assert with_flux.degraded == 0
+    assert withheld.degraded_scores["C"]["c_index"] != with_flux.scores["C"]["c_index"]
+
+    report = validate(model, data, settings, **period)
+    [check] = [c for c in report.checks if c.name == "flare_history_c_index"]
+    judged = {t: v for t, v in assessed_c_index(withheld, degraded=True).items()
+              if t in settings.thresholds.backtest_targets}
+    assert report.flare_history_c_index == judged and set(judged) <= {"C", "M"} and judged
+    assert check.passed == all(v > settings.thresholds.min_c_index for v in report.flare_history_c_index.values())
+    assert report.evidence()["flare_history_c_index"] == report.flare_history_c_index
+    # a floor the history models cannot reach fails the check, whatever the flux models score
+    strict = settings.model_copy(update={"thresholds": settings.thresholds.model_copy(update={"min_c_index": 0.99})})
+    [failed] = [c for c in validate(model, data, strict, **period).checks if c.name == "flare_history_c_index"]
+    assert not failed.passed and "without flux" in failed.detail
