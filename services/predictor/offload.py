@@ -18,11 +18,9 @@ import asyncio
 import multiprocessing
 import os
 import threading
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from datetime import datetime
-from typing import Callable
-
 import pandas as pd
 
 from services.predictor.forecasts import PointForecast
@@ -67,7 +65,7 @@ class ForecastProcesses:
         self.processes = processes
         self._model: ForecastModel | None = None
         self._executor: ProcessPoolExecutor | None = None
-        self._warm = False
+        self._starting: asyncio.Future | None = None
 
     def serve(self, model: ForecastModel | None) -> None:
         """The champion changed: the processes holding the old one finish what they have and go."""
@@ -94,7 +92,7 @@ class ForecastProcesses:
     @property
     def ready(self) -> bool:
         """Are the processes started and holding the champion (what /health reports)?"""
-        return self._warm
+        return self._executor is not None
 
     def close(self) -> None:
         self._retire()
@@ -103,37 +101,39 @@ class ForecastProcesses:
         """The processes, when they hold `model` and have answered; starts them when they are not there."""
         if self.processes < 1 or model is not self._model:
             return None
-        if self._executor is None:
-            self._start(model)
-        return self._executor if self._warm else None
+        if self._executor is None and self._starting is None:
+            # aside from the event loop: starting a process blocks until it has imported the service's modules
+            # and read the model (seconds), and the stream and the other requests must not wait for that
+            self._starting = asyncio.get_running_loop().run_in_executor(None, _started, self.processes, model)
+            self._starting.add_done_callback(lambda done: self._take(model, done))
+            log.info("rest_processes.starting", processes=self.processes, version=model.version)
+        return self._executor
 
-    def _start(self, model: ForecastModel) -> None:
-        # spawned, not forked: the service's threads (the broker client's, the event loop's) do not survive a fork
-        executor = ProcessPoolExecutor(self.processes, mp_context=multiprocessing.get_context("spawn"),
-                                       initializer=_hold, initargs=(model,))
-        self._executor, self._warm = executor, False
-        # one call per process, so that every process is started (and holds the model) before it is used
-        pending = [executor.submit(_ready) for _ in range(self.processes)]
-        remaining = len(pending)
-
-        def answered(future: Future) -> None:
-            nonlocal remaining
-            remaining -= 1
-            if remaining == 0 and executor is self._executor:
-                self._warm = not any(f.exception() for f in pending)
-                log.info("rest_processes.ready", processes=self.processes, version=model.version, ready=self._warm)
-
-        for future in pending:
-            future.add_done_callback(_in_loop(answered))
-        log.info("rest_processes.starting", processes=self.processes, version=model.version)
+    def _take(self, model: ForecastModel, done: asyncio.Future) -> None:
+        self._starting = None
+        try:
+            executor = done.result()
+        except Exception as exc:  # the next uncached request tries again; until then, threads
+            log.error("rest_processes.failed", version=model.version, error=repr(exc))
+            return
+        if model is not self._model:  # the champion changed while they started
+            executor.shutdown(wait=False)
+            return
+        self._executor = executor
+        log.info("rest_processes.ready", processes=self.processes, version=model.version)
 
     def _retire(self) -> None:
         if self._executor is not None:
             self._executor.shutdown(wait=False)
-        self._executor, self._warm = None, False
+        self._executor = None
 
 
-def _in_loop(callback: Callable[[Future], None]) -> Callable[[Future], None]:
-    """A future's done-callback runs in the executor's thread: hand it to the event loop that set it."""
-    loop = asyncio.get_running_loop()
-    return lambda future: loop.call_soon_threadsafe(callback, future)
+def _started(processes: int, model: ForecastModel) -> ProcessPoolExecutor:
+    """`processes` started processes holding `model` (spawned, not forked: the service's threads, the broker
+    client's and the event loop's, do not survive a fork)."""
+    executor = ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=_hold, initargs=(model,))
+    # one call per process, so that every process is started (and holds the model) before it is used
+    for call in [executor.submit(_ready) for _ in range(processes)]:
+        call.result()
+    return executor

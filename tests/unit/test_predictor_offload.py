@@ -103,6 +103,31 @@ async def test_a_killed_worker_costs_no_answer_and_the_processes_start_again(pro
     assert {w.pid for w in worker_processes()}.isdisjoint(w.pid for w in workers)
 
 
+async def test_the_event_loop_goes_on_while_the_processes_start(processes):
+    """Starting a process blocks until it has imported the service's modules and read the model: that happens
+    aside, and the stream and the other requests sharing the loop do not wait for it."""
+    champion = model("v-loop")
+    processes.serve(champion)
+    clock = asyncio.get_running_loop().time
+    pauses: list[float] = []
+
+    async def tick() -> None:
+        while True:
+            last = clock()
+            await asyncio.sleep(0.01)
+            pauses.append(clock() - last)
+
+    observations = history_before(INSTANTS[0])  # read before the clock runs: the file is parsed on first use
+    ticker = asyncio.create_task(tick())
+    await asyncio.sleep(0.05)
+    start = clock()
+    await processes.point(champion, observations, NO_FLARES, INSTANTS[0])
+    await until_ready(processes)
+    starting = clock() - start
+    ticker.cancel()
+    assert max(pauses) < starting / 4, f"the loop stood still {max(pauses):.2f} s of the {starting:.2f} s start"
+
+
 def test_no_processes_means_every_forecast_in_a_thread():
     threads_only = ForecastProcesses(0)
     champion = model("v-threads")
