@@ -6,8 +6,8 @@ from services.trainer.backtest import verdict
 from shared.settings import ThresholdSettings, load_settings
 
 
-def scores(f1: float, precision: float, brier: float, flares: int = 20) -> dict:
-    return {"f1": f1, "precision": precision, "brier": brier, "flares": flares}
+def scores(f1: float, precision: float, brier: float, flares: int = 20, count: int = 500) -> dict:
+    return {"f1": f1, "precision": precision, "brier": brier, "flares": flares, "count": count}
 
 
 SKILFUL_C_WEAK_M = {"C": scores(0.9, 0.8, 0.1), "M": scores(0.39, 0.25, 0.12), "X": scores(0.0, 0.0, 0.01, flares=2)}
@@ -25,6 +25,13 @@ def test_a_target_with_too_few_flares_is_not_judged():
     result = verdict(SKILFUL_C_WEAK_M, settings)
     assert result["assessed"] == ["C"] and result["passed"]
     assert "only 2 flare(s)" in result["checks"]["X"]["reason"]
+
+
+def test_a_target_without_a_forecast_from_flux_is_not_judged():
+    only_degraded = {**SKILFUL_C_WEAK_M, "M": scores(None, None, None, count=0)}  # the flux withheld, or never stored
+    result = verdict(only_degraded, load_settings())
+    assert result["assessed"] == ["C"] and result["passed"]
+    assert "no forecast from flux" in result["checks"]["M"]["reason"]
 
 
 def test_judging_c_only_is_a_configuration_choice_the_verdict_states():
