@@ -66,6 +66,7 @@ class ForecastProcesses:
         self._model: ForecastModel | None = None
         self._executor: ProcessPoolExecutor | None = None
         self._starting: asyncio.Future | None = None
+        self._closed = False
 
     def serve(self, model: ForecastModel | None) -> None:
         """The champion changed: the processes holding the old one finish what they have and go."""
@@ -95,6 +96,7 @@ class ForecastProcesses:
         return self._executor is not None
 
     def close(self) -> None:
+        self._closed = True
         self._retire()
 
     def _ready_for(self, model: ForecastModel) -> ProcessPoolExecutor | None:
@@ -104,7 +106,7 @@ class ForecastProcesses:
         if self._executor is None and self._starting is None:
             # aside from the event loop: starting a process blocks until it has imported the service's modules
             # and read the model (seconds), and the stream and the other requests must not wait for that
-            self._starting = asyncio.get_running_loop().run_in_executor(None, _started, self.processes, model)
+            self._starting = asyncio.get_running_loop().run_in_executor(None, self._started, model)
             self._starting.add_done_callback(lambda done: self._take(model, done))
             log.info("rest_processes.starting", processes=self.processes, version=model.version)
         return self._executor
@@ -116,7 +118,9 @@ class ForecastProcesses:
         except Exception as exc:  # the next uncached request tries again; until then, threads
             log.error("rest_processes.failed", version=model.version, error=repr(exc))
             return
-        if model is not self._model:  # the champion changed while they started
+        if executor is None:
+            return
+        if model is not self._model or self._closed:  # the champion changed, or the service stopped, meanwhile
             executor.shutdown(wait=False)
             return
         self._executor = executor
@@ -128,12 +132,16 @@ class ForecastProcesses:
         self._executor = None
 
 
-def _started(processes: int, model: ForecastModel) -> ProcessPoolExecutor:
-    """`processes` started processes holding `model` (spawned, not forked: the service's threads, the broker
-    client's and the event loop's, do not survive a fork)."""
-    executor = ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn"),
-                                   initializer=_hold, initargs=(model,))
-    # one call per process, so that every process is started (and holds the model) before it is used
-    for call in [executor.submit(_ready) for _ in range(processes)]:
-        call.result()
-    return executor
+    def _started(self, model: ForecastModel) -> ProcessPoolExecutor | None:
+        """Started processes holding `model` (spawned, not forked: the service's threads, the broker client's and
+        the event loop's, do not survive a fork); None when the service stopped meanwhile, whose event loop may
+        be gone and would never take them."""
+        executor = ProcessPoolExecutor(self.processes, mp_context=multiprocessing.get_context("spawn"),
+                                       initializer=_hold, initargs=(model,))
+        # one call per process, so that every process is started (and holds the model) before it is used
+        for call in [executor.submit(_ready) for _ in range(self.processes)]:
+            call.result()
+        if self._closed:
+            executor.shutdown(wait=False)
+            return None
+        return executor

@@ -237,11 +237,19 @@ async def test_the_predictor_and_evaluator_start_again_by_themselves_after_the_b
 
         # the evaluator took the first day's forecasts, gone from the broker, back from PostgreSQL (with those of
         # the new day the predictor had logged by then, which it reads again from the new log under the same ids)
+        # the predictor can be done before the evaluator's new process has rebuilt: wait for it
+        await evaluator.until(lambda: _rebuilt_after_restart(evaluator), "the evaluator to rebuild from PostgreSQL",
+                              timeout=180)
         after_restart = evaluator.log.read_text().split('"broker.restarted"', 1)[1]
         assert _event(after_restart, "evaluator.tables_from_database")["pending"] >= len(before)
         if full_run:
             await evaluator.until(lambda: _resolved_include(pool, before), "every forecast of the first day scored",
                                   timeout=240)
+
+
+async def _rebuilt_after_restart(evaluator: ServiceProcess) -> bool:
+    _, restarted, after = evaluator.log.read_text(errors="replace").partition('"broker.restarted"')
+    return bool(restarted) and '"evaluator.tables_from_database"' in after
 
 
 async def _logged(service: ServiceProcess, event: str) -> bool:

@@ -88,9 +88,10 @@ async def test_forecasts_from_the_processes_are_those_of_the_service_and_follow_
 async def test_a_killed_worker_costs_no_answer_and_the_processes_start_again(processes):
     champion = model("v-champion")
     processes.serve(champion)
+    others = {w.pid for w in worker_processes()}  # of processes other tests started in this one
     await processes.point(champion, history_before(INSTANTS[0]), NO_FLARES, INSTANTS[0])
     await until_ready(processes)
-    workers = worker_processes()
+    workers = [w for w in worker_processes() if w.pid not in others]
     assert len(workers) == 2, workers
     for worker in workers:
         os.kill(worker.pid, signal.SIGKILL)
@@ -100,7 +101,8 @@ async def test_a_killed_worker_costs_no_answer_and_the_processes_start_again(pro
     assert point.message() == in_the_service(champion, INSTANTS[1])
     await processes.point(champion, history_before(INSTANTS[2]), NO_FLARES, INSTANTS[2])
     await until_ready(processes)
-    assert {w.pid for w in worker_processes()}.isdisjoint(w.pid for w in workers)
+    assert {w.pid for w in worker_processes()} - others and {w.pid for w in worker_processes()}.isdisjoint(
+        w.pid for w in workers)
 
 
 async def test_the_event_loop_goes_on_while_the_processes_start(processes):
@@ -126,6 +128,21 @@ async def test_the_event_loop_goes_on_while_the_processes_start(processes):
     starting = clock() - start
     ticker.cancel()
     assert max(pauses) < starting / 4, f"the loop stood still {max(pauses):.2f} s of the {starting:.2f} s start"
+
+
+async def test_a_service_stopped_while_its_processes_start_leaves_none_behind():
+    stopping = ForecastProcesses(2)
+    champion = model("v-stopped")
+    stopping.serve(champion)
+    others = {w.pid for w in worker_processes()}
+    await stopping.point(champion, history_before(INSTANTS[0]), NO_FLARES, INSTANTS[0])
+    stopping.close()  # while they start
+    async with asyncio.timeout(120):
+        while stopping._starting is not None:
+            await asyncio.sleep(0.1)
+    started = [w for w in worker_processes() if w.pid not in others]
+    _, alive = psutil.wait_procs(started, timeout=30)
+    assert not alive and not stopping.ready
 
 
 def test_no_processes_means_every_forecast_in_a_thread():
