@@ -18,7 +18,7 @@ import pytest
 
 import shared.forecast_model as forecast_model
 from shared.features import feature_table
-from tests.unit.test_predictor_stream import july_readings, model
+from tests.unit.test_predictor_stream import july_readings, model, observations_before
 
 CALLS = 200
 
@@ -27,10 +27,7 @@ CALLS = 200
 def test_one_forecast_in_a_padded_row_block_beside_one_unpadded_row(bench_figures, monkeypatch):
     served = model("v-bench")
     at = datetime(2015, 7, 5, tzinfo=timezone.utc)
-    observations = pd.DataFrame([
-        {"time_tag": r.event_time, "satellite": r.satellite, "cadence_seconds": r.cadence_seconds,
-         "scaling_era": r.scaling_era, "xrsa_flux": r.xrsa_flux, "xrsb_flux": r.xrsb_flux}
-        for r in july_readings() if r.event_time < at])
+    observations = observations_before(july_readings(), at)
     no_flares = pd.DataFrame(columns=["peak_time", "peak_flux", "scaling_era", "source"])
     row = feature_table(observations, no_flares, [at], served.feature_params)
 

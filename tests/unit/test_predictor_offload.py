@@ -17,10 +17,9 @@ import pytest
 import services.predictor.offload as offload
 from services.predictor.offload import ForecastProcesses
 from services.predictor.stream import compute_points
-from shared.features import observations_from_rows
 from shared.forecast_model import ForecastModel
 from tests.conftest import PROJECT_ROOT
-from tests.unit.test_predictor_stream import july_readings, model
+from tests.unit.test_predictor_stream import july_readings, model, observations_before
 
 INSTANTS = [datetime(2015, 7, day, hour, minute, tzinfo=timezone.utc) for day, hour, minute in
             ((5, 0, 0), (9, 13, 37), (17, 6, 1))]
@@ -28,10 +27,7 @@ NO_FLARES = pd.DataFrame(columns=["peak_time", "peak_flux", "scaling_era", "sour
 
 
 def history_before(at: datetime) -> pd.DataFrame:
-    return observations_from_rows(
-        {"time_tag": r.event_time, "satellite": r.satellite, "cadence_seconds": r.cadence_seconds,
-         "scaling_era": r.scaling_era, "xrsa_flux": r.xrsa_flux, "xrsb_flux": r.xrsb_flux}
-        for r in july_readings() if at - timedelta(hours=72) <= r.event_time < at)
+    return observations_before(july_readings(), at, since=at - timedelta(hours=72))
 
 
 def in_the_service(served: ForecastModel, at: datetime):

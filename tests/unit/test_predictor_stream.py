@@ -14,7 +14,7 @@ from services.predictor.models import ModelSlots
 from services.predictor.store import History
 from services.predictor.stream import StreamForecaster, compute_points
 from shared import messages as m
-from shared.features import FeatureParams
+from shared.features import FeatureParams, observations_from_rows
 from shared.forecast_model import ForecastModel
 from shared.settings import load_settings
 from tests.support.predictor_models import JULY_2015, trained
@@ -44,14 +44,18 @@ async def feed(stream: StreamForecaster, readings) -> list[m.ForecastIssued]:
     return issued
 
 
+def observations_before(readings, at: datetime, since: datetime | None = None) -> pd.DataFrame:
+    """The readings tagged before `at` (and from `since`) as the frame the features read."""
+    return observations_from_rows(
+        {"time_tag": r.event_time, "satellite": r.satellite, "cadence_seconds": r.cadence_seconds,
+         "scaling_era": r.scaling_era, "xrsa_flux": r.xrsa_flux, "xrsb_flux": r.xrsb_flux}
+        for r in readings if r.event_time < at and (since is None or r.event_time >= since))
+
+
 def batch_forecast(forecast_model: ForecastModel, readings, flares: list[m.FlareObserved],
                    at: datetime) -> m.ForecastIssued:
     """The forecast at `at` from all readings before it, computed in one go."""
-    observations = pd.DataFrame([
-        {"time_tag": r.event_time, "satellite": r.satellite, "cadence_seconds": r.cadence_seconds,
-         "scaling_era": r.scaling_era, "xrsa_flux": r.xrsa_flux, "xrsb_flux": r.xrsb_flux}
-        for r in readings if r.event_time < at
-    ])
+    observations = observations_before(readings, at)
     known = pd.DataFrame([{"peak_time": f.peak_time, "peak_flux": f.peak_flux, "scaling_era": f.scaling_era,
                            "source": f.source} for f in flares if f.peak_time <= at],
                          columns=["peak_time", "peak_flux", "scaling_era", "source"])
