@@ -37,10 +37,16 @@ TABLES: dict[str, Table] = {
         "ingestor", (), "none", "a temporary staging table of one transaction (ON COMMIT DROP)"),
     "incoming_flares": Table(
         "ingestor", (), "none", "a temporary staging table of one transaction (ON COMMIT DROP)"),
+    "forecast_log": Table(
+        "predictor", ("evaluator", "flare_cli"), "`ForecastIssued` on `forecasts`",
+        "every forecast issued, as it was issued"),
+    "forecast_outcomes": Table(
+        "evaluator", ("flare_cli",), "`ForecastResolved` on `outcomes`",
+        "what followed each forecast, with the forecast as the evaluator resolved it"),
     "flare_prediction_log": Table(
-        "predictor", ("evaluator", "flare_cli"),
-        "`ForecastIssued` on `forecasts`; what followed each forecast: `ForecastResolved` on `outcomes`",
-        also_written_by="the evaluator, which upserts the outcome columns (actual class, resolution) itself"),
+        None, ("evaluator", "flare_cli"), "its two tables' messages",
+        "a view, written by nobody: `forecast_log` with the outcome columns of `forecast_outcomes` (the columns "
+        "the deployment plan's queries read)"),
     "model_registry": Table(
         "gatekeeper", ("shared", "trainer", "predictor", "evaluator", "flare_cli"),
         "`ModelTrained`, `ModelPromoted`, `ModelRolledBack`, `ChallengerChanged` on `lifecycle`",

@@ -123,7 +123,7 @@ async def db_pool(stack: infra.Endpoints) -> AsyncIterator:
 
 
 APP_TABLES = (
-    "flux_observations", "flare_events", "flare_prediction_log", "flare_ingestion_log",
+    "flux_observations", "flare_events", "forecast_log", "forecast_outcomes", "flare_ingestion_log",
     "flare_system_validation_log", "model_registry", "retrain_requests", "model_metrics", "dead_letters",
     "gatekeeper_metrics",
 )

@@ -1,5 +1,5 @@
-"""The evaluator's PostgreSQL side: outcomes in the prediction log, metrics, drift episodes, and what the
-registry says to score a model against. Every write is an upsert keyed by a stable id."""
+"""The evaluator's PostgreSQL side: the outcome of each forecast (`forecast_outcomes`), metrics, drift episodes,
+and what the registry says to score a model against. Every write is an upsert keyed by a stable id."""
 
 from __future__ import annotations
 
@@ -14,13 +14,12 @@ from services.evaluator.drift import Breach, DriftEpisode
 from services.evaluator.metrics import Reference
 from services.evaluator.resolution import PendingForecast, Resolution, from_ns, to_ns
 
-LOG_FORECAST_COLUMNS = (
+# the forecast as the evaluator keeps it while it waits for the outcome, and stores it with the outcome
+FORECAST_COLUMNS = (
     "forecast_id", "prediction_timestamp", "model_version", "shadow", "status", "p_ge_c_24h", "p_ge_m_24h",
-    "p_ge_x_24h", "correlation_id",
+    "p_ge_x_24h", "correlation_id", "degraded",
 )
-LOG_OUTCOME_COLUMNS = ("actual_flare_class", "outcome_scorable", "hours_to_first", "resolved_at")
-# read, never written here: the predictor writes it
-LOG_READ_COLUMNS = LOG_FORECAST_COLUMNS + ("degraded",) + LOG_OUTCOME_COLUMNS
+OUTCOME_COLUMNS = ("actual_flare_class", "outcome_scorable", "hours_to_first", "resolved_at")
 
 
 def forecast_from_row(row: asyncpg.Record) -> PendingForecast:
@@ -41,8 +40,8 @@ def resolution_from_row(row: asyncpg.Record) -> Resolution:
 async def resolved_forecasts(conn: asyncpg.Connection) -> list[Resolution]:
     """Every resolved forecast, in issue-time order: the evaluator's memory of what it has scored."""
     rows = await conn.fetch(
-        f"SELECT {', '.join(LOG_READ_COLUMNS)} FROM flare_prediction_log"
-        " WHERE resolved_at IS NOT NULL ORDER BY prediction_timestamp, forecast_id"
+        f"SELECT {', '.join(FORECAST_COLUMNS + OUTCOME_COLUMNS)} FROM forecast_outcomes"
+        " ORDER BY prediction_timestamp, forecast_id"
     )
     return [resolution_from_row(row) for row in rows]
 
@@ -50,9 +49,10 @@ async def resolved_forecasts(conn: asyncpg.Connection) -> list[Resolution]:
 async def prediction_log(
     conn: asyncpg.Connection, *, unresolved_only: bool,
 ) -> list[tuple[PendingForecast, tuple | None]]:
-    """The logged forecasts in issue-time order, each with its recorded outcome (or None)."""
+    """The forecasts logged or resolved, in issue-time order, each with its recorded outcome (or None): the
+    plan's view of the predictor's log and the outcomes stored here."""
     rows = await conn.fetch(
-        f"SELECT {', '.join(LOG_READ_COLUMNS)} FROM flare_prediction_log"
+        f"SELECT {', '.join(FORECAST_COLUMNS + OUTCOME_COLUMNS)} FROM flare_prediction_log"
         f"{' WHERE resolved_at IS NULL' if unresolved_only else ''} ORDER BY prediction_timestamp, forecast_id"
     )
     return [(forecast_from_row(row), outcome_of(resolution_from_row(row)) if row["resolved_at"] else None)
@@ -64,29 +64,28 @@ def outcome_of(resolution: Resolution) -> tuple:
     return resolution.scorable, resolution.actual_class, tuple(sorted(resolution.hours_to_first.items()))
 
 
-def _log_row(resolution: Resolution) -> tuple:
+def _outcome_row(resolution: Resolution) -> tuple:
     f = resolution.forecast
     return (
         f.forecast_id, from_ns(f.issued_ns), f.model_version, f.shadow, f.status, f.p_24h.get("C"), f.p_24h.get("M"),
-        f.p_24h.get("X"), f.correlation_id, resolution.actual_class, resolution.scorable, resolution.hours_to_first,
-        from_ns(resolution.resolved_ns),
+        f.p_24h.get("X"), f.correlation_id, f.degraded, resolution.actual_class, resolution.scorable,
+        resolution.hours_to_first, from_ns(resolution.resolved_ns),
     )
 
 
 async def record_outcomes(conn: asyncpg.Connection, resolutions: Sequence[Resolution]) -> None:
-    """Write each outcome on its forecast's row in the prediction log (the row is created if the predictor's
-    log does not hold it). Writing the same outcome again changes nothing."""
+    """Store each forecast's outcome, with the forecast as it was resolved. Writing the same outcome again
+    changes nothing."""
     if not resolutions:
         return
-    columns = LOG_FORECAST_COLUMNS + LOG_OUTCOME_COLUMNS
+    columns = FORECAST_COLUMNS + OUTCOME_COLUMNS
     placeholders = ", ".join(f"${i}" for i in range(1, len(columns) + 1))
     # resolved_at keeps the first resolution's time; a re-run of the batch command only corrects the outcome
-    updates = ", ".join(f"{name} = EXCLUDED.{name}" for name in LOG_OUTCOME_COLUMNS[:-1])
-    updates += ", resolved_at = COALESCE(flare_prediction_log.resolved_at, EXCLUDED.resolved_at)"
+    updates = ", ".join(f"{name} = EXCLUDED.{name}" for name in OUTCOME_COLUMNS[:-1])
     await conn.executemany(
-        f"INSERT INTO flare_prediction_log ({', '.join(columns)}) VALUES ({placeholders})"
+        f"INSERT INTO forecast_outcomes ({', '.join(columns)}) VALUES ({placeholders})"
         f" ON CONFLICT (forecast_id) DO UPDATE SET {updates}",
-        [_log_row(r) for r in resolutions],
+        [_outcome_row(r) for r in resolutions],
     )
 
 

@@ -1,7 +1,7 @@
 """Forecasts in the CCMC Flare Scoreboard's JSON submission format, from the predictor's prediction log.
 
 One submission per issued forecast: the full-disk probabilities of a flare of at least C1, M1 and X1 within
-24 h of the issue time (`p_ge_c_24h` ... in `flare_prediction_log`), the issue time, the prediction window and
+24 h of the issue time (`p_ge_c_24h` ... in `forecast_log`), the issue time, the prediction window and
 the model. Which version of the format this follows, and where it is documented, is in docs/ccmc/README.md;
 the JSON Schema the tests validate exports against is docs/ccmc/flare_scoreboard_submission.schema.json.
 Only the champion's forecasts (not shadow) with status ok are exported: an insufficient-data forecast has no
@@ -35,7 +35,7 @@ MODES = ("forecast", "historical", "nowcast", "simulated_realtime_forecast")
 LOGGED_FORECASTS = """
     SELECT DISTINCT ON (prediction_timestamp) prediction_timestamp, model_version, degraded,
            p_ge_c_24h, p_ge_m_24h, p_ge_x_24h
-    FROM flare_prediction_log
+    FROM forecast_log
     WHERE status = 'ok' AND NOT shadow
       AND ($1::timestamptz IS NULL OR prediction_timestamp >= $1)
       AND ($2::timestamptz IS NULL OR prediction_timestamp < $2)
@@ -44,7 +44,7 @@ LOGGED_FORECASTS = """
 """
 LATEST_FORECAST = """
     SELECT prediction_timestamp, model_version, degraded, p_ge_c_24h, p_ge_m_24h, p_ge_x_24h
-    FROM flare_prediction_log
+    FROM forecast_log
     WHERE status = 'ok' AND NOT shadow
     ORDER BY prediction_timestamp DESC, logged_at DESC
     LIMIT 1

@@ -128,10 +128,6 @@ LOG_COLUMNS = {
     "degraded": "boolean", "reason": "text",
 }
 
-# not in the forecast the evaluator keeps while it waits for the outcome
-PREDICTOR_ONLY_COLUMNS = ("predicted_class", "class_probabilities", "probability_distribution", "degraded", "reason")
-
-
 def log_row(forecast: m.ForecastIssued) -> tuple:
     def within_24h(target: str) -> float | None:
         survival = forecast.survival.get(target)
@@ -147,28 +143,19 @@ def log_row(forecast: m.ForecastIssued) -> tuple:
 
 async def logged_ids(conn: asyncpg.Connection, forecast_ids: Sequence[str]) -> set[str]:
     """Which of these forecasts the log holds already (a replay or a redelivery issues them again)."""
-    # a forecast with probabilities but without their distribution is a row the evaluator created when it resolved
-    # the forecast before the predictor logged it (see log_forecasts): issued again, it is logged in full
-    rows = await conn.fetch("SELECT forecast_id FROM flare_prediction_log WHERE forecast_id = ANY($1::text[])"
-                            " AND (status <> 'ok' OR probability_distribution IS NOT NULL)", list(forecast_ids))
+    rows = await conn.fetch("SELECT forecast_id FROM forecast_log WHERE forecast_id = ANY($1::text[])",
+                            list(forecast_ids))
     return {row["forecast_id"] for row in rows}
 
 
 async def log_forecasts(conn: asyncpg.Connection, forecasts: Sequence[m.ForecastIssued]) -> int:
-    """Insert the forecasts not logged yet; return how many were new. Logging one twice changes nothing.
-
-    A forecast is published before it is logged, so the evaluator may have resolved it first and created its
-    row with the columns an outcome needs: the columns only the predictor knows are filled in then."""
+    """Insert the forecasts not logged yet; return how many were new. Logging one twice changes nothing."""
     if not forecasts:
         return 0
     # one statement for the whole batch (one round trip): a column of values per array parameter
     arrays = ", ".join(f"${i}::{kind}[]" for i, kind in enumerate(LOG_COLUMNS.values(), start=1))
-    own = ", ".join(PREDICTOR_ONLY_COLUMNS)
-    logged = ", ".join(f"flare_prediction_log.{c}" for c in PREDICTOR_ONLY_COLUMNS)
-    excluded = ", ".join(f"EXCLUDED.{c}" for c in PREDICTOR_ONLY_COLUMNS)
-    sql = (f"INSERT INTO flare_prediction_log ({', '.join(LOG_COLUMNS)}) SELECT * FROM unnest({arrays})"
-           f" ON CONFLICT (forecast_id) DO UPDATE SET ({own}) = ROW({excluded})"
-           f" WHERE ({logged}) IS DISTINCT FROM ({excluded})")
+    sql = (f"INSERT INTO forecast_log ({', '.join(LOG_COLUMNS)}) SELECT * FROM unnest({arrays})"
+           " ON CONFLICT (forecast_id) DO NOTHING")
     columns = [list(column) for column in zip(*map(log_row, forecasts))]
     status = await conn.execute(sql, *columns)
     return int(status.rsplit(" ", 1)[-1])
@@ -184,5 +171,5 @@ class StoreStatus:
 async def store_status(conn: asyncpg.Connection) -> StoreStatus:
     ingestion = await conn.fetchrow(
         "SELECT max(finished_at) AS finished, max(last_event_time) AS last_event FROM flare_ingestion_log")
-    count = await conn.fetchval("SELECT count(*) FROM flare_prediction_log")
+    count = await conn.fetchval("SELECT count(*) FROM forecast_log")
     return StoreStatus(ingestion["finished"], ingestion["last_event"], count)

@@ -33,7 +33,7 @@ async def log_forecasts(pool) -> None:
     ]
     async with pool.acquire() as conn:
         await conn.executemany(
-            "INSERT INTO flare_prediction_log (forecast_id, prediction_timestamp, model_version, shadow, status,"
+            "INSERT INTO forecast_log (forecast_id, prediction_timestamp, model_version, shadow, status,"
             " degraded, p_ge_c_24h, p_ge_m_24h, p_ge_x_24h) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)", rows)
 
 

@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 
 from services.evaluator.resolution import FlareMark
+from services.predictor import store as predictor_store
 from services.trainer import targets
 from shared import scoring
 from shared import messages as m
@@ -123,6 +124,8 @@ async def test_a_replayed_month_is_scored_as_the_backtest_scores_it_and_the_batc
 
     await publish(settings, "flares", flares)
     await publish(settings, "forecasts", forecasts)
+    async with clean_db.acquire() as conn:  # logged as the predictor logs what it publishes
+        await predictor_store.log_forecasts(conn, forecasts)
     await publish(settings, "flux", flux_readings)
     expected_count, expected = offline_scores(forecasts, flux_readings, flares, "C")
     row = await evaluator_service.until(
@@ -157,12 +160,13 @@ async def test_a_replayed_month_is_scored_as_the_backtest_scores_it_and_the_batc
     assert unknown.status_code == 404
     assert unsearchable.status_code == 422 and "NUL" in unsearchable.json()["detail"][0]["msg"]
 
-    # the prediction log holds every outcome; the batch command, run on the stored record, writes the same ones
+    # the prediction log holds every outcome; the batch command, run on the stored record and the predictor's
+    # log alone, writes the same ones
     await store_record(clean_db, flux_readings, flares)
     streamed = await _outcomes(clean_db)
     assert len(streamed) == len(forecasts)
-    await clean_db.execute("UPDATE flare_prediction_log SET actual_flare_class = NULL, outcome_scorable = NULL,"
-                           " hours_to_first = NULL, resolved_at = NULL")
+    await clean_db.execute("DELETE FROM forecast_outcomes")
+    assert await _outcomes(clean_db) == {}
     cli = subprocess.run([sys.executable, "-m", "flare_cli.main", "match-actuals"], cwd=PROJECT_ROOT,
                          env=service_env(settings), capture_output=True, text=True, timeout=120)
     assert cli.returncode == 0, cli.stderr
