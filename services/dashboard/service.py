@@ -8,16 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import signal
-from typing import Iterator
-
-import uvicorn
 
 from services.dashboard.app import PUSH_INTERVAL_SECONDS, Hub, create_app
 from services.dashboard.view import DashboardView
 from shared import infra
 from shared.kafka import Publisher, TypedConsumer, ensure_topics
 from shared.logging import configure_logging, get_logger
+from shared.serving import api_server, stop_on_signals
 from shared.settings import Settings, get_settings
 from shared.topics import topic_registry
 
@@ -35,28 +32,14 @@ async def consume(consumer: TypedConsumer, hub: Hub) -> None:
         hub.push_changes(force=not batch)
 
 
-class _Server(uvicorn.Server):
-    """uvicorn re-raises SIGTERM after its graceful shutdown, which would kill the process before the consumer
-    is closed; the service handles the signals itself instead."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-
 async def serve(settings: Settings) -> None:
     bootstrap = settings.kafka_bootstrap_servers or infra.start_embedded_broker(settings.state_dir)["bootstrap"]
     topics = topic_registry(settings)
     await ensure_topics(bootstrap, topics.values())
     hub = Hub(DashboardView())
-    server = _Server(uvicorn.Config(
-        create_app(hub), host=settings.bind_host, port=settings.ui_port, log_level="warning",
-        access_log=False, lifespan="off",
-        timeout_graceful_shutdown=1,  # open event streams never end by themselves
-    ))
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, setattr, server, "should_exit", True)
+    server = api_server(create_app(hub), settings.bind_host, settings.ui_port,
+                        timeout_graceful_shutdown=1)  # open event streams never end by themselves
+    stop_on_signals(lambda: setattr(server, "should_exit", True))
     async with Publisher(bootstrap) as publisher:
         consumer = TypedConsumer(
             bootstrap, [topics[role] for role in TOPIC_ROLES], group_id=None, service=SERVICE,

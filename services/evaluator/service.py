@@ -20,13 +20,10 @@ committed meanwhile); the service does not stop.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import sys
 import time
 
 import asyncpg
 import faust
-import uvicorn
 from aiokafka.errors import KafkaError
 from prometheus_client import Gauge
 
@@ -37,6 +34,7 @@ from shared.db import create_pool, outlasting_outages_on
 from shared.features import CLASS_RANK
 from shared.kafka import dead_letter_for
 from shared.logging import bind_correlation, configure_logging, get_logger
+from shared.serving import api_server, run_faust_worker
 from shared.settings import Settings, get_settings
 from shared.streaming import Acceptor, make_app, raw_topic, send
 from shared.topics import topic_registry
@@ -71,14 +69,6 @@ def record_skill(updates: list[m.MetricsUpdated]) -> None:
                 value = update.metrics.get(f"{target}.{name}")
                 if value is not None:
                     gauge.labels(update.model_version, str(update.shadow).lower(), update.window, target).set(value)
-
-
-class _EmbeddedServer(uvicorn.Server):
-    """uvicorn inside the faust worker: faust owns the process's signals and stops the server with the app."""
-
-    @contextlib.contextmanager
-    def capture_signals(self):
-        yield
 
 
 class EvaluatorWorker:
@@ -256,12 +246,10 @@ class EvaluatorWorker:
         record_skill(updates)
 
     async def serve_api(self) -> None:
-        config = uvicorn.Config(
-            create_api(self.settings, self.pool), host=self.settings.bind_host, port=self.settings.evaluator_port,
-            log_level="warning", lifespan="off",
-        )
+        server = api_server(create_api(self.settings, self.pool), self.settings.bind_host,
+                            self.settings.evaluator_port)
         log.info("evaluator.api", url=f"http://{self.settings.bind_host}:{self.settings.evaluator_port}/metrics/performance")
-        await _EmbeddedServer(config).serve()
+        await server.serve()
 
     async def close(self, *_: object, **__: object) -> None:
         if self._pool is not None:
@@ -283,6 +271,4 @@ def main() -> None:
     settings = get_settings()
     configure_logging(SERVICE, level=settings.log_level)
     endpoints = asyncio.run(infra.prepare_service(settings))
-    app = build_app(settings, endpoints)
-    sys.argv = [sys.argv[0], "worker", "--loglevel", "warn", "--without-web"]
-    app.main()
+    run_faust_worker(build_app(settings, endpoints))

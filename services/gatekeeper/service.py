@@ -11,9 +11,6 @@ again once it is back (the batch is not committed meanwhile).
 from __future__ import annotations
 
 import asyncio
-import signal
-
-import uvicorn
 
 from services.gatekeeper import retraining
 from services.gatekeeper.api import create_app
@@ -25,6 +22,7 @@ from shared.broker_watch import BrokerWatch
 from shared.db import create_pool, outlasting_outages
 from shared.kafka import Publisher, Received, TypedConsumer, dead_letter_for
 from shared.logging import bind_correlation, configure_logging, get_logger
+from shared.serving import api_server, stop_on_signals
 from shared.settings import Settings, get_settings
 from shared.topics import topic_registry
 
@@ -85,11 +83,7 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
         publisher=publisher,
     )
     await consumer.start()
-    server = uvicorn.Server(uvicorn.Config(
-        create_app(gatekeeper), host=settings.bind_host, port=settings.gatekeeper_port, log_config=None,
-        access_log=False,
-    ))
-    server.install_signal_handlers = lambda: None  # `stop` ends everything, not only the server
+    server = api_server(create_app(gatekeeper), settings.bind_host, settings.gatekeeper_port)
     tasks = [
         asyncio.create_task(consume(gatekeeper, consumer, publisher), name="consume"),
         asyncio.create_task(gatekeeper.run_relay(), name="outbox-relay"),
@@ -122,9 +116,7 @@ def main() -> None:
 
     async def serve() -> None:
         stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, stop.set)
+        stop_on_signals(stop.set)
         await run(settings, stop)
 
     asyncio.run(serve())

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import signal
 
 from services.ingestor.live import SwpcFeedClient
 from services.ingestor.pipeline import Ingestor, run_live
@@ -12,6 +11,7 @@ from shared.broker_watch import BrokerWatch
 from shared.db import create_pool
 from shared.kafka import Publisher
 from shared.logging import configure_logging, get_logger
+from shared.serving import stop_on_signals
 from shared.settings import get_settings
 from shared.telemetry import start_metrics_server
 
@@ -23,9 +23,7 @@ async def serve() -> None:
     settings = get_settings()
     endpoints = await infra.prepare_service(settings)
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
+    stop_on_signals(stop.set)
     pool = await create_pool(endpoints.database_url)
     watch = asyncio.create_task(BrokerWatch(endpoints.kafka_bootstrap_servers, SERVICE).run(), name="broker-watch")
     try:

@@ -8,11 +8,11 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import asyncio  # noqa: E402
-import sys  # noqa: E402
 
 from services.predictor.worker import SERVICE, build_app  # noqa: E402
 from shared import infra  # noqa: E402
 from shared.logging import configure_logging  # noqa: E402
+from shared.serving import run_faust_worker  # noqa: E402
 from shared.settings import get_settings  # noqa: E402
 
 
@@ -20,9 +20,7 @@ def main() -> None:
     settings = get_settings()
     configure_logging(SERVICE, level=settings.log_level)
     endpoints = asyncio.run(infra.prepare_service(settings))
-    app = build_app(settings, endpoints)
-    sys.argv = [sys.argv[0], "worker", "--loglevel", "warn", "--without-web"]
-    app.main()
+    run_faust_worker(build_app(settings, endpoints))
 
 
 if __name__ == "__main__":

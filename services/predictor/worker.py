@@ -7,11 +7,9 @@ The flux agent takes the stream in batches (a replay of years is millions of rea
 
 from __future__ import annotations
 
-import contextlib
 from typing import Sequence
 
 import faust
-import uvicorn
 
 from services.predictor.api import build_api
 from services.predictor.service import Predictor
@@ -19,6 +17,7 @@ from shared import infra
 from shared import messages as m
 from shared.broker_watch import BrokerWatch
 from shared.logging import bind_correlation, get_logger
+from shared.serving import ApiServer, api_server
 from shared.settings import Settings
 from shared.streaming import Acceptor, make_app, raw_topic, send
 from shared.topics import topic_registry
@@ -28,14 +27,6 @@ SERVICE = "predictor"
 FLUX_BATCH = 2000
 FLUX_BATCH_SECONDS = 0.05  # in live mode a reading waits at most this long for company
 LIFECYCLE_SIGNALS = (m.ModelPromoted, m.ModelRolledBack, m.ChallengerChanged)
-
-
-class _EmbeddedServer(uvicorn.Server):
-    """uvicorn inside the faust worker: faust owns the process's signals and stops the server with the app."""
-
-    @contextlib.contextmanager
-    def capture_signals(self):
-        yield
 
 
 class PredictorWorker:
@@ -52,7 +43,7 @@ class PredictorWorker:
             role: Acceptor(app, SERVICE, topics[role], topics["dead_letters"])
             for role in ("flux", "flares", "lifecycle")
         }
-        self.server: _EmbeddedServer | None = None
+        self.server: ApiServer | None = None
 
     async def start(self) -> None:
         await self.predictor.start()
@@ -100,9 +91,7 @@ class PredictorWorker:
 
     async def serve_api(self) -> None:
         await self.predictor.ready.wait()
-        config = uvicorn.Config(build_api(self.predictor), host=self.settings.bind_host, port=self.settings.api_port,
-                                log_level="warning", lifespan="off")
-        self.server = _EmbeddedServer(config)
+        self.server = api_server(build_api(self.predictor), self.settings.bind_host, self.settings.api_port)
         log.info("predictor.api", url=f"http://{self.settings.bind_host}:{self.settings.api_port}/docs")
         await self.server.serve()
 

@@ -11,7 +11,6 @@ worker thread so the consumer keeps its group membership alive during long fits.
 from __future__ import annotations
 
 import asyncio
-import signal
 from datetime import datetime
 from typing import Any
 
@@ -26,6 +25,7 @@ from shared.broker_watch import BrokerWatch
 from shared.db import DATABASE_OUTAGES, create_pool, outlasting_outages_on
 from shared.kafka import Publisher, TypedConsumer
 from shared.logging import bind_correlation, configure_logging, get_logger
+from shared.serving import stop_on_signals
 from shared.settings import Settings, get_settings
 from shared.telemetry import start_metrics_server
 from shared.topics import topic_registry
@@ -160,9 +160,7 @@ def main() -> None:
     stop = asyncio.Event()
 
     async def serve() -> None:
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, stop.set)
+        stop_on_signals(stop.set)
         await run(settings, stop)
 
     try:

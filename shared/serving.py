@@ -1,0 +1,44 @@
+"""What every service's entry point does the same way: stop on SIGTERM and SIGINT, serve its REST API with a
+uvicorn that leaves those signals to the service, and start a faust worker from code."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import sys
+from typing import Any, Callable, Iterator
+
+import uvicorn
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+def stop_on_signals(stop: Callable[[], object]) -> None:
+    """Call `stop` on SIGTERM or SIGINT, in the running event loop."""
+    loop = asyncio.get_running_loop()
+    for signum in STOP_SIGNALS:
+        loop.add_signal_handler(signum, stop)
+
+
+class ApiServer(uvicorn.Server):
+    """uvicorn serving a service's API beside its consumers, without signal handlers of its own: the service
+    (or the faust worker) owns SIGTERM and SIGINT and tells the server when to exit, so a stop has one path.
+    uvicorn's own would begin a second shutdown on the same signal and, on a second Ctrl-C, force its exit
+    while the consumers are still closing."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def api_server(api: Any, host: str, port: int, **options: Any) -> ApiServer:
+    return ApiServer(uvicorn.Config(api, host=host, port=port, log_level="warning", log_config=None,
+                                    access_log=False, lifespan="off", **options))
+
+
+def run_faust_worker(app: Any) -> None:
+    """Run a faust app's worker in this process. faust reads the worker's options from the command line, so it
+    is given the ones every service runs with (its own aiohttp web server is off: the APIs are FastAPI)."""
+    sys.argv = [sys.argv[0], "worker", "--loglevel", "warn", "--without-web"]
+    app.main()
