@@ -136,6 +136,32 @@ def dead_letter_for(
     )
 
 
+def accept_record(
+    service: str, spec: TopicSpec, value: bytes | None, headers: Sequence[tuple[str, bytes]], *, partition: int,
+    offset: int,
+) -> m.Message | m.DeadLettered:
+    """One consumed record as its typed message or, refused, as the dead letter that says why: what every
+    consumer does first, whichever client read the record."""
+    try:
+        return decode(spec, value, headers)
+    except Rejected as exc:
+        cid = dict(headers).get(CORRELATION_HEADER)
+        log.warning("message.rejected", topic=spec.name, offset=offset, reason=str(exc))
+        return dead_letter_for(service, spec.name, value, str(exc), partition=partition, offset=offset,
+                               correlation_id=cid.decode(errors="replace") if cid else None)
+
+
+def handler_failed(
+    service: str, topic: str, raw: bytes | None, exc: Exception, *, partition: int, offset: int,
+    correlation_id: str | None,
+) -> m.DeadLettered:
+    """The dead letter of an accepted message its handler failed on (the failure logged with its traceback):
+    the message is set aside with the reason and the stream goes on."""
+    log.exception("message.handler_failed", topic=topic, offset=offset)
+    return dead_letter_for(service, topic, raw, f"{service} failed on it: {type(exc).__name__}: {exc}",
+                           partition=partition, offset=offset, correlation_id=correlation_id)
+
+
 async def _retry_connect(start, what: str, timeout_seconds: float = 60.0) -> None:
     """Brokers restart and start slowly; keep trying with backoff instead of failing at the first refusal."""
     async for attempt in AsyncRetrying(
@@ -272,18 +298,11 @@ class TypedConsumer:
             yield accepted
 
     async def _accept(self, record) -> Received | None:
-        spec = self._specs[record.topic]
-        try:
-            message = decode(spec, record.value, record.headers)
-        except Rejected as exc:
+        message = accept_record(self._service, self._specs[record.topic], record.value, record.headers,
+                                partition=record.partition, offset=record.offset)
+        if isinstance(message, m.DeadLettered):
             self.rejected += 1
-            cid = dict(record.headers).get(CORRELATION_HEADER)
-            dead = dead_letter_for(
-                self._service, record.topic, record.value, str(exc), partition=record.partition,
-                offset=record.offset, correlation_id=cid.decode(errors="replace") if cid else None,
-            )
-            log.warning("message.rejected", topic=record.topic, offset=record.offset, reason=str(exc))
-            await self._publisher.publish(self._dead_letter_topic, dead)
+            await self._publisher.publish(self._dead_letter_topic, message)
             return None
         recorded = record.timestamp if record.timestamp is not None and record.timestamp > 0 else None
         return Received(message, record.topic, record.partition, record.offset, recorded)

@@ -8,7 +8,7 @@ from typing import Any, Awaitable
 import faust
 
 from shared import messages as m
-from shared.kafka import CORRELATION_HEADER, Rejected, dead_letter_for, decode, encode
+from shared.kafka import accept_record, encode
 from shared.logging import get_logger
 from shared.settings import Settings
 from shared.telemetry import MESSAGES_CONSUMED, MESSAGES_PUBLISHED, ConsumerLag
@@ -60,19 +60,13 @@ class Acceptor:
     async def accept(self, event: faust.EventT) -> m.Message | None:
         self._consumed.inc()
         self._lag.read(event.message.tp, event.message.offset)
-        headers = _headers(event)
-        try:
-            return decode(self.spec, event.value, headers)
-        except Rejected as exc:
+        message = accept_record(self.service, self.spec, event.value, _headers(event),
+                                partition=event.message.partition, offset=event.message.offset)
+        if isinstance(message, m.DeadLettered):
             self.rejected += 1
-            cid = dict(headers).get(CORRELATION_HEADER)
-            dead = dead_letter_for(
-                self.service, event.message.topic, event.value, str(exc), partition=event.message.partition,
-                offset=event.message.offset, correlation_id=cid.decode(errors="replace") if cid else None,
-            )
-            log.warning("message.rejected", topic=event.message.topic, offset=event.message.offset, reason=str(exc))
-            await send(self.dead_letters, dead)
+            await send(self.dead_letters, message)
             return None
+        return message
 
 
 async def send(topic: faust.TopicT, message: m.Message) -> Awaitable:

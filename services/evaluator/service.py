@@ -32,7 +32,7 @@ from shared import messages as m
 from shared.broker_watch import BrokerWatch
 from shared.db import create_pool, outlasting_outages_on
 from shared.features import CLASS_RANK
-from shared.kafka import dead_letter_for
+from shared.kafka import handler_failed
 from shared.logging import bind_correlation, configure_logging, get_logger
 from shared.serving import api_server, run_faust_worker
 from shared.settings import Settings, get_settings
@@ -183,10 +183,9 @@ class EvaluatorWorker:
         await self.app.crash(exc)
 
     async def _dead_letter(self, event, message: m.Message, exc: Exception) -> None:
-        log.exception("message.failed", topic=event.message.topic, offset=event.message.offset)
-        await send(self.acceptors[event.message.topic].dead_letters, dead_letter_for(
-            SERVICE, event.message.topic, event.value, f"evaluator failed on it: {exc!r}",
-            partition=event.message.partition, offset=event.message.offset, correlation_id=message.correlation_id,
+        await send(self.acceptors[event.message.topic].dead_letters, handler_failed(
+            SERVICE, event.message.topic, event.value, exc, partition=event.message.partition,
+            offset=event.message.offset, correlation_id=message.correlation_id,
         ))
 
     async def handle(self, core: Evaluator, message: m.Message) -> list[Resolution]:

@@ -20,7 +20,7 @@ from shared import infra
 from shared import messages as m
 from shared.broker_watch import BrokerWatch
 from shared.db import create_pool, outlasting_outages
-from shared.kafka import Publisher, Received, TypedConsumer, dead_letter_for
+from shared.kafka import Publisher, Received, TypedConsumer, handler_failed
 from shared.logging import bind_correlation, configure_logging, get_logger
 from shared.serving import api_server, stop_on_signals
 from shared.settings import Settings, get_settings
@@ -53,11 +53,10 @@ async def handle_batch(gatekeeper: Gatekeeper, batch: list[Received], publisher:
             try:
                 await outlasting_outages(lambda: handle(gatekeeper, received.message))
             except Exception as exc:  # a message the handler cannot take is set aside with the reason
-                log.exception("message.handler_failed", topic=received.topic, offset=received.offset)
-                await publisher.publish(gatekeeper.settings.topics.dead_letters, dead_letter_for(
-                    SERVICE, received.topic, received.message.model_dump_json().encode(),
-                    f"handler failed: {type(exc).__name__}: {exc}", partition=received.partition,
-                    offset=received.offset, correlation_id=received.message.correlation_id,
+                await publisher.publish(gatekeeper.settings.topics.dead_letters, handler_failed(
+                    SERVICE, received.topic, received.message.model_dump_json().encode(), exc,
+                    partition=received.partition, offset=received.offset,
+                    correlation_id=received.message.correlation_id,
                 ))
     if flux:
         await outlasting_outages(lambda: gatekeeper.clock_moved(flux[-1].event_time))

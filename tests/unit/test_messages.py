@@ -8,7 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from shared import messages as m
-from shared.kafka import CORRELATION_HEADER, Rejected, decode, dead_letter_for, encode
+from shared.kafka import CORRELATION_HEADER, Rejected, accept_record, decode, dead_letter_for, encode, handler_failed
 from shared.settings import load_settings
 from shared.topics import topic_registry
 
@@ -77,6 +77,28 @@ def test_a_dead_letter_keeps_the_original_bytes_and_reason():
     again = dead_letter_for("predictor", "xrs.flux", b'{"bad": 1}', "does not match", partition=0, offset=7)
     assert dead.raw_value == '{"bad": 1}' and dead.offset == 7
     assert dead.message_id == again.message_id, "a redelivered bad record is the same dead letter"
+
+
+def test_a_consumer_gets_the_message_of_a_good_record_and_the_dead_letter_of_a_bad_one():
+    value, _, headers = encode(promoted())
+    assert accept_record("gatekeeper", TOPICS["lifecycle"], value, headers, partition=0, offset=3) == promoted()
+
+    refused = accept_record("gatekeeper", TOPICS["lifecycle"], b"{not json", [(CORRELATION_HEADER, b"op-42")],
+                            partition=0, offset=4)
+    assert isinstance(refused, m.DeadLettered)
+    assert (refused.service, refused.source_topic, refused.offset) == ("gatekeeper", TOPICS["lifecycle"].name, 4)
+    assert refused.reason.startswith("not JSON") and refused.raw_value == "{not json"
+    assert refused.correlation_id == "op-42", "the dead letter follows the record's correlation id"
+
+
+def test_a_message_its_handler_failed_on_is_set_aside_with_the_failure_as_its_reason():
+    try:
+        raise KeyError("C")
+    except KeyError as exc:
+        dead = handler_failed("evaluator", "xrs.forecasts", b'{"type": "ForecastIssued"}', exc, partition=0,
+                              offset=9, correlation_id="op-7")
+    assert dead.reason == "evaluator failed on it: KeyError: 'C'"
+    assert (dead.raw_value, dead.offset, dead.correlation_id) == ('{"type": "ForecastIssued"}', 9, "op-7")
 
 
 def test_every_message_type_belongs_to_a_topic():
