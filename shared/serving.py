@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import signal
 import sys
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 import uvicorn
 
@@ -35,6 +35,24 @@ class ApiServer(uvicorn.Server):
 def api_server(api: Any, host: str, port: int, **options: Any) -> ApiServer:
     return ApiServer(uvicorn.Config(api, host=host, port=port, log_level="warning", log_config=None,
                                     access_log=False, lifespan="off", **options))
+
+
+async def supervise(tasks: Sequence[asyncio.Task], stop: asyncio.Event, *, api: ApiServer | None = None) -> None:
+    """Run a service's tasks (and its API) until `stop` is set or one of them ends; what ended one is raised.
+    On the way out the API finishes the requests it holds, and the other tasks are cancelled and awaited."""
+    stopper = asyncio.create_task(stop.wait(), name="stop")
+    serving = [asyncio.create_task(api.serve(), name="api")] if api else []
+    try:
+        done, _ = await asyncio.wait([*tasks, *serving, stopper], return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            if task is not stopper and task.exception():
+                raise task.exception()  # type: ignore[misc]
+    finally:
+        if api:
+            api.should_exit = True
+        for task in (*tasks, stopper):
+            task.cancel()
+        await asyncio.gather(*tasks, *serving, stopper, return_exceptions=True)
 
 
 def run_faust_worker(app: Any) -> None:

@@ -7,14 +7,13 @@ topics (the view holds nothing that cannot be read again). It needs the broker o
 from __future__ import annotations
 
 import asyncio
-import contextlib
 
 from services.dashboard.app import PUSH_INTERVAL_SECONDS, Hub, create_app
 from services.dashboard.view import DashboardView
 from shared import infra
 from shared.kafka import Publisher, TypedConsumer, ensure_topics
 from shared.logging import configure_logging, get_logger
-from shared.serving import api_server, stop_on_signals
+from shared.serving import api_server, stop_on_signals, supervise
 from shared.settings import Settings, get_settings
 from shared.topics import topic_registry
 
@@ -39,26 +38,18 @@ async def serve(settings: Settings) -> None:
     hub = Hub(DashboardView())
     server = api_server(create_app(hub), settings.bind_host, settings.ui_port,
                         timeout_graceful_shutdown=1)  # open event streams never end by themselves
-    stop_on_signals(lambda: setattr(server, "should_exit", True))
+    stop = asyncio.Event()
+    stop_on_signals(stop.set)
     async with Publisher(bootstrap) as publisher:
         consumer = TypedConsumer(
             bootstrap, [topics[role] for role in TOPIC_ROLES], group_id=None, service=SERVICE,
             dead_letter_topic=settings.topics.dead_letters, publisher=publisher,
         )
         await consumer.start()
-        consuming = asyncio.create_task(consume(consumer, hub))
-        serving = asyncio.create_task(server.serve())
         log.info("dashboard.started", url=f"http://{settings.bind_host}:{settings.ui_port}/", bootstrap=bootstrap)
         try:
-            done, _ = await asyncio.wait({consuming, serving}, return_when=asyncio.FIRST_COMPLETED)
-            if consuming in done:
-                server.should_exit = True
-                await serving
-                consuming.result()  # raise what stopped the consumer
+            await supervise([asyncio.create_task(consume(consumer, hub), name="consume")], stop, api=server)
         finally:
-            consuming.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await consuming
             await consumer.stop()
             log.info("dashboard.stopped", consumed=hub.consumed, rejected=consumer.rejected)
 

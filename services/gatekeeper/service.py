@@ -22,7 +22,7 @@ from shared.broker_watch import BrokerWatch
 from shared.db import create_pool, outlasting_outages
 from shared.kafka import Publisher, Received, TypedConsumer, handler_failed
 from shared.logging import bind_correlation, configure_logging, get_logger
-from shared.serving import api_server, stop_on_signals
+from shared.serving import api_server, stop_on_signals, supervise
 from shared.settings import Settings, get_settings
 from shared.topics import topic_registry
 
@@ -82,27 +82,17 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
         publisher=publisher,
     )
     await consumer.start()
-    server = api_server(create_app(gatekeeper), settings.bind_host, settings.gatekeeper_port)
     tasks = [
         asyncio.create_task(consume(gatekeeper, consumer, publisher), name="consume"),
         asyncio.create_task(gatekeeper.run_relay(), name="outbox-relay"),
         asyncio.create_task(run_retention_schedule(gatekeeper), name="retention"),
-        asyncio.create_task(server.serve(), name="api"),
         asyncio.create_task(BrokerWatch(endpoints.kafka_bootstrap_servers, SERVICE).run(), name="broker-watch"),
     ]
     log.info("gatekeeper.started", port=settings.gatekeeper_port, policy=settings.gatekeeper.promotion_policy)
-    stopper = asyncio.create_task(stop.wait(), name="stop")
     try:
-        done, _ = await asyncio.wait([*tasks, stopper], return_when=asyncio.FIRST_COMPLETED)
-        for task in done:
-            if task is not stopper and task.exception():
-                raise task.exception()
+        await supervise(tasks, stop, api=api_server(create_app(gatekeeper), settings.bind_host,
+                                                    settings.gatekeeper_port))
     finally:
-        server.should_exit = True
-        for task in [*tasks, stopper]:
-            if task.get_name() != "api":
-                task.cancel()
-        await asyncio.gather(*tasks, stopper, return_exceptions=True)
         await consumer.stop()
         await publisher.stop()
         await pool.close()

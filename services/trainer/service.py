@@ -25,7 +25,7 @@ from shared.broker_watch import BrokerWatch
 from shared.db import DATABASE_OUTAGES, create_pool, outlasting_outages_on
 from shared.kafka import Publisher, TypedConsumer
 from shared.logging import bind_correlation, configure_logging, get_logger
-from shared.serving import stop_on_signals
+from shared.serving import stop_on_signals, supervise
 from shared.settings import Settings, get_settings
 from shared.telemetry import start_metrics_server
 from shared.topics import topic_registry
@@ -136,17 +136,10 @@ async def run(settings: Settings, stop: asyncio.Event | None = None) -> None:
         asyncio.create_task(consume(settings, pool, consumer, publisher), name="consume"),
         asyncio.create_task(BrokerWatch(endpoints.kafka_bootstrap_servers, SERVICE).run(), name="broker-watch"),
     ]
-    stopper = asyncio.create_task(stop.wait(), name="stop")
     log.info("trainer.started", topic=settings.topics.retrain_requests)
     try:
-        done, _ = await asyncio.wait([*tasks, stopper], return_when=asyncio.FIRST_COMPLETED)
-        for task in done:
-            if task is not stopper and task.exception():
-                raise task.exception()
+        await supervise(tasks, stop)
     finally:
-        for task in (*tasks, stopper):
-            task.cancel()
-        await asyncio.gather(*tasks, stopper, return_exceptions=True)
         await consumer.stop()
         await publisher.stop()
         await pool.close()
