@@ -71,7 +71,8 @@ class FeatureSettings(_Section):
 class ModelSettings(_Section):
     horizon_hours: int = Field(168, gt=0)
     time_bucket_edges_hours: list[int] = [0, 6, 12, 24, 48, 72, 96, 120, 168]
-    survival_estimators: list[Literal["coxph", "rsf", "gbsa"]] = ["coxph", "rsf"]
+    # several: the one with the lowest integrated Brier score on the validation period serves (see config.yaml)
+    survival_estimators: list[Literal["coxph", "rsf", "gbsa"]] = Field(["rsf"], min_length=1)
     rsf_n_estimators: int = Field(100, gt=0)
     rsf_min_samples_leaf: int = Field(50, gt=0)
     rsf_max_depth: int = Field(8, gt=0)

@@ -24,10 +24,12 @@ TRAIN_FROM, TRAIN_UNTIL = "2011-06-01", datetime(2012, 2, 1, tzinfo=UTC)
 
 
 def small_settings():
-    """The configured settings with small models, so a training takes seconds."""
+    """The configured settings with small models, so a training takes seconds, and two survival estimators, so
+    the choice between them on the validation period is exercised (the configuration names rsf alone)."""
     settings = load_settings()
     return settings.model_copy(update={"model": settings.model.model_copy(update={
-        "rsf_n_estimators": 10, "classifier_max_iter": 30, "survival_subsample_hours": 6})})
+        "rsf_n_estimators": 10, "classifier_max_iter": 30, "survival_subsample_hours": 6,
+        "survival_estimators": ["coxph", "rsf"]})})
 
 
 @pytest.fixture(scope="module")
