@@ -20,7 +20,8 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
-	$(BIN)/pytest
+	# two workers, each with its own broker and database; a file's tests stay together (module fixtures start once)
+	$(BIN)/pytest -n 2 --dist loadfile
 
 bench: $(STAMP)
 	$(BIN)/pytest -m slow -s tests/bench
