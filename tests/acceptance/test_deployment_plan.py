@@ -38,10 +38,10 @@ import httpx
 import pytest
 
 from flare_cli.commands.demo import CATALOGUE, HISTORY, SHORT
-from shared import infra
 from tests.conftest import DATA_DIR, PROJECT_ROOT
 from tests.support.daily_checks import daily_check_queries
 from tests.support.swpc_server import LocalSwpc
+from tests.support.ports import free_test_port
 
 UTC = timezone.utc
 FLARE = [sys.executable, "-m", "flare_cli.main"]
@@ -176,7 +176,7 @@ def system(tmp_path_factory) -> System:
     # forecast by nobody
     swpc.handler.failures_left = 10**9
     env = {k: v for k, v in os.environ.items() if k not in ("KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL", "DB_HOST")}
-    ports = {name: str(infra.free_port()) for name in SERVICE_PORTS}
+    ports = {name: str(free_test_port()) for name in SERVICE_PORTS}
     env.update(
         # small models, as `flare demo --short` trains them, and Cox models only, to keep each training short
         ports, **SHORT.model_env, MODEL__SURVIVAL_ESTIMATORS='["coxph"]',

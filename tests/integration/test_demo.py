@@ -17,6 +17,7 @@ import pytest
 from shared import infra
 from shared.db import connect
 from tests.conftest import PROJECT_ROOT
+from tests.support.ports import free_test_port
 
 FLARE = [sys.executable, "-m", "flare_cli.main"]
 # Whatever would point the clone at this working tree's folders, or at a running system
@@ -37,7 +38,7 @@ def clone(tmp_path) -> Path:
 @pytest.fixture
 def new_user_env(clone):
     env = {k: v for k, v in os.environ.items() if k not in NOT_INHERITED}
-    ports = {name: str(infra.free_port()) for name in ("API_PORT", "EVALUATOR_PORT", "GATEKEEPER_PORT", "UI_PORT",
+    ports = {name: str(free_test_port()) for name in ("API_PORT", "EVALUATOR_PORT", "GATEKEEPER_PORT", "UI_PORT",
                                                        "TRAINER_METRICS_PORT", "INGESTOR_METRICS_PORT")}
     # the venv's `flare` is an editable install of this working tree: the clone's own code comes first
     env.update(ports, PYTHONPATH=str(clone))

@@ -12,7 +12,6 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from prometheus_client.parser import text_string_to_metric_families
 
-from shared import infra
 from shared import messages as m
 from shared import registry
 from shared.kafka import Publisher
@@ -23,6 +22,7 @@ from tests.support.predictor_models import register_model
 from tests.support.predictor_service import predictor_running, read_forecasts
 from tests.support.service_process import ServiceProcess, running
 from tests.support.topic_reader import read_all
+from tests.support.ports import free_test_port
 
 Samples = dict[str, list[tuple[dict[str, str], float]]]
 
@@ -164,7 +164,7 @@ async def test_the_dashboard_counts_the_topics_it_reads(settings, tmp_path):
 
 
 async def test_the_trainer_serves_its_counts_on_its_metrics_port(settings, clean_db, tmp_path):
-    port = infra.free_port()
+    port = free_test_port()
     url = f"http://127.0.0.1:{port}"
     year_1971 = datetime(1971, 1, 1, tzinfo=timezone.utc)  # nothing to train on before it: refused at once
     too_early = m.RetrainRequested(message_id=str(uuid.uuid4()), event_time=year_1971, reason="test",
@@ -183,7 +183,7 @@ async def test_the_trainer_serves_its_counts_on_its_metrics_port(settings, clean
 
 async def test_the_live_ingestor_serves_what_it_published_on_its_metrics_port(
         settings, clean_db, swpc, tmp_path):
-    port = infra.free_port()
+    port = free_test_port()
     url = f"http://127.0.0.1:{port}"
     ingestor = ServiceProcess("ingestor", settings, tmp_path / "ingestor.log", INGESTOR_METRICS_PORT=str(port),
                               INGESTION__SWPC_BASE_URL=swpc.base_url, INGESTION__SWPC_FEEDS=f'["{FEED}"]',

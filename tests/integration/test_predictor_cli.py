@@ -13,6 +13,7 @@ import psutil
 from shared import infra
 from tests.conftest import PROJECT_ROOT, service_env
 from tests.support.predictor_models import register_model
+from tests.support.ports import free_test_port
 
 
 def flare(env, *args: str) -> subprocess.CompletedProcess:
@@ -23,7 +24,7 @@ def flare(env, *args: str) -> subprocess.CompletedProcess:
 async def test_api_bg_starts_a_recorded_predictor_api_logs_shows_it_and_api_stop_stops_it(settings, clean_db, tmp_path):
     async with clean_db.acquire() as conn:
         champion = await register_model(conn, tmp_path / "models", status="champion")
-    port = infra.free_port()
+    port = free_test_port()
     state = tmp_path / "var"
     env = {**service_env(settings), "STATE_DIR": str(state), "API_PORT": str(port),
            "PREDICTOR__APP_NAME": f"predictor-{uuid.uuid4().hex[:8]}"}

@@ -14,11 +14,11 @@ from typing import AsyncIterator, Sequence, TypeVar
 import httpx
 import psutil
 
-from shared import infra
 from shared.kafka import ensure_topics
 from shared.settings import Settings
 from shared.topics import topic_registry
 from tests.conftest import PROJECT_ROOT, service_env
+from tests.support.ports import free_test_port
 
 # The setting that names each service's HTTP port, for the services that answer on /health.
 HTTP_PORT_SETTING = {"predictor": "API_PORT", "evaluator": "EVALUATOR_PORT", "gatekeeper": "GATEKEEPER_PORT",
@@ -44,10 +44,10 @@ class ServiceProcess:
         self.log = log
         self.env = {**service_env(settings), "LOG_LEVEL": "info", **env}
         if name in METRICS_PORT_SETTING:
-            self.env.setdefault(METRICS_PORT_SETTING[name], str(infra.free_port()))
+            self.env.setdefault(METRICS_PORT_SETTING[name], str(free_test_port()))
         port_setting = HTTP_PORT_SETTING.get(name)
         if port_setting:
-            self.env.setdefault(port_setting, str(infra.free_port()))
+            self.env.setdefault(port_setting, str(free_test_port()))
         self.url = f"http://127.0.0.1:{self.env[port_setting]}" if port_setting else None
         self.process: subprocess.Popen | None = None
 
