@@ -97,7 +97,9 @@ def urls(settings: Settings) -> dict[str, str]:
     }
 
 
-def wait_until(what: str, condition, timeout: float, every: float = 2.0) -> None:
+def wait_until(what: str, condition, timeout: float, every: float = 2.0, *, stopped=list) -> None:
+    """Wait for `condition`; give up at the timeout, or at once when a service the demo started has stopped
+    (`stopped` names them): nothing it waits for can happen then."""
     deadline = time.monotonic() + timeout
     started = time.monotonic()
     last_note = None
@@ -106,6 +108,9 @@ def wait_until(what: str, condition, timeout: float, every: float = 2.0) -> None
         if done:
             say(f"{what}: {note} ({time.monotonic() - started:.0f} s)")
             return
+        if dead := stopped():
+            raise SystemExit(f"flare demo: the {', '.join(dead)} stopped while waiting for {what}; "
+                             f"`flare logs {dead[0]}` shows why")
         if time.monotonic() > deadline:
             raise SystemExit(f"flare demo: gave up waiting for {what} after {timeout:.0f} s ({note})")
         if note != last_note:
@@ -243,10 +248,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
     for name in services:
         record = launcher.start_service(settings, endpoints, name, extra_env=plan.model_env)
         say(f"started {name} (pid {record['pid']})")
+
+    def stopped() -> list[str]:
+        return [name for name in services if not launcher.service_running(settings.state_dir, name)]
     for name, url in (("gatekeeper", f"http://{settings.bind_host}:{settings.gatekeeper_port}/health"),
                       ("predictor", f"http://{settings.bind_host}:{settings.api_port}/health"),
                       ("evaluator", f"http://{settings.bind_host}:{settings.evaluator_port}/metrics/performance")):
-        wait_until(f"{name} API", lambda url=url: (http_ready(url), url), args.timeout)
+        wait_until(f"{name} API", lambda url=url: (http_ready(url), url), args.timeout, stopped=stopped)
     for name, url in urls(settings).items():
         say(f"{name}: {url}")
 
@@ -261,14 +269,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
                   "--from", plan.history_from.isoformat(), "--until", plan.history_until.isoformat())
     if not champion_state(dsn)[0]:
         request_first_models(settings)
-    wait_until("a champion model", lambda: champion_state(dsn), args.timeout, every=3)
+    wait_until("a champion model", lambda: champion_state(dsn), args.timeout, every=3, stopped=stopped)
 
     say(f"replaying July 2015, 1-minute flux, at {plan.speed:g}x real time")
     flare_command("ingest", str(data / MONTH), "--speed", str(plan.speed),
                   "--from", plan.month_from.isoformat(), "--until", plan.month_until.isoformat())
     wait_until("forecasts scored to the end of the replay", lambda: replay_scored(dsn, plan, settings), args.timeout,
-               every=3)
-    wait_until("a retrain-gate-promote cycle", lambda: retrain_cycle(dsn, started), args.timeout, every=3)
+               every=3, stopped=stopped)
+    wait_until("a retrain-gate-promote cycle", lambda: retrain_cycle(dsn, started), args.timeout, every=3,
+               stopped=stopped)
     summary(dsn, started, settings)
     return _wait_for_interrupt(args, settings)
 
