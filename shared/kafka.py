@@ -136,19 +136,27 @@ def dead_letter_for(
     )
 
 
+@dataclass(frozen=True)
+class Refused:
+    """A consumed record that is not a message of its topic, with the dead letter that says why (a wrapper, not
+    the DeadLettered itself: a consumer of the dead-letter topic accepts DeadLettered messages)."""
+
+    dead_letter: m.DeadLettered
+
+
 def accept_record(
     service: str, spec: TopicSpec, value: bytes | None, headers: Sequence[tuple[str, bytes]], *, partition: int,
     offset: int,
-) -> m.Message | m.DeadLettered:
-    """One consumed record as its typed message or, refused, as the dead letter that says why: what every
+) -> m.Message | Refused:
+    """One consumed record as its typed message or, refused, with the dead letter that says why: what every
     consumer does first, whichever client read the record."""
     try:
         return decode(spec, value, headers)
     except Rejected as exc:
         cid = dict(headers).get(CORRELATION_HEADER)
         log.warning("message.rejected", topic=spec.name, offset=offset, reason=str(exc))
-        return dead_letter_for(service, spec.name, value, str(exc), partition=partition, offset=offset,
-                               correlation_id=cid.decode(errors="replace") if cid else None)
+        return Refused(dead_letter_for(service, spec.name, value, str(exc), partition=partition, offset=offset,
+                                       correlation_id=cid.decode(errors="replace") if cid else None))
 
 
 def handler_failed(
@@ -300,9 +308,9 @@ class TypedConsumer:
     async def _accept(self, record) -> Received | None:
         message = accept_record(self._service, self._specs[record.topic], record.value, record.headers,
                                 partition=record.partition, offset=record.offset)
-        if isinstance(message, m.DeadLettered):
+        if isinstance(message, Refused):
             self.rejected += 1
-            await self._publisher.publish(self._dead_letter_topic, message)
+            await self._publisher.publish(self._dead_letter_topic, message.dead_letter)
             return None
         recorded = record.timestamp if record.timestamp is not None and record.timestamp > 0 else None
         return Received(message, record.topic, record.partition, record.offset, recorded)

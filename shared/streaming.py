@@ -8,7 +8,7 @@ from typing import Any, Awaitable
 import faust
 
 from shared import messages as m
-from shared.kafka import accept_record, encode
+from shared.kafka import Refused, accept_record, encode
 from shared.logging import get_logger
 from shared.settings import Settings
 from shared.telemetry import MESSAGES_CONSUMED, MESSAGES_PUBLISHED, ConsumerLag
@@ -62,9 +62,9 @@ class Acceptor:
         self._lag.read(event.message.tp, event.message.offset)
         message = accept_record(self.service, self.spec, event.value, _headers(event),
                                 partition=event.message.partition, offset=event.message.offset)
-        if isinstance(message, m.DeadLettered):
+        if isinstance(message, Refused):
             self.rejected += 1
-            await send(self.dead_letters, message)
+            await send(self.dead_letters, message.dead_letter)
             return None
         return message
 

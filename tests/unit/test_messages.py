@@ -8,7 +8,9 @@ import pytest
 from pydantic import ValidationError
 
 from shared import messages as m
-from shared.kafka import CORRELATION_HEADER, Rejected, accept_record, decode, dead_letter_for, encode, handler_failed
+from shared.kafka import (
+    CORRELATION_HEADER, Refused, Rejected, accept_record, decode, dead_letter_for, encode, handler_failed,
+)
 from shared.settings import load_settings
 from shared.topics import topic_registry
 
@@ -83,12 +85,19 @@ def test_a_consumer_gets_the_message_of_a_good_record_and_the_dead_letter_of_a_b
     value, _, headers = encode(promoted())
     assert accept_record("gatekeeper", TOPICS["lifecycle"], value, headers, partition=0, offset=3) == promoted()
 
-    refused = accept_record("gatekeeper", TOPICS["lifecycle"], b"{not json", [(CORRELATION_HEADER, b"op-42")],
+    outcome = accept_record("gatekeeper", TOPICS["lifecycle"], b"{not json", [(CORRELATION_HEADER, b"op-42")],
                             partition=0, offset=4)
-    assert isinstance(refused, m.DeadLettered)
+    assert isinstance(outcome, Refused)
+    refused = outcome.dead_letter
     assert (refused.service, refused.source_topic, refused.offset) == ("gatekeeper", TOPICS["lifecycle"].name, 4)
     assert refused.reason.startswith("not JSON") and refused.raw_value == "{not json"
     assert refused.correlation_id == "op-42", "the dead letter follows the record's correlation id"
+
+
+def test_a_dead_letter_read_from_the_dead_letter_topic_is_accepted_not_refused_again():
+    dead = dead_letter_for("predictor", "xrs.flux", b'{"bad": 1}', "does not match", partition=0, offset=7)
+    value, _, headers = encode(dead)
+    assert accept_record("auditor", TOPICS["dead_letters"], value, headers, partition=0, offset=0) == dead
 
 
 def test_a_message_its_handler_failed_on_is_set_aside_with_the_failure_as_its_reason():
