@@ -1,5 +1,5 @@
 """The statuses a registered model version goes through, and which changes each act may make: the one place
-the gatekeeper's acts, the registry's retention and the `model_registry.status` CHECK (tested against this)
+the gatekeeper's acts, the registry's retention and the `model_status.status` CHECK (tested against this)
 read them from.
 
     candidate --judge--> champion | held | rejected

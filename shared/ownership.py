@@ -21,8 +21,6 @@ class Table:
     readers: tuple[str, ...]  # who else may read it, with read-only queries (shared: `shared.registry`'s reads)
     messages: str  # how the others learn of its changes
     note: str = ""
-    # a second writer not removed yet, named so the page and the test show it (the test's case is a strict xfail)
-    also_written_by: str = ""
 
 
 TABLES: dict[str, Table] = {
@@ -47,16 +45,25 @@ TABLES: dict[str, Table] = {
         None, ("evaluator", "flare_cli"), "its two tables' messages",
         "a view, written by nobody: `forecast_log` with the outcome columns of `forecast_outcomes` (the columns "
         "the deployment plan's queries read)"),
+    "model_versions": Table(
+        "trainer", ("gatekeeper",), "`ModelTrained` on `lifecycle`",
+        "every version trained: its files, their sha256, its data window and its evidence (backtest, validation)"),
+    "model_status": Table(
+        "gatekeeper", (), "`ModelPromoted`, `ModelRolledBack`, `ChallengerChanged` on `lifecycle`",
+        "what the gatekeeper decided of each version, and where retention moved its files"),
     "model_registry": Table(
-        "gatekeeper", ("shared", "trainer", "predictor", "evaluator", "flare_cli"),
-        "`ModelTrained`, `ModelPromoted`, `ModelRolledBack`, `ChallengerChanged` on `lifecycle`",
-        also_written_by="the trainer (service, `flare train`, `flare backtest`, `flare validate-model`) through "
-                        "`shared.registry.register` and `update_evidence`: it registers each candidate before "
-                        "announcing `ModelTrained`, and stores backtest and validation evidence"),
+        None, ("shared", "trainer", "predictor", "evaluator", "gatekeeper", "flare_cli"), "its two tables' messages",
+        "a view, written by nobody: `model_versions` with the status of `model_status` (a candidate until the "
+        "gatekeeper acts)"),
+    "model_training_history": Table(
+        "trainer", (), "`ModelTrained` on `lifecycle`",
+        "append-only: the trainer's entries of the model history (registered, backtested, validated)"),
+    "model_decisions": Table(
+        "gatekeeper", (), "the `lifecycle` messages",
+        "append-only: the gatekeeper's entries of the model history (its verdicts, acts and retention)"),
     "model_history": Table(
-        "gatekeeper", ("shared", "trainer", "flare_cli"), "the same `lifecycle` messages", "append-only",
-        also_written_by="the trainer, through `shared.registry.record` (the `registered`, `backtested` and "
-                        "`validated` entries of its registry writes)"),
+        None, ("shared", "trainer", "gatekeeper", "flare_cli"), "its two tables' messages",
+        "a view, written by nobody: both histories, in the order of their one sequence of ids"),
     "model_metrics": Table(
         "evaluator", ("flare_cli",), "`MetricsUpdated` on `metrics`"),
     "metric_drift_episodes": Table(
@@ -91,15 +98,12 @@ def markdown() -> str:
         "this page differs from the map. `shared` as a reader means `shared.registry`'s queries, which every",
         "service that loads models runs.",
         "",
-        "A table with a second writer not removed yet says so in the last column.",
-        "",
-        "| table | owner (only writer) | may read it | others learn through | note | still also written by |",
-        "|---|---|---|---|---|---|",
+        "| table | owner (only writer) | may read it | others learn through | note |",
+        "|---|---|---|---|---|",
     ]
     for name, table in TABLES.items():
         readers = ", ".join(table.readers) or "-"
-        lines.append(f"| `{name}` | {table.owner or 'nobody'} | {readers} | {table.messages} | {table.note} "
-                     f"| {table.also_written_by} |")
+        lines.append(f"| `{name}` | {table.owner or 'nobody'} | {readers} | {table.messages} | {table.note} |")
     return "\n".join(lines) + "\n"
 
 

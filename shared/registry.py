@@ -1,19 +1,19 @@
-"""The model registry in PostgreSQL: what versions exist, their files and digests, evidence and status, and
-an append-only history of everything done to them.
+"""Reading the model registry: what versions exist, their files and digests, evidence and status, and the
+append-only history of everything done to them.
 
-A version is registered once with the sha256 of every artifact; `load_model` verifies every digest before
-unpickling anything. Retention is the gatekeeper's (`services.gatekeeper.retention`).
+`model_registry` and `model_history` are views over two owners' tables: the trainer registers each version, with
+the sha256 of every artifact, and stores its evidence (`services.trainer.store`); the gatekeeper decides its
+status and runs retention (`services.gatekeeper.store`, `services.gatekeeper.retention`). `load_model` verifies
+every digest before unpickling anything.
 """
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 
-from shared import messages as m
 from shared.forecast_model import DigestMismatch, ForecastModel, ModelFileError, read_verified
 
 FORECAST_KIND = "forecast"
@@ -22,66 +22,6 @@ FORECAST_KIND = "forecast"
 def survival_kind(target_class: str) -> str:
     """The kind of a single survival model registered by `flare train-survival`."""
     return f"survival-{target_class}"
-
-
-def _now() -> datetime:
-    return datetime.now(timezone.utc)
-
-
-async def record(
-    conn: asyncpg.Connection, *, action: str, version: str | None, actor: str, reason: str,
-    evidence: dict[str, Any] | None = None, event_id: str | None = None, event_time: datetime | None = None,
-) -> bool:
-    """Append one history entry; an entry with the same event id is not written twice. True if written."""
-    event_time = event_time or _now()
-    event_id = event_id or m.stable_id("model-history", action, version, actor, event_time.isoformat())
-    status = await conn.execute(
-        "INSERT INTO model_history (event_id, event_time, action, version, actor, reason, evidence)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (event_id) DO NOTHING",
-        event_id, event_time, action, version, actor, reason, evidence or {},
-    )
-    return status.endswith(" 1")
-
-
-async def register(
-    conn: asyncpg.Connection, *, version: str, kind: str, artifacts: dict[str, str], digests: dict[str, str],
-    data_window: tuple[datetime, datetime], hyperparameters: dict[str, Any], validation: dict[str, Any],
-    backtest: dict[str, Any], actor: str, reason: str, request_id: str | None = None,
-) -> None:
-    """Register a candidate and record it. Registering the same version again changes nothing."""
-    async with conn.transaction():
-        status = await conn.execute(
-            "INSERT INTO model_registry (version, kind, artifacts, digests, data_window_start, data_window_end,"
-            " hyperparameters, validation, backtest, status) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,'candidate')"
-            " ON CONFLICT (version) DO NOTHING",
-            version, kind, artifacts, digests, data_window[0], data_window[1], hyperparameters, validation, backtest,
-        )
-        if status.endswith(" 1"):
-            await record(
-                conn, action="registered", version=version, actor=actor, reason=reason,
-                evidence={"kind": kind, "request_id": request_id, "digests": digests,
-                          "data_window": [data_window[0].isoformat(), data_window[1].isoformat()]},
-                event_id=m.stable_id("model-history", "registered", version),
-            )
-
-
-async def update_evidence(
-    conn: asyncpg.Connection, version: str, *, validation: dict[str, Any] | None = None,
-    backtest: dict[str, Any] | None = None, actor: str, reason: str,
-) -> None:
-    """Store new validation or backtest results on a version, and record them in the history."""
-    async with conn.transaction():
-        if validation is not None:
-            await conn.execute(
-                "UPDATE model_registry SET validation = $2, updated_at = now() WHERE version = $1", version, validation
-            )
-        if backtest is not None:
-            await conn.execute(
-                "UPDATE model_registry SET backtest = $2, updated_at = now() WHERE version = $1", version, backtest
-            )
-        action = "validated" if validation is not None else "backtested"
-        await record(conn, action=action, version=version, actor=actor, reason=reason,
-                     evidence=validation if validation is not None else backtest)
 
 
 async def get(conn: asyncpg.Connection, version: str) -> dict[str, Any] | None:

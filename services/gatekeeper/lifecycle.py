@@ -142,9 +142,7 @@ class UnitOfWork:
 
     async def record(self, logged: core.Logged) -> None:
         entry = logged.entry
-        await registry.record(self.conn, action=entry.action, version=entry.version, actor=entry.actor,
-                              reason=entry.reason, evidence=entry.evidence, event_id=entry.event_id,
-                              event_time=entry.event_time)
+        await store.record(self.conn, entry)
         for name, passed, detail in logged.checks:
             await store.log_check(self.conn, entry.event_id, name, passed, detail, entry.actor)
 

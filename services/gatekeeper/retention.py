@@ -16,9 +16,8 @@ import asyncpg
 from services.gatekeeper import store
 from services.gatekeeper.lifecycle import Gatekeeper
 from shared import messages as m
-from shared import registry
 from shared.logging import get_logger
-from shared.model_status import GONE, PROTECTED
+from shared.model_status import GONE, PROTECTED, ModelStatus
 
 log = get_logger(__name__)
 ACTOR = "gatekeeper:retention"
@@ -49,29 +48,23 @@ async def apply_retention(
     report = RetentionReport()
     archive_dir = Path(model_dir) / "archive"
     for kind in [r["kind"] for r in await conn.fetch("SELECT DISTINCT kind FROM model_registry ORDER BY kind")]:
-        live = await conn.fetch(
-            "SELECT * FROM model_registry WHERE kind = $1 AND status <> ALL($2::text[])"
-            " ORDER BY created_at DESC, version DESC",
-            kind, sorted(GONE),
-        )
-        for row in live[keep:]:
-            if row["status"] in PROTECTED:
-                continue
-            async with conn.transaction():
+        async with conn.transaction():
+            # under the kind's lock, as the acts are: a version an act makes champion meanwhile is not archived
+            versions = await store.lock_kind(conn, kind)
+            live = sorted((row for row in versions if row["status"] not in GONE),
+                          key=lambda row: (row["created_at"], row["version"]), reverse=True)
+            for row in live[keep:]:
+                if row["status"] in PROTECTED:
+                    continue
                 moved = {name: _move(path, archive_dir) for name, path in row["artifacts"].items()}
-                await conn.execute(
-                    "UPDATE model_registry SET artifacts = $2, status = 'archived', updated_at = now()"
-                    " WHERE version = $1",
-                    row["version"], moved,
-                )
-                await registry.record(
-                    conn, action="archived", version=row["version"], actor=actor,
-                    reason=f"retention: keep the newest {keep} {kind} versions", event_time=now,
-                    evidence={"kind": kind, "previous_status": row["status"], "artifacts": moved},
-                    event_id=m.stable_id("model-history", "archived", row["version"]),
-                )
-            report.archived.append(row["version"])
-            log.info("registry.archived", version=row["version"], kind=kind)
+                await store.archive(conn, row["version"], moved)
+                await store.record(conn, store.HistoryEntry(
+                    m.stable_id("model-history", "archived", row["version"]), "archived", row["version"], actor,
+                    f"retention: keep the newest {keep} {kind} versions", now,
+                    {"kind": kind, "previous_status": row["status"], "artifacts": moved},
+                ))
+                report.archived.append(row["version"])
+                log.info("registry.archived", version=row["version"], kind=kind)
     due = await conn.fetch(
         "SELECT r.version, r.kind, r.artifacts, max(h.event_time) AS archived_at FROM model_registry r"
         " JOIN model_history h ON h.version = r.version AND h.action = 'archived'"
@@ -83,20 +76,16 @@ async def apply_retention(
         async with conn.transaction():
             for path in row["artifacts"].values():
                 Path(path).unlink(missing_ok=True)
-            await conn.execute(
-                "UPDATE model_registry SET status = 'deleted', updated_at = now() WHERE version = $1", row["version"]
-            )
-            await registry.record(
-                conn, action="deleted", version=row["version"], actor=actor,
-                reason=f"retention: archived files are deleted after {archive_days} days", event_time=now,
-                evidence={"kind": row["kind"], "archived_at": row["archived_at"].isoformat(),
-                          "files": list(row["artifacts"].values())},
-                event_id=m.stable_id("model-history", "deleted", row["version"]),
-            )
+            await store.set_status(conn, row["version"], ModelStatus.DELETED)
+            await store.record(conn, store.HistoryEntry(
+                m.stable_id("model-history", "deleted", row["version"]), "deleted", row["version"], actor,
+                f"retention: archived files are deleted after {archive_days} days", now,
+                {"kind": row["kind"], "archived_at": row["archived_at"].isoformat(),
+                 "files": list(row["artifacts"].values())},
+            ))
         report.deleted.append(row["version"])
         log.info("registry.deleted", version=row["version"])
     return report
-
 
 
 async def run_retention(gatekeeper: Gatekeeper) -> RetentionReport:

@@ -1,5 +1,5 @@
-"""The gatekeeper's reads and writes over the registry, the history, the validation log and its own tables
-(`shared.registry` has the rest: lookups, history entries, retention).
+"""The gatekeeper's reads and writes: the status of each registered version (`model_status`), its decisions in the
+model history (`model_decisions`), the validation log and its own tables (`shared.registry` has the lookups).
 
 Functions take an open connection so that a caller composes them inside one transaction: a decision, its
 history entries, its validation-log rows and the message announcing it commit together or not at all.
@@ -42,7 +42,10 @@ def wall_now() -> datetime:
 async def lock_kind(conn: asyncpg.Connection, kind: str) -> list[dict[str, Any]]:
     """Lock every version of `kind` until the transaction ends: two promotions of one kind run one after the
     other, and the second sees what the first did."""
-    rows = await conn.fetch("SELECT * FROM model_registry WHERE kind = $1 ORDER BY created_at FOR UPDATE", kind)
+    # an advisory lock, not FOR UPDATE: the registry is a view over the trainer's versions and the statuses here,
+    # and a version the trainer registers meanwhile is a candidate no act of this transaction has read
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtext('model-kind'), hashtext($1))", kind)
+    rows = await conn.fetch("SELECT * FROM model_registry WHERE kind = $1 ORDER BY created_at", kind)
     return [dict(r) for r in rows]
 
 
@@ -56,10 +59,34 @@ async def challenger(conn: asyncpg.Connection, kind: str) -> dict[str, Any] | No
 
 
 async def set_status(conn: asyncpg.Connection, version: str, status: str) -> None:
-    await conn.execute("UPDATE model_registry SET status = $2, updated_at = now() WHERE version = $1", version, status)
+    await conn.execute(
+        "INSERT INTO model_status (version, kind, status) SELECT version, kind, $2 FROM model_versions"
+        " WHERE version = $1 ON CONFLICT (version) DO UPDATE SET status = $2, updated_at = now()",
+        version, status,
+    )
+
+
+async def archive(conn: asyncpg.Connection, version: str, artifacts: dict[str, str]) -> None:
+    """Retention moved the version's files to `artifacts`."""
+    await conn.execute(
+        "INSERT INTO model_status (version, kind, status, artifacts) SELECT version, kind, 'archived', $2"
+        " FROM model_versions WHERE version = $1"
+        " ON CONFLICT (version) DO UPDATE SET status = 'archived', artifacts = $2, updated_at = now()",
+        version, artifacts,
+    )
 
 
 # ---- history and validation log -----------------------------------------------------------------------------
+
+
+async def record(conn: asyncpg.Connection, entry: HistoryEntry) -> None:
+    """Append a decision to the history; an entry with the same event id is not written twice."""
+    await conn.execute(
+        "INSERT INTO model_decisions (event_id, event_time, action, version, actor, reason, evidence)"
+        " VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (event_id) DO NOTHING",
+        entry.event_id, entry.event_time or wall_now(), entry.action, entry.version, entry.actor, entry.reason,
+        entry.evidence,
+    )
 
 
 async def log_check(

@@ -20,6 +20,7 @@ import asyncpg
 import pandas as pd
 
 from services.trainer.artifacts import save_version
+from services.trainer import store
 from services.trainer.backtest import BacktestResult, run_backtest
 from services.trainer.data import History, load_history
 from services.trainer.training import (
@@ -124,7 +125,7 @@ async def train_and_register(
     evidence = {"validation": validation, "backtest": backtest, "comparison": report.comparison, "kind": kind,
                 "data_window": [result.data_window[0].isoformat(), result.data_window[1].isoformat()],
                 "split_at": result.split_at.isoformat(), "training": result.validation}
-    await registry.register(
+    await store.register(
         conn, version=saved.version, kind=kind, artifacts=saved.artifacts, digests=saved.digests,
         data_window=result.data_window, hyperparameters=result.hyperparameters,
         validation={**validation, "training": result.validation}, backtest=backtest, actor=actor, reason=reason,
@@ -197,7 +198,7 @@ async def backtest_registered(
     start, end = await default_period(conn, row, start, end)
     history = await history_for_period(conn, model, start, end)
     result = await asyncio.to_thread(run_backtest, model, history, settings, start=start, end=end)
-    await registry.update_evidence(conn, model.version, backtest={**result.summary(), "kind": "walk-forward"},
+    await store.update_evidence(conn, model.version, backtest={**result.summary(), "kind": "walk-forward"},
                                    actor=actor, reason=f"backtest {start:%Y-%m-%d} to {end:%Y-%m-%d}")
     return result
 
@@ -231,6 +232,6 @@ async def validate_registered(
         evidence["champion_problem"] = problem
     if report.comparison:
         evidence["comparison"] = report.comparison
-    await registry.update_evidence(conn, model.version, validation={**(row.get("validation") or {}), **evidence},
+    await store.update_evidence(conn, model.version, validation={**(row.get("validation") or {}), **evidence},
                                    actor=actor, reason=f"validate-model over {start:%Y-%m-%d} to {end:%Y-%m-%d}")
     return report

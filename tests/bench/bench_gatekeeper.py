@@ -22,8 +22,8 @@ import httpx
 import pytest
 
 from services.ingestor.readers import read_path
+from services.trainer import store as trainer_store
 from shared import messages as m
-from shared import registry
 from shared.kafka import Publisher
 from tests.bench.baselines import bare_consume_seconds, record_latencies
 from tests.conftest import DATA_DIR
@@ -78,7 +78,7 @@ async def test_gatekeeper_throughput_and_write_latency(settings, clean_db, tmp_p
         kind = f"bench-{uuid.uuid4().hex[:6]}"
         async with clean_db.acquire() as conn:
             for name in ("a", "b"):
-                await registry.register(
+                await trainer_store.register(
                     conn, version=f"{kind}-{name}", kind=kind, artifacts={}, digests={},
                     data_window=(last - timedelta(days=365), last), hyperparameters={}, validation={}, backtest={},
                     actor="bench", reason="bench")

@@ -19,8 +19,9 @@ from services.gatekeeper import store
 from services.gatekeeper.api import create_app
 from services.gatekeeper.lifecycle import Gatekeeper
 from services.gatekeeper.retention import run_retention
+from services.trainer import store as trainer_store
 from shared import messages as m
-from shared import contract, registry
+from shared import contract
 from shared.kafka import Publisher, ensure_topics
 from shared.topics import topic_registry
 from tests.support.topic_reader import read_all
@@ -74,7 +75,7 @@ async def register(pool, kind: str, name: str, *, validation=GOOD_VALIDATION, ba
     version = f"{kind}-{name}"
     window = (datetime(2014, 1, 1, tzinfo=timezone.utc), datetime(2015, 1, 1, tzinfo=timezone.utc))
     async with pool.acquire() as conn:
-        await registry.register(
+        await trainer_store.register(
             conn, version=version, kind=kind, artifacts={}, digests={}, data_window=window, hyperparameters={},
             validation=validation, backtest=backtest, actor="trainer", reason="test candidate",
         )
@@ -469,7 +470,7 @@ async def test_retention_runs_through_the_gatekeeper_and_every_step_is_recorded(
             path = model_dir / f"survival_model_C_2015010{i}_{kind}.joblib"
             path.write_bytes(f"model {i}".encode())
             version = f"{kind}-v{i}"
-            await registry.register(
+            await trainer_store.register(
                 conn, version=version, kind=kind, artifacts={"survival_C": str(path)},
                 digests={"survival_C": hashlib.sha256(path.read_bytes()).hexdigest()},
                 data_window=(datetime(2014, 1, 1, tzinfo=timezone.utc), datetime(2015, 1, 1, tzinfo=timezone.utc)),

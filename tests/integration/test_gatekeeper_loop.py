@@ -14,6 +14,8 @@ from datetime import datetime, timedelta, timezone
 import httpx
 
 from services.ingestor.readers import read_path
+from services.gatekeeper import store as gatekeeper_store
+from services.trainer import store as trainer_store
 from shared import messages as m
 from shared import registry
 from shared.kafka import Publisher
@@ -59,11 +61,11 @@ async def register_old_champion(conn, settings) -> str:
     small = settings.model_copy(update={"model": settings.model.model_copy(update=SMALL_MODELS)})
     result = train(history("2010-10-01", OLD_CHAMPION_UNTIL), small, until=OLD_CHAMPION_UNTIL)
     saved = save_version(result.artifacts, settings.model_path)
-    await registry.register(
+    await trainer_store.register(
         conn, version=saved.version, kind=registry.FORECAST_KIND, artifacts=saved.artifacts, digests=saved.digests,
         data_window=result.data_window, hyperparameters=result.hyperparameters, validation={}, backtest={},
         actor="test", reason="last cycle's champion")
-    await conn.execute("UPDATE model_registry SET status = 'champion' WHERE version = $1", saved.version)
+    await gatekeeper_store.set_status(conn, saved.version, "champion")
     return saved.version
 
 

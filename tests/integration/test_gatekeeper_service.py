@@ -10,8 +10,8 @@ from datetime import datetime, timedelta, timezone
 
 from aiokafka import AIOKafkaProducer
 
+from services.trainer import store as trainer_store
 from shared import messages as m
-from shared import registry
 from shared.kafka import Publisher
 from tests.support.gatekeeper_process import OPERATORS, VIEWERS, gatekeeper_running
 from tests.support.topic_reader import read_all
@@ -63,7 +63,7 @@ async def register(pool, kind: str, name: str) -> str:
     version = f"{kind}-{name}"
     window = (datetime(2014, 1, 1, tzinfo=timezone.utc), datetime(2015, 1, 1, tzinfo=timezone.utc))
     async with pool.acquire() as conn:
-        await registry.register(
+        await trainer_store.register(
             conn, version=version, kind=kind, artifacts={}, digests={}, data_window=window, hyperparameters={},
             validation={}, backtest={"f1": 0.5, "precision": 0.4, "brier": 0.1}, actor="trainer", reason="test")
     return version

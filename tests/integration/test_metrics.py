@@ -12,8 +12,8 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from prometheus_client.parser import text_string_to_metric_families
 
+from services.trainer import store as trainer_store
 from shared import messages as m
-from shared import registry
 from shared.kafka import Publisher
 from tests.support.swpc_server import FEED
 from tests.support.evaluator_data import at, forecast, hourly_flux
@@ -125,7 +125,7 @@ async def test_the_gatekeeper_counts_retrain_requests_and_gate_verdicts(settings
     kind = f"bundle-{uuid.uuid4().hex[:8]}"
     candidate = f"{kind}-weak"
     async with clean_db.acquire() as conn:
-        await registry.register(
+        await trainer_store.register(
             conn, version=candidate, kind=kind, artifacts={}, digests={},
             data_window=(datetime(2014, 1, 1, tzinfo=timezone.utc), datetime(2015, 1, 1, tzinfo=timezone.utc)),
             hyperparameters={}, validation={"checks": {"no_nan": True}, "c_index": {"C": 0.72}},

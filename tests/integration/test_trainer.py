@@ -20,6 +20,8 @@ from services.gatekeeper.retention import apply_retention
 from services.trainer import service
 from services.trainer.pipeline import backtest_registered, train_and_register, validate_registered
 from services.trainer.training import InsufficientHistory
+from services.gatekeeper import store as gatekeeper_store
+from services.trainer import store as trainer_store
 from shared import messages as m
 from shared import registry
 from shared.forecast_model import DigestMismatch
@@ -123,7 +125,7 @@ async def _register_dummy(conn, model_dir: Path, label: str) -> str:
     version = f"v-retention-{label}-{uuid.uuid4().hex[:6]}"
     path = model_dir / f"survival_model_C_20260101_{version}.joblib"
     path.write_bytes(version.encode())
-    await registry.register(
+    await trainer_store.register(
         conn, version=version, kind="retention-test", artifacts={"survival_C": str(path)},
         digests={"survival_C": hashlib.sha256(path.read_bytes()).hexdigest()},
         data_window=(datetime(2011, 1, 1, tzinfo=UTC), datetime(2012, 1, 1, tzinfo=UTC)), hyperparameters={},
@@ -137,7 +139,7 @@ async def test_retention_keeps_the_newest_three_archives_the_rest_and_deletes_ar
     model_dir.mkdir(parents=True)
     async with clean_db.acquire() as conn:
         versions = [await _register_dummy(conn, model_dir, str(i)) for i in range(6)]
-        await conn.execute("UPDATE model_registry SET status = 'champion' WHERE version = $1", versions[0])
+        await gatekeeper_store.set_status(conn, versions[0], "champion")
         now = datetime.now(UTC)
         report = await apply_retention(conn, model_dir, keep=3, archive_days=90, actor="test", now=now)
         assert sorted(report.archived) == sorted(versions[1:3]) and report.deleted == []

@@ -175,9 +175,9 @@ async def services(fuzz_settings, db_pool, fuzzed_consumers,
     model (so the predictor's API goes past its 503). A REST service whose consumers are not fuzzed in this run
     reads topics of its own, which nobody writes to."""
     async with db_pool.acquire() as conn:
-        await conn.execute("TRUNCATE flux_observations, flare_events, forecast_log, forecast_outcomes, model_registry, "
-                           "retrain_requests, model_metrics, gatekeeper_metrics, retrain_triggers, gatekeeper_outbox, "
-                           "gatekeeper_clock")
+        await conn.execute("TRUNCATE flux_observations, flare_events, forecast_log, forecast_outcomes, model_versions, "
+                           "model_status, retrain_requests, model_metrics, gatekeeper_metrics, retrain_triggers, "
+                           "gatekeeper_outbox, gatekeeper_clock")
         await register_model(conn, fuzz_settings.model_path, status="champion")
     await ensure_topics(fuzz_settings.kafka_bootstrap_servers, topic_registry(fuzz_settings).values())
     idle = fuzz_settings.model_copy(update={"topics": _own_topics("fuzz-idle")})

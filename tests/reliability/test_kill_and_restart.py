@@ -193,10 +193,12 @@ async def register_champion(runs: list[Replay]) -> str:
     first, *others = runs
     async with first.pool.acquire() as conn:
         version = await register_model(conn, first.settings.model_path, status="champion")
-        row = dict(await conn.fetchrow("SELECT * FROM model_registry WHERE version = $1", version))
+        rows = {table: dict(await conn.fetchrow(f"SELECT * FROM {table} WHERE version = $1", version))
+                for table in ("model_versions", "model_status")}
     for run in others:
-        await run.pool.execute(f"INSERT INTO model_registry ({', '.join(row)}) VALUES"
-                               f" ({', '.join(f'${i + 1}' for i in range(len(row)))})", *row.values())
+        for table, row in rows.items():
+            await run.pool.execute(f"INSERT INTO {table} ({', '.join(row)}) VALUES"
+                                   f" ({', '.join(f'${i + 1}' for i in range(len(row)))})", *row.values())
     return version
 
 

@@ -35,6 +35,7 @@ from services.gatekeeper.lifecycle import Gatekeeper
 from services.gatekeeper.service import handle
 from services.predictor.api import build_api as create_predictor
 from services.predictor.service import Predictor
+from services.trainer import store as trainer_store
 from shared import messages as m
 from shared import registry
 from shared.forecast_model import sha256_file
@@ -140,7 +141,7 @@ async def register_with_file(pool, settings: Settings, kind: str, name: str) -> 
     path = settings.model_path / f"{version}.joblib"
     path.write_bytes(f"model bytes of {version} ".encode() * 64)
     async with pool.acquire() as conn:
-        await registry.register(
+        await trainer_store.register(
             conn, version=version, kind=kind, artifacts={"survival_C": str(path)},
             digests={"survival_C": sha256_file(path)},
             data_window=(datetime(2014, 1, 1, tzinfo=timezone.utc), datetime(2015, 1, 1, tzinfo=timezone.utc)),

@@ -15,6 +15,8 @@ from services.ingestor.readers import read_path
 from services.trainer.artifacts import save_version
 from services.trainer.data import History
 from services.trainer.training import TrainingResult, train
+from services.gatekeeper import store as gatekeeper_store
+from services.trainer import store as trainer_store
 from shared import registry
 from shared.settings import load_settings
 from tests.conftest import DATA_DIR
@@ -60,7 +62,7 @@ async def register_model(conn, model_dir: Path, *, status: str = "candidate", co
     Different `coxph_alpha` values give different versions (and different forecasts)."""
     result = trained(coxph_alpha=coxph_alpha)
     saved = save_version(result.artifacts, model_dir)
-    await registry.register(
+    await trainer_store.register(
         conn, version=saved.version, kind=registry.FORECAST_KIND, artifacts=saved.artifacts, digests=saved.digests,
         data_window=result.data_window, hyperparameters={"coxph_alpha": coxph_alpha}, validation={}, backtest={},
         actor="test", reason="a tiny model for the predictor's tests",
@@ -74,8 +76,7 @@ async def set_status(conn, version: str, status: str) -> None:
     """What the gatekeeper leaves in the registry after a promotion, rollback or challenger change."""
     async with conn.transaction():
         if status in ("champion", "challenger"):
-            await conn.execute(
-                "UPDATE model_registry SET status = 'retired' WHERE kind = $1 AND status = $2 AND version <> $3",
-                registry.FORECAST_KIND, status, version)
-        await conn.execute("UPDATE model_registry SET status = $2 WHERE version = $1", version, status)
-
+            for row in await conn.fetch("SELECT version FROM model_registry WHERE kind = $1 AND status = $2"
+                                        " AND version <> $3", registry.FORECAST_KIND, status, version):
+                await gatekeeper_store.set_status(conn, row["version"], "retired")
+        await gatekeeper_store.set_status(conn, version, status)

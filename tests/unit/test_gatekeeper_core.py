@@ -66,7 +66,7 @@ def promote(work: FakeUnitOfWork, version: str, expected: str | None, *, verdict
 
 
 def test_the_sql_check_on_model_status_lists_exactly_the_status_type():
-    schema = (project_root() / "shared" / "migrations" / "0001_initial.sql").read_text()
+    schema = (project_root() / "shared" / "migrations" / "0007_model_status.sql").read_text()
     listed = re.search(r"status\s+text\s+NOT NULL DEFAULT 'candidate'\s+CHECK \(status IN \(([^)]*)\)\)", schema)
     assert {name.strip().strip("'") for name in listed.group(1).split(",")} == {s.value for s in ModelStatus}
     assert set(TRANSITIONS) == set(ModelStatus)
