@@ -1,5 +1,6 @@
 """What every service's entry point does the same way: stop on SIGTERM and SIGINT, serve its REST API with a
-uvicorn that leaves those signals to the service, and start a faust worker from code."""
+uvicorn that leaves those signals to the service (in a faust worker, faust's own ASGI serving), and start a
+faust worker from code."""
 
 from __future__ import annotations
 
@@ -32,9 +33,42 @@ class ApiServer(uvicorn.Server):
         yield
 
 
+# uvicorn as every API runs it: the service logs (structlog), not uvicorn, and no API has a lifespan of its own
+UVICORN_OPTIONS: dict[str, Any] = {"log_level": "warning", "log_config": None, "access_log": False, "lifespan": "off"}
+
+
 def api_server(api: Any, host: str, port: int, **options: Any) -> ApiServer:
-    return ApiServer(uvicorn.Config(api, host=host, port=port, log_level="warning", log_config=None,
-                                    access_log=False, lifespan="off", **options))
+    return ApiServer(uvicorn.Config(api, host=host, port=port, **UVICORN_OPTIONS, **options))
+
+
+def serve_in_worker(app: Any, api: Any, host: str, port: int, *, ready: asyncio.Event | None = None) -> None:
+    """Serve `api` from the faust worker of `app`, with faust's own ASGI serving (`faust.contrib.asgi`): on the
+    worker's loop, started once the app is up and stopped with it, with signals left to the worker.
+
+    faust starts the server beside the app's tasks, not after them; with `ready`, every request is answered
+    503 until it is set, so that a 200 from /health still means the service has done what it does at start."""
+    from faust.contrib.asgi import serve_asgi
+
+    app.conf.web_enabled = True
+    serve_asgi(app, api if ready is None else ServedWhenReady(api, ready), host=host, port=port, **UVICORN_OPTIONS)
+
+
+class ServedWhenReady:
+    """An ASGI app that answers 503 until `ready` is set, then is `api`."""
+
+    def __init__(self, api: Any, ready: asyncio.Event):
+        self.api = api
+        self.ready = ready
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if self.ready.is_set() or scope["type"] != "http":
+            await self.api(scope, receive, send)
+            return
+        body = b'{"detail":"starting: not ready to answer yet"}'
+        await send({"type": "http.response.start", "status": 503,
+                    "headers": [(b"content-type", b"application/json"), (b"retry-after", b"1"),
+                                (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
 
 
 async def supervise(tasks: Sequence[asyncio.Task], stop: asyncio.Event, *, api: ApiServer | None = None) -> None:
@@ -57,6 +91,6 @@ async def supervise(tasks: Sequence[asyncio.Task], stop: asyncio.Event, *, api: 
 
 def run_faust_worker(app: Any) -> None:
     """Run a faust app's worker in this process. faust reads the worker's options from the command line, so it
-    is given the ones every service runs with (its own aiohttp web server is off: the APIs are FastAPI)."""
-    sys.argv = [sys.argv[0], "worker", "--loglevel", "warn", "--without-web"]
+    is given the ones every service runs with. Its web server is the app's API (`serve_in_worker`), or none."""
+    sys.argv = [sys.argv[0], "worker", "--loglevel", "warn"]
     app.main()

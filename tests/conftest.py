@@ -124,8 +124,8 @@ async def db_pool(stack: infra.Endpoints) -> AsyncIterator:
 
 APP_TABLES = (
     "flux_observations", "flare_events", "forecast_log", "forecast_outcomes", "flare_ingestion_log",
-    "flare_system_validation_log", "model_versions", "model_status", "retrain_requests", "model_metrics", "dead_letters",
-    "gatekeeper_metrics",
+    "flare_system_validation_log", "model_versions", "model_status", "retrain_requests", "model_metrics",
+    "dead_letters", "gatekeeper_metrics",
 )
 
 

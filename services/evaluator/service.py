@@ -34,7 +34,7 @@ from shared.db import create_pool, outlasting_outages_on
 from shared.features import CLASS_RANK
 from shared.kafka import handler_failed
 from shared.logging import bind_correlation, configure_logging, get_logger
-from shared.serving import api_server, run_faust_worker
+from shared.serving import run_faust_worker, serve_in_worker
 from shared.settings import Settings, get_settings
 from shared.streaming import Acceptor, make_app, raw_topic, send
 from shared.topics import topic_registry
@@ -244,12 +244,6 @@ class EvaluatorWorker:
         await self._with_database(lambda conn: store.record_metrics(conn, updates))
         record_skill(updates)
 
-    async def serve_api(self) -> None:
-        server = api_server(create_api(self.settings, self.pool), self.settings.bind_host,
-                            self.settings.evaluator_port)
-        log.info("evaluator.api", url=f"http://{self.settings.bind_host}:{self.settings.evaluator_port}/metrics/performance")
-        await server.serve()
-
     async def close(self, *_: object, **__: object) -> None:
         if self._pool is not None:
             await self._pool.close()
@@ -260,7 +254,8 @@ def build_app(settings: Settings, endpoints: infra.Endpoints) -> faust.App:
     worker = EvaluatorWorker(app, settings, endpoints.database_url)
     app.agent(worker.inputs, name="evaluate")(worker.run)
     app.timer(METRICS_INTERVAL_SECONDS)(worker.publish_metrics)
-    app.task(worker.serve_api)
+    serve_in_worker(app, create_api(settings, worker.pool), settings.bind_host, settings.evaluator_port)
+    log.info("evaluator.api", url=f"http://{settings.bind_host}:{settings.evaluator_port}/metrics/performance")
     app.task(BrokerWatch(endpoints.kafka_bootstrap_servers, SERVICE).run)
     app.on_before_shutdown.connect(worker.close)
     return app

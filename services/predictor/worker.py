@@ -17,7 +17,7 @@ from shared import infra
 from shared import messages as m
 from shared.broker_watch import BrokerWatch
 from shared.logging import bind_correlation, get_logger
-from shared.serving import ApiServer, api_server
+from shared.serving import serve_in_worker
 from shared.settings import Settings
 from shared.streaming import Acceptor, make_app, raw_topic, send
 from shared.topics import topic_registry
@@ -43,12 +43,12 @@ class PredictorWorker:
             role: Acceptor(app, SERVICE, topics[role], topics["dead_letters"])
             for role in ("flux", "flares", "lifecycle")
         }
-        self.server: ApiServer | None = None
 
     async def start(self) -> None:
         await self.predictor.start()
         flux_partition = faust.types.TP(self.flux_topic.get_topic_name(), 0)
         self.predictor.position.highwater = lambda: self._highwater(flux_partition)
+        log.info("predictor.api", url=f"http://{self.settings.bind_host}:{self.settings.api_port}/docs")
 
     def _highwater(self, tp) -> int | None:
         try:
@@ -89,15 +89,7 @@ class PredictorWorker:
                 with bind_correlation(message.correlation_id):
                     await self.predictor.reload_models(f"{message.type} {getattr(message, 'version', None)}")
 
-    async def serve_api(self) -> None:
-        await self.predictor.ready.wait()
-        self.server = api_server(build_api(self.predictor), self.settings.bind_host, self.settings.api_port)
-        log.info("predictor.api", url=f"http://{self.settings.bind_host}:{self.settings.api_port}/docs")
-        await self.server.serve()
-
     async def close(self, *_: object, **__: object) -> None:
-        if self.server is not None:
-            self.server.should_exit = True
         await self.predictor.stop()
 
 
@@ -108,7 +100,9 @@ def build_app(settings: Settings, endpoints: infra.Endpoints) -> faust.App:
     app.agent(worker.flux_topic, name="flux")(worker.on_flux)
     app.agent(worker.flare_topic, name="flares")(worker.on_flares)
     app.agent(worker.lifecycle_topic, name="lifecycle")(worker.on_lifecycle)
-    app.task(worker.serve_api)
+    # the API answers once the champion is loaded (or known to be missing), as the stream does
+    serve_in_worker(app, build_api(worker.predictor), settings.bind_host, settings.api_port,
+                    ready=worker.predictor.ready)
     app.task(BrokerWatch(endpoints.kafka_bootstrap_servers, SERVICE).run)
     app.on_before_shutdown.connect(worker.close)
     return app

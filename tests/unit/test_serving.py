@@ -1,12 +1,15 @@
-"""How a service runs its tasks and API and stops them: what `shared.serving.supervise` promises each service."""
+"""How a service runs its tasks and API and stops them: what `shared.serving.supervise` promises each service,
+and how a faust service's API holds requests off until the service is ready."""
 
 from __future__ import annotations
 
 import asyncio
 
+import httpx
 import pytest
+from fastapi import FastAPI
 
-from shared.serving import supervise
+from shared.serving import ServedWhenReady, supervise
 
 
 class FakeApi:
@@ -56,3 +59,21 @@ async def test_a_task_that_ends_by_itself_ends_the_service():
     relay = asyncio.create_task(forever())
     await asyncio.wait_for(supervise([asyncio.create_task(one_batch()), relay], asyncio.Event()), 5)
     assert relay.cancelled()
+
+
+async def test_a_service_that_is_not_ready_answers_503_and_then_its_api_answers():
+    api = FastAPI()
+
+    @api.get("/health")
+    async def health():
+        return {"status": "ok"}
+
+    ready = asyncio.Event()
+    served = httpx.AsyncClient(transport=httpx.ASGITransport(app=ServedWhenReady(api, ready)), base_url="http://t")
+    async with served as client:
+        starting = await client.get("/health")
+        ready.set()
+        started = await client.get("/health")
+    assert starting.status_code == 503 and starting.headers["retry-after"] == "1"
+    assert starting.json() == {"detail": "starting: not ready to answer yet"}
+    assert started.status_code == 200 and started.json() == {"status": "ok"}
