@@ -57,7 +57,7 @@ async def apply_retention(
                 if row["status"] in PROTECTED:
                     continue
                 moved = {name: _move(path, archive_dir) for name, path in row["artifacts"].items()}
-                await store.archive(conn, row["version"], moved)
+                await store.set_status(conn, row["version"], ModelStatus.ARCHIVED, artifacts=moved)
                 await store.record(conn, store.HistoryEntry(
                     m.stable_id("model-history", "archived", row["version"]), "archived", row["version"], actor,
                     f"retention: keep the newest {keep} {kind} versions", now,

@@ -58,21 +58,15 @@ async def challenger(conn: asyncpg.Connection, kind: str) -> dict[str, Any] | No
     return found[0] if found else None
 
 
-async def set_status(conn: asyncpg.Connection, version: str, status: str) -> None:
+async def set_status(
+    conn: asyncpg.Connection, version: str, status: str, *, artifacts: dict[str, str] | None = None,
+) -> None:
+    """Give `version` its new status; `artifacts`: where retention moved its files (kept until moved again)."""
     await conn.execute(
-        "INSERT INTO model_status (version, kind, status) SELECT version, kind, $2 FROM model_versions"
-        " WHERE version = $1 ON CONFLICT (version) DO UPDATE SET status = $2, updated_at = now()",
-        version, status,
-    )
-
-
-async def archive(conn: asyncpg.Connection, version: str, artifacts: dict[str, str]) -> None:
-    """Retention moved the version's files to `artifacts`."""
-    await conn.execute(
-        "INSERT INTO model_status (version, kind, status, artifacts) SELECT version, kind, 'archived', $2"
-        " FROM model_versions WHERE version = $1"
-        " ON CONFLICT (version) DO UPDATE SET status = 'archived', artifacts = $2, updated_at = now()",
-        version, artifacts,
+        "INSERT INTO model_status (version, kind, status, artifacts) SELECT version, kind, $2, $3"
+        " FROM model_versions WHERE version = $1 ON CONFLICT (version) DO UPDATE"
+        " SET status = $2, artifacts = COALESCE($3, model_status.artifacts), updated_at = now()",
+        version, status, artifacts,
     )
 
 
