@@ -15,7 +15,7 @@ from typing import Any, AsyncIterator, Iterable, Sequence
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
+from aiokafka.errors import ConsumerStoppedError, IllegalStateError, KafkaConnectionError, TopicAlreadyExistsError
 from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.protocol.metadata import MetadataRequest
 import aiokafka.client
@@ -258,16 +258,22 @@ class Received:
     partition: int
     offset: int
     recorded_ms: int | None = None  # the record's timestamp: wall-clock when it was published, epoch ms
+    value: bytes | None = None  # the record as it came, for its dead letter should handling the message fail
 
 
 class TypedConsumer:
-    """Consumes topics as typed messages; bad records go to the dead-letter topic and consumption goes on."""
+    """Consumes topics as typed messages; bad records go to the dead-letter topic and consumption goes on.
+
+    The topics named in `held_back` are read only while the others have nothing waiting: a replay publishes
+    a month of flux in seconds, and read as fast as it comes it would run ahead of the flares and forecasts of
+    the same hours, which the services must know before the flux moves their clock past them."""
 
     def __init__(
         self, bootstrap_servers: str, specs: Sequence[TopicSpec], *, group_id: str | None, service: str,
-        dead_letter_topic: str, publisher: Publisher, from_beginning: bool = True,
+        dead_letter_topic: str, publisher: Publisher, from_beginning: bool = True, held_back: Sequence[str] = (),
     ):
         self._specs = {spec.name: spec for spec in specs}
+        self._held_back = set(held_back)
         self._service = service
         self._dead_letter_topic = dead_letter_topic
         self._publisher = publisher
@@ -280,6 +286,7 @@ class TypedConsumer:
             enable_auto_commit=False,
         )
         self._lag = ConsumerLag(self._consumer.highwater)
+        self._uncommitted = False
 
     async def start(self) -> None:
         await _retry_connect(self._consumer.start, "consumer")
@@ -288,12 +295,27 @@ class TypedConsumer:
         await self._consumer.stop()
 
     async def commit(self) -> None:
-        await self._consumer.commit()
+        """Commit what the batches so far have yielded; nothing to do when no record came since the last."""
+        if self._uncommitted:
+            await self._consumer.commit()
+            self._uncommitted = False
+
+    def highwater(self, tp: Any) -> int | None:
+        """The partition's end as of the last fetch; None before the first, or while it is not assigned."""
+        try:
+            return self._consumer.highwater(tp)
+        except (AssertionError, IllegalStateError):  # aiokafka asserts that the partition is assigned
+            return None
 
     async def batches(self, timeout_ms: int = 500, max_records: int = 2000) -> AsyncIterator[list[Received]]:
-        """Yield lists of accepted messages in partition order; an empty list when nothing arrived in time."""
+        """Yield lists of accepted messages in partition order; an empty list when nothing arrived in time. The
+        batches end when the consumer is stopped."""
         while True:
-            polled = await self._consumer.getmany(timeout_ms=timeout_ms, max_records=max_records)
+            try:
+                await self._hold_back()
+                polled = await self._consumer.getmany(timeout_ms=timeout_ms, max_records=max_records)
+            except ConsumerStoppedError:  # stopped (the service is shutting down): no more batches
+                return
             accepted: list[Received] = []
             for tp, records in polled.items():
                 MESSAGES_CONSUMED.labels(topic=tp.topic).inc(len(records))
@@ -303,7 +325,24 @@ class TypedConsumer:
                         accepted.append(received)
                 if records:
                     self._lag.read(tp, records[-1].offset)
+                    self._uncommitted = True
             yield accepted
+
+    async def _hold_back(self) -> None:
+        if not self._held_back:
+            return
+        assigned = self._consumer.assignment()
+        held = [tp for tp in assigned if tp.topic in self._held_back]
+        behind = [tp for tp in assigned if tp.topic not in self._held_back and await self._waiting(tp)]
+        if behind:
+            self._consumer.pause(*held)
+        else:
+            self._consumer.resume(*held)
+
+    async def _waiting(self, tp: Any) -> bool:
+        """Has the partition records not yet read? Until its first fetch tells its end, it may have."""
+        end = self._consumer.highwater(tp)
+        return end is None or await self._consumer.position(tp) < end
 
     async def _accept(self, record) -> Received | None:
         message = accept_record(self._service, self._specs[record.topic], record.value, record.headers,
@@ -313,7 +352,7 @@ class TypedConsumer:
             await self._publisher.publish(self._dead_letter_topic, message.dead_letter)
             return None
         recorded = record.timestamp if record.timestamp is not None and record.timestamp > 0 else None
-        return Received(message, record.topic, record.partition, record.offset, recorded)
+        return Received(message, record.topic, record.partition, record.offset, recorded, record.value)
 
 
 async def ensure_topics(bootstrap_servers: str, specs: Iterable[TopicSpec]) -> list[str]:

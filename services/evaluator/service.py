@@ -3,12 +3,16 @@ the pending forecasts, flux bins and flares in tables (rebuilt from their change
 completed from PostgreSQL, which holds the same facts: a broker that lost its changelogs loses nothing),
 publishes outcomes, metrics and alerts, and serves `GET /metrics/performance` from the same process.
 
-One agent reads all four topics, so every message is handled in turn and the decisions in
-`services.evaluator.core` never interleave. It takes them in batches (one message at a time live, thousands
-when behind: a replay, a backlog): the forecasts a batch resolves are published together, and once the broker
-has them all, written in one round trip and then settled (they leave the pending table, are scored, drift is
-judged after each in order). A crash in between resolves them again after the restart, under the same ids, and
-the metric book (rebuilt from the prediction log) scores each once.
+The forecasts, flux and flares are read with aiokafka, by one consumer (so none runs ahead of the others), and
+the model lifecycle by a faust agent: a replay is millions of readings, and faust's handling of each record
+(about 3,000 records/s on 2 cores whatever the agent does, measured by `tests/bench/faust_floor.py`) would cap
+it at a tenth of what the broker delivers; the agent keeps the app's tables assigned and recovered. Both take
+their records in batches (one at a time live, thousands when behind: a replay, a backlog) and hand each batch to
+the same `decide`, one batch at a time, so the decisions in `services.evaluator.core` never interleave. The
+forecasts a batch resolves are published together, and once the broker has them all, written in one round trip
+and then settled (they leave the pending table, are scored, drift is judged after each in order); only then is
+the batch committed. A crash in between resolves them again after the restart, under the same ids, and the
+metric book (rebuilt from the prediction log) scores each once.
 Metrics are computed from a timer for the groups that changed, at most once a second and at most a fifth of
 the time: a replay of years resolves thousands of forecasts a second, and recomputing every window after each
 would cost more than the replay. Drift is still judged after every resolution (on the drift window only).
@@ -32,7 +36,7 @@ from shared import messages as m
 from shared.broker_watch import BrokerWatch
 from shared.db import create_pool, outlasting_outages_on
 from shared.features import CLASS_RANK
-from shared.kafka import handler_failed
+from shared.kafka import Publisher, Received, TypedConsumer, handler_failed
 from shared.logging import bind_correlation, configure_logging, get_logger
 from shared.serving import run_faust_worker, serve_in_worker
 from shared.settings import Settings, get_settings
@@ -46,8 +50,10 @@ from services.evaluator.resolution import FlareMark, FlareRecord, Resolution, ho
 
 SERVICE = "evaluator"
 INPUT_ROLES = ("forecasts", "flux", "flares", "lifecycle")
+BULK_ROLES = ("forecasts", "flux", "flares")  # read with aiokafka; the lifecycle by the faust agent
 BATCH = 2000
 BATCH_SECONDS = 0.05  # live, a message waits at most this long for company
+POLL_MS = 500  # how long a read waits for the first record; a record already there is taken at once
 METRICS_INTERVAL_SECONDS = 1.0
 # Errors that mean "the broker is away", not "this message is bad" (the database's are waited out).
 TRANSIENT = (KafkaError,)
@@ -72,16 +78,21 @@ def record_skill(updates: list[m.MetricsUpdated]) -> None:
 
 
 class EvaluatorWorker:
-    def __init__(self, app: faust.App, settings: Settings, database_url: str):
+    def __init__(self, app: faust.App, settings: Settings, database_url: str, bootstrap_servers: str):
         self.app = app
         self.settings = settings
         self.database_url = database_url
         topics = topic_registry(settings)
-        self.acceptors = {topics[role].name: Acceptor(app, SERVICE, topics[role], topics["dead_letters"])
-                          for role in INPUT_ROLES}
-        self.inputs = app.topic(*self.acceptors, key_type=bytes, value_type=bytes, key_serializer="raw",
-                                value_serializer="raw")
-        self.outcomes = raw_topic(app, topics["outcomes"])
+        self.lifecycle = Acceptor(app, SERVICE, topics["lifecycle"], topics["dead_letters"])
+        self.lifecycle_topic = raw_topic(app, topics["lifecycle"])
+        self.bootstrap_servers = bootstrap_servers
+        self.consumed = [topics[role] for role in BULK_ROLES]
+        self.flux_topic = topics["flux"].name
+        # the aiokafka clients are made on the worker's event loop, which faust starts after building the app
+        self.publisher: Publisher | None = None
+        self.observed: TypedConsumer | None = None
+        self.outcomes_topic = topics["outcomes"].name
+        self.dead_letters_topic = topics["dead_letters"].name
         self.metrics_topic = raw_topic(app, topics["metrics"])
         self.alerts = raw_topic(app, topics["alerts"])
         # keys and values as JSON; written while a batch is taken, not inside one event's iteration (which says
@@ -95,6 +106,8 @@ class EvaluatorWorker:
         self._metrics_not_before = 0.0
         self._pool: asyncpg.Pool | None = None
         self._pool_lock = asyncio.Lock()
+        self._deciding = asyncio.Lock()  # one batch at a time, whichever reader took it
+        self.started = asyncio.Event()  # the aiokafka clients are started
 
     async def pool(self) -> asyncpg.Pool:
         async with self._pool_lock:
@@ -145,47 +158,74 @@ class EvaluatorWorker:
         log.info("evaluator.tables_from_database", pending=len(pending), flux_hours=len(self.tables["flux-hours"]),
                  flares=len(self.tables["flares"]))
 
-    async def run(self, stream) -> None:
+    async def on_lifecycle(self, stream) -> None:
         async for events in stream.take_events(BATCH, within=BATCH_SECONDS):
-            resolved: list[tuple[object, m.Message, list[Resolution]]] = []  # (event, message, its resolutions)
+            taken = []
             for event in events:
-                acceptor = self.acceptors[event.message.topic]
-                message = await acceptor.accept(event)
-                if message is None:
-                    continue
-                with bind_correlation(message.correlation_id):
+                message = await self.lifecycle.accept(event)
+                if message is not None:
+                    taken.append(Received(message, event.message.topic, event.message.partition,
+                                          event.message.offset, value=event.value))
+            if not await self.decide(taken):
+                return
+
+    async def read(self) -> None:
+        """The forecasts, flux and flares, read in bulk; each batch committed once decided."""
+        self.publisher = Publisher(self.bootstrap_servers)
+        self.observed = TypedConsumer(
+            self.bootstrap_servers, self.consumed, group_id=f"{self.app.conf.id}-inputs", service=SERVICE,
+            dead_letter_topic=self.dead_letters_topic, publisher=self.publisher, held_back=[self.flux_topic],
+        )
+        await self.publisher.start()
+        await self.observed.start()
+        self.started.set()
+        await self.app.tables.recovery.completed.wait()  # the agent's events wait for it too: the tables are whole
+        async for taken in self.observed.batches(timeout_ms=POLL_MS, max_records=BATCH):
+            if taken and not await self.decide(taken):
+                return
+            await self.observed.commit()  # a batch of refused records only is done with too: they are dead-lettered
+
+    async def decide(self, taken: list[Received]) -> bool:
+        """The decisions on a batch of messages, then the settling of what they resolved; False when the
+        broker is away and the service is stopping (the batch uncommitted, to be read again after the restart)."""
+        await self.started.wait()  # the agent's first batch may come before the publisher is started
+        async with self._deciding:
+            resolved: list[tuple[Received, list[Resolution]]] = []
+            for item in taken:
+                with bind_correlation(item.message.correlation_id):
                     try:
                         if self.core is None:
                             self.core = await self._load()
-                        resolutions = await self.handle(self.core, message)
+                        resolutions = await self.handle(self.core, item.message)
                     except TRANSIENT as exc:
-                        await self._stop(exc, event)
-                        return
+                        await self._stop(exc, item)
+                        return False
                     except Exception as exc:  # a message the evaluator cannot handle must not stop the stream
-                        await self._dead_letter(event, message, exc)
+                        await self._dead_letter(item, exc)
                         continue
                 if resolutions:
-                    resolved.append((event, message, resolutions))
+                    resolved.append((item, resolutions))
             if not resolved:
-                continue
+                return True
             try:
-                await self._settle(self.core, unique_resolutions(r for _, _, rs in resolved for r in rs))
+                await self._settle(self.core, unique_resolutions(r for _, rs in resolved for r in rs))
             except TRANSIENT as exc:
                 await self._stop(exc, resolved[-1][0])
-                return
+                return False
             except Exception as exc:  # the messages whose outcomes could not be settled go aside, the stream on
-                for event, message, _ in resolved:
-                    await self._dead_letter(event, message, exc)
+                for item, _ in resolved:
+                    await self._dead_letter(item, exc)
+            return True
 
-    async def _stop(self, exc: Exception, event) -> None:
+    async def _stop(self, exc: Exception, item: Received) -> None:
         # the broker is away: stop before this batch is committed, so the restarted service sees it again
-        log.error("evaluator.stopping", reason=repr(exc), topic=event.message.topic, offset=event.message.offset)
+        log.error("evaluator.stopping", reason=repr(exc), topic=item.topic, offset=item.offset)
         await self.app.crash(exc)
 
-    async def _dead_letter(self, event, message: m.Message, exc: Exception) -> None:
-        await send(self.acceptors[event.message.topic].dead_letters, handler_failed(
-            SERVICE, event.message.topic, event.value, exc, partition=event.message.partition,
-            offset=event.message.offset, correlation_id=message.correlation_id,
+    async def _dead_letter(self, item: Received, exc: Exception) -> None:
+        await self.publisher.publish(self.dead_letters_topic, handler_failed(
+            SERVICE, item.topic, item.value, exc, partition=item.partition, offset=item.offset,
+            correlation_id=item.message.correlation_id,
         ))
 
     async def handle(self, core: Evaluator, message: m.Message) -> list[Resolution]:
@@ -215,7 +255,7 @@ class EvaluatorWorker:
     async def _settle(self, core: Evaluator, resolutions: list[Resolution]) -> None:
         # On the broker before they are stored: a crash after the write would otherwise leave an outcome that
         # PostgreSQL holds and the outcomes topic never gets (the forecast is no longer pending to resolve again).
-        await asyncio.gather(*[await send(self.outcomes, resolution.message()) for resolution in resolutions])
+        await self.publisher.publish_many(self.outcomes_topic, [resolution.message() for resolution in resolutions])
         # each write is waited out on its own: settling (in memory) must happen once, after the outcomes are stored
         await self._with_database(lambda conn: store.record_outcomes(conn, resolutions))
         settled = core.settle(resolutions)
@@ -245,14 +285,18 @@ class EvaluatorWorker:
         record_skill(updates)
 
     async def close(self, *_: object, **__: object) -> None:
+        for client in (self.observed, self.publisher):
+            if client is not None:
+                await client.stop()
         if self._pool is not None:
             await self._pool.close()
 
 
 def build_app(settings: Settings, endpoints: infra.Endpoints) -> faust.App:
     app = make_app(settings.evaluator.app_name, settings, endpoints.kafka_bootstrap_servers)
-    worker = EvaluatorWorker(app, settings, endpoints.database_url)
-    app.agent(worker.inputs, name="evaluate")(worker.run)
+    worker = EvaluatorWorker(app, settings, endpoints.database_url, endpoints.kafka_bootstrap_servers)
+    app.agent(worker.lifecycle_topic, name="lifecycle")(worker.on_lifecycle)
+    app.task(worker.read)
     app.timer(METRICS_INTERVAL_SECONDS)(worker.publish_metrics)
     serve_in_worker(app, create_api(settings, worker.pool), settings.bind_host, settings.evaluator_port)
     log.info("evaluator.api", url=f"http://{settings.bind_host}:{settings.evaluator_port}/metrics/performance")

@@ -3,7 +3,9 @@ one way latencies are recorded (p50 and p99, each beside the baseline's)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import sys
 import time
 import uuid
 
@@ -12,6 +14,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from shared.kafka import ensure_topics
 from shared.topics import TopicSpec
+from tests.conftest import PROJECT_ROOT
 
 
 def p50_p99_ms(seconds: list[float]) -> tuple[float, float]:
@@ -56,3 +59,20 @@ async def bare_consume_seconds(bootstrap: str, topic: str, count: int, echo: boo
     finally:
         await consumer.stop()
         await producer.stop()
+
+
+async def faust_floor_seconds(bootstrap: str, topics: list[str], count: int, timeout: float = 600.0) -> float:
+    """Seconds a bare faust worker (`tests.bench.faust_floor`) takes from its first record to its `count`-th,
+    reading `topics` from the start in batches as the services do."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "tests.bench.faust_floor", bootstrap, str(count), *topics,
+        cwd=PROJECT_ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL)
+    try:
+        out, _ = await asyncio.wait_for(process.communicate(), timeout)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+    if process.returncode != 0:
+        raise AssertionError(f"the bare faust worker exited with {process.returncode}: {out.decode()[-2000:]}")
+    return float(json.loads(out.decode().strip().splitlines()[-1])["seconds"])

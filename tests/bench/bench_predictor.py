@@ -37,7 +37,7 @@ from shared import infra
 from shared import messages as m
 from shared.kafka import Publisher, decode, ensure_topics
 from shared.topics import topic_registry
-from tests.bench.baselines import bare_consume_seconds, record_latencies
+from tests.bench.baselines import bare_consume_seconds, faust_floor_seconds, record_latencies
 from tests.conftest import PROJECT_ROOT, service_env
 from tests.support.predictor_models import JULY_2015, register_model
 from tests.support.predictor_service import ingest, predictor_running
@@ -203,6 +203,10 @@ async def test_predictor_replay_live_and_rest_beside_the_bare_minimum(settings, 
                       baseline=("bare aiokafka consume->json->produce", len(july) / bare_seconds),
                       note=f"{len(july):,} readings, {health['since_start']['forecasts_published']} forecasts in "
                            f"{replay_seconds:.1f} s, from the start of the ingest")
+        floor_seconds = await faust_floor_seconds(settings.kafka_bootstrap_servers, [settings.topics.flux], len(july))
+        bench_figures("predictor", "replay, July 2015 1-min month, against faust", len(july) / replay_seconds,
+                      "readings/s", baseline=("bare faust agent, same records", len(july) / floor_seconds),
+                      note="the bare agent takes the same batches and parses each record, nothing more")
 
         # REST, the stream idle: a different instant for every request, within the replayed month
         instants = [july[0].event_time + timedelta(hours=30, minutes=37 * i)
