@@ -51,7 +51,7 @@ def plausible_event_time(value: datetime) -> datetime:
 
 
 # every instant a message holds (a flare peaking in year 1 passes for a date but no pandas timestamp holds it:
-# it crashed the predictor's flux agent when the flux reached it)
+# it crashed the predictor's flux reader when the flux reached it)
 EventTime = Annotated[AwareDatetime, AfterValidator(plausible_event_time)]
 # an instant a REST client asks about: NOAA's time tags are UTC and so are the deployment plan's own requests
 # ("2024-11-04T12:00:00"), so one without a zone is UTC. A message on the broker still needs its zone: a producer

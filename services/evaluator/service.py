@@ -36,7 +36,7 @@ from shared import messages as m
 from shared.broker_watch import BrokerWatch
 from shared.db import create_pool, outlasting_outages_on
 from shared.features import CLASS_RANK
-from shared.kafka import Publisher, Received, TypedConsumer, handler_failed
+from shared.kafka import LIVE_FETCH_WAIT_MS, Publisher, Received, TypedConsumer, handler_failed
 from shared.logging import bind_correlation, configure_logging, get_logger
 from shared.serving import run_faust_worker, serve_in_worker
 from shared.settings import Settings, get_settings
@@ -175,6 +175,7 @@ class EvaluatorWorker:
         self.observed = TypedConsumer(
             self.bootstrap_servers, self.consumed, group_id=f"{self.app.conf.id}-inputs", service=SERVICE,
             dead_letter_topic=self.dead_letters_topic, publisher=self.publisher, held_back=[self.flux_topic],
+            fetch_max_wait_ms=LIVE_FETCH_WAIT_MS,
         )
         await self.publisher.start()
         await self.observed.start()

@@ -1,7 +1,8 @@
-"""The predictor's state and operations, shared by its stream agents and its REST API.
+"""The predictor's state and operations, shared by its stream readers and its REST API.
 
-One object owns the database pool, the loaded models and the stream's feature state; the faust agents in
-`worker.py` and the FastAPI routes in `api.py` call it, in the same event loop.
+One object owns the database pool, the loaded models and the stream's feature state; the readers in
+`worker.py` (the observations' consumer and the lifecycle's faust agent) and the FastAPI routes in `api.py`
+call it, in the same event loop.
 """
 
 from __future__ import annotations

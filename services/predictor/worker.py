@@ -21,7 +21,7 @@ from services.predictor.service import Predictor
 from shared import infra
 from shared import messages as m
 from shared.broker_watch import BrokerWatch
-from shared.kafka import Publisher, TypedConsumer
+from shared.kafka import LIVE_FETCH_WAIT_MS, Publisher, TypedConsumer
 from shared.logging import bind_correlation, get_logger
 from shared.serving import serve_in_worker
 from shared.settings import Settings
@@ -68,7 +68,8 @@ class PredictorWorker:
         self.publisher = Publisher(self.bootstrap_servers)
         self.observed = TypedConsumer(
             self.bootstrap_servers, self.observations, group_id=f"{self.app.conf.id}-observations", service=SERVICE,
-            dead_letter_topic=self.dead_letters_topic, publisher=self.publisher, held_back=[self.flux_topic])
+            dead_letter_topic=self.dead_letters_topic, publisher=self.publisher, held_back=[self.flux_topic],
+            fetch_max_wait_ms=LIVE_FETCH_WAIT_MS)
         await self.publisher.start()
         await self.observed.start()
         async for received in self.observed.batches(timeout_ms=POLL_MS, max_records=BATCH):
