@@ -184,6 +184,9 @@ class EvaluatorWorker:
         async for taken in self.observed.batches(timeout_ms=POLL_MS, max_records=BATCH):
             if taken and not await self.decide(taken):
                 return
+            # the tables' changelog records of the batch on the broker before its offsets (faust's own commit
+            # does the same): committed first, a crash would lose the flux hours and flares the batch recorded
+            await self.app.producer.flush()
             await self.observed.commit()  # a batch of refused records only is done with too: they are dead-lettered
 
     async def decide(self, taken: list[Received]) -> bool:
