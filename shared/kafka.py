@@ -15,7 +15,7 @@ from typing import Any, AsyncIterator, Iterable, Sequence
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import ConsumerStoppedError, IllegalStateError, KafkaConnectionError, TopicAlreadyExistsError
+from aiokafka.errors import ConsumerStoppedError, KafkaConnectionError, TopicAlreadyExistsError
 from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.protocol.metadata import MetadataRequest
 import aiokafka.client
@@ -309,12 +309,9 @@ class TypedConsumer:
             await self._consumer.commit()
             self._uncommitted = False
 
-    def highwater(self, tp: Any) -> int | None:
-        """The partition's end as of the last fetch; None before the first, or while it is not assigned."""
-        try:
-            return self._consumer.highwater(tp)
-        except (AssertionError, IllegalStateError):  # aiokafka asserts that the partition is assigned
-            return None
+    def lag(self, tp: Any) -> int | None:
+        """Records of the partition not yet yielded; None before its first, or while it is not assigned."""
+        return self._lag.lag(tp)
 
     async def batches(self, timeout_ms: int = 500, max_records: int = 2000) -> AsyncIterator[list[Received]]:
         """Yield lists of accepted messages in partition order; an empty list when nothing arrived in time. The

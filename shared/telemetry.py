@@ -48,12 +48,17 @@ class ConsumerLag:
             CONSUMER_LAG.labels(topic=tp.topic, partition=str(tp.partition)).set_function(lambda: self._lag(tp))
         self._next[tp] = offset + 1
 
-    def _lag(self, tp: Any) -> float:
+    def lag(self, tp: Any) -> int | None:
+        """Records of the partition not yet read; None before the first was read or the first fetch."""
         try:
             end = self._highwater(tp)
         except Exception:  # the partition was revoked meanwhile (the clients assert it is assigned)
             end = None
-        return math.nan if end is None else float(max(end - self._next[tp], 0))
+        return None if end is None or tp not in self._next else max(end - self._next[tp], 0)
+
+    def _lag(self, tp: Any) -> float:
+        lag = self.lag(tp)
+        return math.nan if lag is None else float(lag)
 
 
 def start_metrics_server(port: int, host: str) -> Callable[[], None]:

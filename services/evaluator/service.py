@@ -3,10 +3,10 @@ the pending forecasts, flux bins and flares in tables (rebuilt from their change
 completed from PostgreSQL, which holds the same facts: a broker that lost its changelogs loses nothing),
 publishes outcomes, metrics and alerts, and serves `GET /metrics/performance` from the same process.
 
-The forecasts, flux and flares are read with aiokafka, by one consumer (so none runs ahead of the others), and
-the model lifecycle by a faust agent: a replay is millions of readings, and faust's handling of each record
-(about 3,000 records/s on 2 cores whatever the agent does, measured by `tests/bench/faust_floor.py`) would cap
-it at a tenth of what the broker delivers; the agent keeps the app's tables assigned and recovered. Both take
+The forecasts, flux and flares are read with aiokafka (`shared.streaming.BulkReader`), by one consumer that
+reads the flux only while the others have nothing waiting (so it cannot run ahead of the forecasts and flares
+of the same hours), and the model lifecycle by a faust agent, which keeps the app's tables assigned and
+recovered. Both take
 their records in batches (one at a time live, thousands when behind: a replay, a backlog) and hand each batch to
 the same `decide`, one batch at a time, so the decisions in `services.evaluator.core` never interleave. The
 forecasts a batch resolves are published together, and once the broker has them all, written in one round trip
@@ -36,11 +36,11 @@ from shared import messages as m
 from shared.broker_watch import BrokerWatch
 from shared.db import create_pool, outlasting_outages_on
 from shared.features import CLASS_RANK
-from shared.kafka import LIVE_FETCH_WAIT_MS, Publisher, Received, TypedConsumer, handler_failed
+from shared.kafka import Received, handler_failed
 from shared.logging import bind_correlation, configure_logging, get_logger
 from shared.serving import run_faust_worker, serve_in_worker
 from shared.settings import Settings, get_settings
-from shared.streaming import Acceptor, make_app, raw_topic, send
+from shared.streaming import BULK_BATCH, Acceptor, BulkReader, make_app, raw_topic, send
 from shared.topics import topic_registry
 from services.evaluator import store
 from services.evaluator.api import create_api
@@ -51,9 +51,7 @@ from services.evaluator.resolution import FlareMark, FlareRecord, Resolution, ho
 SERVICE = "evaluator"
 INPUT_ROLES = ("forecasts", "flux", "flares", "lifecycle")
 BULK_ROLES = ("forecasts", "flux", "flares")  # read with aiokafka; the lifecycle by the faust agent
-BATCH = 2000
-BATCH_SECONDS = 0.05  # live, a message waits at most this long for company
-POLL_MS = 500  # how long a read waits for the first record; a record already there is taken at once
+BATCH_SECONDS = 0.05  # live, a lifecycle message waits at most this long for company
 METRICS_INTERVAL_SECONDS = 1.0
 # Errors that mean "the broker is away", not "this message is bad" (the database's are waited out).
 TRANSIENT = (KafkaError,)
@@ -85,12 +83,9 @@ class EvaluatorWorker:
         topics = topic_registry(settings)
         self.lifecycle = Acceptor(app, SERVICE, topics["lifecycle"], topics["dead_letters"])
         self.lifecycle_topic = raw_topic(app, topics["lifecycle"])
-        self.bootstrap_servers = bootstrap_servers
-        self.consumed = [topics[role] for role in BULK_ROLES]
-        self.flux_topic = topics["flux"].name
-        # the aiokafka clients are made on the worker's event loop, which faust starts after building the app
-        self.publisher: Publisher | None = None
-        self.observed: TypedConsumer | None = None
+        self.inputs = BulkReader(
+            app, [topics[role] for role in BULK_ROLES], bootstrap_servers=bootstrap_servers, group="inputs",
+            service=SERVICE, dead_letter_topic=topics["dead_letters"].name, held_back=[topics["flux"].name])
         self.outcomes_topic = topics["outcomes"].name
         self.dead_letters_topic = topics["dead_letters"].name
         self.metrics_topic = raw_topic(app, topics["metrics"])
@@ -107,7 +102,6 @@ class EvaluatorWorker:
         self._pool: asyncpg.Pool | None = None
         self._pool_lock = asyncio.Lock()
         self._deciding = asyncio.Lock()  # one batch at a time, whichever reader took it
-        self.started = asyncio.Event()  # the aiokafka clients are started
 
     async def pool(self) -> asyncpg.Pool:
         async with self._pool_lock:
@@ -159,7 +153,7 @@ class EvaluatorWorker:
                  flares=len(self.tables["flares"]))
 
     async def on_lifecycle(self, stream) -> None:
-        async for events in stream.take_events(BATCH, within=BATCH_SECONDS):
+        async for events in stream.take_events(BULK_BATCH, within=BATCH_SECONDS):
             taken = []
             for event in events:
                 message = await self.lifecycle.accept(event)
@@ -171,28 +165,17 @@ class EvaluatorWorker:
 
     async def read(self) -> None:
         """The forecasts, flux and flares, read in bulk; each batch committed once decided."""
-        self.publisher = Publisher(self.bootstrap_servers)
-        self.observed = TypedConsumer(
-            self.bootstrap_servers, self.consumed, group_id=f"{self.app.conf.id}-inputs", service=SERVICE,
-            dead_letter_topic=self.dead_letters_topic, publisher=self.publisher, held_back=[self.flux_topic],
-            fetch_max_wait_ms=LIVE_FETCH_WAIT_MS,
-        )
-        await self.publisher.start()
-        await self.observed.start()
-        self.started.set()
+        await self.inputs.start()
         await self.app.tables.recovery.completed.wait()  # the agent's events wait for it too: the tables are whole
-        async for taken in self.observed.batches(timeout_ms=POLL_MS, max_records=BATCH):
+        async for taken in self.inputs.batches():
             if taken and not await self.decide(taken):
                 return
-            # the tables' changelog records of the batch on the broker before its offsets (faust's own commit
-            # does the same): committed first, a crash would lose the flux hours and flares the batch recorded
-            await self.app.producer.flush()
-            await self.observed.commit()  # a batch of refused records only is done with too: they are dead-lettered
+            await self.inputs.done()
 
     async def decide(self, taken: list[Received]) -> bool:
         """The decisions on a batch of messages, then the settling of what they resolved; False when the
         broker is away and the service is stopping (the batch uncommitted, to be read again after the restart)."""
-        await self.started.wait()  # the agent's first batch may come before the publisher is started
+        await self.inputs.started.wait()  # the agent's first batch may come before the publisher is started
         async with self._deciding:
             resolved: list[tuple[Received, list[Resolution]]] = []
             for item in taken:
@@ -227,7 +210,7 @@ class EvaluatorWorker:
         await self.app.crash(exc)
 
     async def _dead_letter(self, item: Received, exc: Exception) -> None:
-        await self.publisher.publish(self.dead_letters_topic, handler_failed(
+        await self.inputs.publisher.publish(self.dead_letters_topic, handler_failed(
             SERVICE, item.topic, item.value, exc, partition=item.partition, offset=item.offset,
             correlation_id=item.message.correlation_id,
         ))
@@ -259,7 +242,8 @@ class EvaluatorWorker:
     async def _settle(self, core: Evaluator, resolutions: list[Resolution]) -> None:
         # On the broker before they are stored: a crash after the write would otherwise leave an outcome that
         # PostgreSQL holds and the outcomes topic never gets (the forecast is no longer pending to resolve again).
-        await self.publisher.publish_many(self.outcomes_topic, [resolution.message() for resolution in resolutions])
+        await self.inputs.publisher.publish_many(self.outcomes_topic, [resolution.message() for resolution in
+                                                                        resolutions])
         # each write is waited out on its own: settling (in memory) must happen once, after the outcomes are stored
         await self._with_database(lambda conn: store.record_outcomes(conn, resolutions))
         settled = core.settle(resolutions)
@@ -289,9 +273,7 @@ class EvaluatorWorker:
         record_skill(updates)
 
     async def close(self, *_: object, **__: object) -> None:
-        for client in (self.observed, self.publisher):
-            if client is not None:
-                await client.stop()
+        await self.inputs.stop()
         if self._pool is not None:
             await self._pool.close()
 

@@ -48,27 +48,13 @@ class Counters:
 
 
 @dataclass
-class StreamPosition:
-    """Where the flux consumer is, for the lag /health reports."""
-
-    processed_offset: int | None = None
-    highwater: Callable[[], int | None] = lambda: None
-
-    def lag(self) -> int | None:
-        end = self.highwater()
-        if end is None or self.processed_offset is None:
-            return None
-        return max(end - (self.processed_offset + 1), 0)
-
-
-@dataclass
 class Predictor:
     settings: Settings
     database_url: str
     bootstrap_servers: str
     slots: ModelSlots = field(default_factory=ModelSlots)
     counters: Counters = field(default_factory=Counters)
-    position: StreamPosition = field(default_factory=StreamPosition)
+    flux_lag: Callable[[], int | None] = lambda: None  # flux records waiting to be read, for /health
 
     def __post_init__(self) -> None:
         self.params = FeatureParams.from_settings(self.settings.features)
@@ -208,7 +194,7 @@ class Predictor:
         if latest is not None and latest.status != "ok":
             reasons.append(f"the latest stream forecast ({latest.event_time.isoformat()}) has insufficient data: "
                            f"{latest.reason}")
-        lag = self.position.lag()
+        lag = self.flux_lag()
         if lag is not None and lag > LAG_WARNING:
             reasons.append(f"the flux consumer is {lag} records behind")
         return {

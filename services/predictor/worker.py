@@ -1,13 +1,12 @@
-"""The running predictor: a faust worker with an agent for the model lifecycle, a task reading the observations
-(flux and flares), and the REST API served in the same event loop, so the stream and the API share the models.
+"""The running predictor: a faust worker with an agent for the model lifecycle, a bulk reader of the
+observations (flux and flares), and the REST API served in the same event loop, so the stream and the API share
+the models.
 
-The observations are read with aiokafka, not faust agents: a replay of years is millions of readings, and
-faust's handling of each record (measured by `tests/bench/faust_floor.py`: about 3,000 records/s on 2 cores,
-whatever the agent does with them) would cap a replay at a tenth of what the broker delivers. One consumer
-reads both topics, the flux only while no flare waits, so the flux cannot run ahead of the flares. It takes
-them in batches (one record at a time live, up to BATCH when behind) and hands the readings to
-`Predictor.on_flux` in order; a batch's offsets are committed once its forecasts are published and logged,
-so a crash in between reads it again (and the forecasts the log holds are not issued twice).
+The observations are read with aiokafka (`shared.streaming.BulkReader`), not faust agents, by one consumer that
+reads the flux only while no flare waits, so the flux cannot run ahead of the flares. It takes them in batches
+(one record at a time live, thousands when behind) and hands the readings to `Predictor.on_flux` in order; a
+batch's offsets are committed once its forecasts are published and logged, so a crash in between reads it again
+(and the forecasts the log holds are not issued twice).
 """
 
 from __future__ import annotations
@@ -21,17 +20,14 @@ from services.predictor.service import Predictor
 from shared import infra
 from shared import messages as m
 from shared.broker_watch import BrokerWatch
-from shared.kafka import LIVE_FETCH_WAIT_MS, Publisher, TypedConsumer
 from shared.logging import bind_correlation, get_logger
 from shared.serving import serve_in_worker
 from shared.settings import Settings
-from shared.streaming import Acceptor, make_app, raw_topic
+from shared.streaming import Acceptor, BulkReader, make_app, raw_topic
 from shared.topics import topic_registry
 
 log = get_logger(__name__)
 SERVICE = "predictor"
-BATCH = 2000
-POLL_MS = 500  # how long a read waits for the first record; a record already there is taken at once
 LIFECYCLE_SIGNALS = (m.ModelPromoted, m.ModelRolledBack, m.ChallengerChanged)
 
 
@@ -44,35 +40,25 @@ class PredictorWorker:
         self.lifecycle_topic = raw_topic(app, topics["lifecycle"])
         self.lifecycle = Acceptor(app, SERVICE, topics["lifecycle"], topics["dead_letters"])
         self.forecasts_topic = topics["forecasts"].name
-        self.observations = [topics["flux"], topics["flares"]]
-        self.flux_topic = topics["flux"].name
-        self.dead_letters_topic = topics["dead_letters"].name
-        self.bootstrap_servers = endpoints.kafka_bootstrap_servers
-        # the aiokafka clients are made on the worker's event loop, which faust starts after building the app
-        self.publisher: Publisher | None = None
-        self.observed: TypedConsumer | None = None
-        flux_partition = faust.types.TP(self.flux_topic, 0)
-        self.predictor.position.highwater = lambda: self.observed.highwater(flux_partition) if self.observed else None
+        self.observations = BulkReader(
+            app, [topics["flux"], topics["flares"]], bootstrap_servers=endpoints.kafka_bootstrap_servers,
+            group="observations", service=SERVICE, dead_letter_topic=topics["dead_letters"].name,
+            held_back=[topics["flux"].name])
+        self.predictor.flux_lag = lambda: self.observations.lag(topics["flux"].name)
 
     async def start(self) -> None:
         await self.predictor.start()
         log.info("predictor.api", url=f"http://{self.settings.bind_host}:{self.settings.api_port}/docs")
 
     async def publish(self, forecasts: Sequence[m.ForecastIssued]) -> None:
-        assert self.publisher is not None, "forecasts come from the flux, read once the publisher is started"
-        await self.publisher.publish_many(self.forecasts_topic, forecasts)
+        assert self.observations.publisher is not None, "forecasts come from the flux, read once it is started"
+        await self.observations.publisher.publish_many(self.forecasts_topic, forecasts)
 
     async def read_observations(self) -> None:
         # an error stops the worker (faust crashes the app when a task raises) before the batch is committed, so
         # the restarted service reads it again
-        self.publisher = Publisher(self.bootstrap_servers)
-        self.observed = TypedConsumer(
-            self.bootstrap_servers, self.observations, group_id=f"{self.app.conf.id}-observations", service=SERVICE,
-            dead_letter_topic=self.dead_letters_topic, publisher=self.publisher, held_back=[self.flux_topic],
-            fetch_max_wait_ms=LIVE_FETCH_WAIT_MS)
-        await self.publisher.start()
-        await self.observed.start()
-        async for received in self.observed.batches(timeout_ms=POLL_MS, max_records=BATCH):
+        await self.observations.start()
+        async for received in self.observations.batches():
             await self.predictor.ready.wait()
             readings = []
             for item in received:
@@ -80,11 +66,10 @@ class PredictorWorker:
                     self.predictor.on_flare(item.message)
                 else:
                     readings.append(item.message)
-                    self.predictor.position.processed_offset = item.offset
             if readings:
                 with bind_correlation(readings[-1].correlation_id):
                     await self.predictor.on_flux(readings, self.publish)
-            await self.observed.commit()  # a batch of refused records only is done with too: they are dead-lettered
+            await self.observations.done()
 
     async def on_lifecycle(self, stream) -> None:
         async for event in stream.events():
@@ -95,9 +80,7 @@ class PredictorWorker:
                     await self.predictor.reload_models(f"{message.type} {getattr(message, 'version', None)}")
 
     async def close(self, *_: object, **__: object) -> None:
-        for client in (self.observed, self.publisher):
-            if client is not None:
-                await client.stop()
+        await self.observations.stop()
         await self.predictor.stop()
 
 

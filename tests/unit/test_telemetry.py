@@ -33,17 +33,17 @@ def test_the_lag_is_what_the_partition_holds_past_the_last_record_read_whenever_
         return ends.get(partition)
 
     lag = ConsumerLag(highwater)
-    assert lag_of(topic) is None  # nothing read: no series
+    assert lag_of(topic) is None and lag.lag(tp) is None  # nothing read: no series, and /health says unknown
     lag.read(tp, 9)
-    assert math.isnan(lag_of(topic))  # the client has not fetched the partition's end yet
+    assert math.isnan(lag_of(topic)) and lag.lag(tp) is None  # the client has not fetched the partition's end yet
     ends[tp] = 10
-    assert lag_of(topic) == 0
+    assert lag_of(topic) == 0 and lag.lag(tp) == 0
     ends[tp] = 25  # the consumer stopped reading: its lag grows without another record
-    assert lag_of(topic) == 15
+    assert lag_of(topic) == 15 and lag.lag(tp) == 15
     lag.read(tp, 24)
-    assert lag_of(topic) == 0
+    assert lag_of(topic) == 0 and lag.lag(tp) == 0
     ends[tp] = "revoked"
-    assert math.isnan(lag_of(topic))
+    assert math.isnan(lag_of(topic)) and lag.lag(tp) is None
 
 
 async def test_each_request_is_timed_under_its_route_template_and_metrics_are_served():
