@@ -8,6 +8,7 @@ import json
 import sys
 import time
 import uuid
+from collections.abc import Sequence
 
 import numpy as np
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -37,11 +38,11 @@ async def scratch_topic(bootstrap: str, prefix: str) -> str:
     return name
 
 
-async def bare_consume_seconds(bootstrap: str, topic: str, count: int, echo: bool = False) -> float:
-    """Seconds a bare aiokafka loop takes to read `count` records of `topic` from the start and parse their
+async def bare_consume_seconds(bootstrap: str, topics: Sequence[str], count: int, echo: bool = False) -> float:
+    """Seconds a bare aiokafka loop takes to read `count` records of `topics` from the start and parse their
     JSON (and, with `echo`, produce each one again to a topic of its own)."""
     echo_to = await scratch_topic(bootstrap, "bench.bare-echo") if echo else None
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None)
+    consumer = AIOKafkaConsumer(*topics, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None)
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
     await consumer.start()
     await producer.start()

@@ -107,8 +107,8 @@ async def test_gatekeeper_throughput_and_write_latency(settings, clean_db, tmp_p
                 answer = await timed("read", api.get("/champion", params={"kind": kind}))
                 assert answer.status_code == 200 and answer.json()[0]["champion"]["version"] == f"{kind}-a"
 
-    bare_flux = await bare_consume_seconds(settings.kafka_bootstrap_servers, settings.topics.flux, len(readings))
-    bare_alerts = await bare_consume_seconds(settings.kafka_bootstrap_servers, settings.topics.alerts, len(storm))
+    bare_flux = await bare_consume_seconds(settings.kafka_bootstrap_servers, [settings.topics.flux], len(readings))
+    bare_alerts = await bare_consume_seconds(settings.kafka_bootstrap_servers, [settings.topics.alerts], len(storm))
     bench_figures("gatekeeper", "flux to the event-time clock", len(readings) / clock_seconds, "readings/s",
                   baseline=("bare aiokafka read + parse, same topic", len(readings) / bare_flux),
                   note=f"{len(readings):,} readings published in {published:.1f} s, clock at the end after "

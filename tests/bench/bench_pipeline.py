@@ -235,7 +235,8 @@ async def test_replay_throughput_through_ingestor_predictor_evaluator_beside_a_b
 
     pipeline_seconds = done - first_published
     total = readings + warm_up_readings
-    bare_seconds = await bare_consume_seconds(settings.kafka_bootstrap_servers, settings.topics.flux, total, echo=True)
+    bare_seconds = await bare_consume_seconds(settings.kafka_bootstrap_servers, [settings.topics.flux], total,
+                                              echo=True)
     bench_figures(
         "pipeline", "July 2015 1-min replay, ingest->predict->score", readings / pipeline_seconds, "readings/s",
         baseline=("bare aiokafka consume+produce, same topic", total / bare_seconds),

@@ -209,7 +209,7 @@ async def test_predictor_backlog_live_and_rest_beside_the_bare_minimum(settings,
         drain_seconds = time.perf_counter() - began
         drained = len(july) - first_seen
         health = await predictor.health()
-        bare_seconds = await bare_consume_seconds(settings.kafka_bootstrap_servers, settings.topics.flux, len(july),
+        bare_seconds = await bare_consume_seconds(settings.kafka_bootstrap_servers, [settings.topics.flux], len(july),
                                                   echo=True)
         bench_figures("predictor", "backlog, July 2015 1-min month", drained / drain_seconds, "readings/s",
                       baseline=("bare aiokafka consume->json->produce", len(july) / bare_seconds),
