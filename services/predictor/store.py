@@ -2,14 +2,11 @@
 
 The history a forecast at `t` reads is the same for the stream (warming its feature state) and for the REST
 API (computing at a requested instant): the readings the ingestor publishes (those with an XRS-B value) in
-the flux lookback before `t`, and the flares in the flare lookback. The REST API reads the flux as CSV that
-PostgreSQL writes (`forecast_history`): a forecast reads thousands of readings, and decoding them row by row in
-the service's event loop cost more CPU than the forecast computed from them in a worker process.
+the flux lookback before `t`, and the flares in the flare lookback.
 """
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Sequence
@@ -18,21 +15,12 @@ import asyncpg
 import pandas as pd
 
 from shared import messages as m
-from shared.features import FLARE_COLUMNS, HOUR, OBSERVATION_COLUMNS, FeatureParams, observations_from_rows
+from shared.features import FLARE_COLUMNS, HOUR, FeatureParams, observations_from_rows
 
 FLUX_QUERY = """
     SELECT time_tag, satellite, cadence_seconds, scaling_era, xrsa_flux, xrsb_flux, message_id, source, quality
     FROM flux_observations
     WHERE time_tag >= $1 AND time_tag < $2 AND xrsb_flux IS NOT NULL
-    ORDER BY time_tag
-"""
-# the observation columns, the time as epoch microseconds (an exact integer, where text would need parsing);
-# COPY takes no parameters, so the window's two instants are written in as timestamptz literals
-FLUX_CSV_QUERY = """
-    SELECT (extract(epoch FROM time_tag) * 1000000)::bigint, satellite, cadence_seconds, scaling_era,
-           xrsa_flux, xrsb_flux
-    FROM flux_observations
-    WHERE time_tag >= '{start}'::timestamptz AND time_tag < '{end}'::timestamptz AND xrsb_flux IS NOT NULL
     ORDER BY time_tag
 """
 FLARE_QUERY = """
@@ -60,7 +48,8 @@ class History:
 
     @property
     def flares(self) -> pd.DataFrame:
-        return flares_frame(self.flare_rows)
+        return pd.DataFrame([{name: row[name] for name in FLARE_COLUMNS} for row in self.flare_rows],
+                            columns=list(FLARE_COLUMNS))
 
     @property
     def latest_reading(self) -> datetime | None:
@@ -95,54 +84,6 @@ def flux_window(until: datetime, params: FeatureParams) -> tuple[datetime, datet
 
 def flare_window_start(until: datetime, params: FeatureParams) -> datetime:
     return until - params.flare_lookback.to_pytimedelta() - timedelta(hours=2)
-
-
-def flares_frame(rows: Sequence[asyncpg.Record]) -> pd.DataFrame:
-    return pd.DataFrame([{name: row[name] for name in FLARE_COLUMNS} for row in rows], columns=list(FLARE_COLUMNS))
-
-
-@dataclass(frozen=True)
-class ForecastHistory:
-    """The history of one REST forecast: the flux as PostgreSQL's CSV (`FLUX_CSV_QUERY`), parsed where the
-    forecast is computed, and the flares."""
-
-    flux_csv: bytes
-    flare_rows: list[asyncpg.Record]
-
-    @property
-    def flares(self) -> pd.DataFrame:
-        return flares_frame(self.flare_rows)
-
-
-def observations_from_csv(flux_csv: bytes) -> pd.DataFrame:
-    """The frame `observations_from_rows` makes of the same readings, from `FLUX_CSV_QUERY`'s output."""
-    if not flux_csv:
-        return observations_from_rows([])
-    names = ["time_us", *OBSERVATION_COLUMNS[1:]]
-    frame = pd.read_csv(
-        io.BytesIO(flux_csv), header=None, names=names,
-        dtype={"time_us": "int64", "satellite": str, "cadence_seconds": "int64", "scaling_era": str,
-               "xrsa_flux": "float64", "xrsb_flux": "float64"},
-        keep_default_na=False, na_values={"xrsa_flux": [""], "xrsb_flux": [""]},  # a satellite named "NA" stays
-    )
-    frame.insert(0, "time_tag", pd.to_datetime(frame.pop("time_us"), unit="us", utc=True))
-    return frame
-
-
-async def forecast_history(conn: asyncpg.Connection, until: datetime, params: FeatureParams) -> ForecastHistory:
-    """What `history_before(until)` reads, the flux as CSV."""
-    start, end = flux_window(until, params)
-    # isoformat of an aware datetime: digits, '-', ':', '.', 'T' and '+' only, nothing that could end the literal
-    assert start.tzinfo is not None and end.tzinfo is not None, "instants are UTC-aware"
-    chunks: list[bytes] = []
-
-    async def take(chunk: bytes) -> None:  # a coroutine: a file would be written through the executor, chunk by chunk
-        chunks.append(chunk)
-
-    await conn.copy_from_query(FLUX_CSV_QUERY.format(start=start.isoformat(), end=end.isoformat()),
-                               output=take, format="csv")
-    flares = await conn.fetch(FLARE_QUERY, flare_window_start(until, params), until, m.DETECTED_SOURCE)
-    return ForecastHistory(b"".join(chunks), flares)
 
 
 async def history_before(conn: asyncpg.Connection, until: datetime, params: FeatureParams, *,
