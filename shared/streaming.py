@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Mapping, Sequence
+from functools import partial
 from typing import Any, Awaitable
 
 import faust
@@ -94,12 +95,10 @@ class BulkReader:
     def __init__(self, app: faust.App, specs: Sequence[TopicSpec], *, bootstrap_servers: str, group: str,
                  service: str, dead_letter_topic: str, held_back: Sequence[str] = ()):
         self.app = app
-        self._specs = list(specs)
         self._bootstrap_servers = bootstrap_servers
-        self._group_id = f"{app.conf.id}-{group}"
-        self._service = service
-        self._dead_letter_topic = dead_letter_topic
-        self._held_back = list(held_back)
+        self._consumer_for = partial(
+            TypedConsumer, bootstrap_servers, list(specs), group_id=f"{app.conf.id}-{group}", service=service,
+            dead_letter_topic=dead_letter_topic, held_back=list(held_back), fetch_max_wait_ms=LIVE_FETCH_WAIT_MS)
         self.publisher: Publisher | None = None
         self.consumer: TypedConsumer | None = None
         self.started = asyncio.Event()
@@ -107,10 +106,7 @@ class BulkReader:
     async def start(self) -> None:
         # made here, on the worker's event loop: faust starts the loop after the app is built
         self.publisher = Publisher(self._bootstrap_servers)
-        self.consumer = TypedConsumer(
-            self._bootstrap_servers, self._specs, group_id=self._group_id, service=self._service,
-            dead_letter_topic=self._dead_letter_topic, publisher=self.publisher, held_back=self._held_back,
-            fetch_max_wait_ms=LIVE_FETCH_WAIT_MS)
+        self.consumer = self._consumer_for(publisher=self.publisher)
         await self.publisher.start()
         await self.consumer.start()
         self.started.set()

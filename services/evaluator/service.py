@@ -3,16 +3,15 @@ the pending forecasts, flux bins and flares in tables (rebuilt from their change
 completed from PostgreSQL, which holds the same facts: a broker that lost its changelogs loses nothing),
 publishes outcomes, metrics and alerts, and serves `GET /metrics/performance` from the same process.
 
-The forecasts, flux and flares are read with aiokafka (`shared.streaming.BulkReader`), by one consumer that
-reads the flux only while the others have nothing waiting (so it cannot run ahead of the forecasts and flares
-of the same hours), and the model lifecycle by a faust agent, which keeps the app's tables assigned and
-recovered. Both take
+The forecasts, flux and flares are read with aiokafka (`shared.streaming.BulkReader`), by one consumer that reads
+the flux only while the others have nothing waiting (so it cannot run ahead of the forecasts and flares of the same
+hours), and the model lifecycle by a faust agent, which keeps the app's tables assigned and recovered. Both take
 their records in batches (one at a time live, thousands when behind: a replay, a backlog) and hand each batch to
 the same `decide`, one batch at a time, so the decisions in `services.evaluator.core` never interleave. The
-forecasts a batch resolves are published together, and once the broker has them all, written in one round trip
-and then settled (they leave the pending table, are scored, drift is judged after each in order); only then is
-the batch committed. A crash in between resolves them again after the restart, under the same ids, and the
-metric book (rebuilt from the prediction log) scores each once.
+forecasts a batch resolves are published together, and once the broker has them all, written in one round trip and
+then settled (they leave the pending table, are scored, drift is judged after each in order); only then is the
+batch committed. A crash in between resolves them again after the restart, under the same ids, and the metric book
+(rebuilt from the prediction log) scores each once.
 Metrics are computed from a timer for the groups that changed, at most once a second and at most a fifth of
 the time: a replay of years resolves thousands of forecasts a second, and recomputing every window after each
 would cost more than the replay. Drift is still judged after every resolution (on the drift window only).

@@ -17,8 +17,8 @@ import uuid
 import faust
 
 from shared.serving import run_faust_worker
+from shared.streaming import BULK_BATCH
 
-BATCH = 2000  # as the services take their streams
 BATCH_SECONDS = 0.05
 
 
@@ -30,7 +30,7 @@ def build_app(bootstrap: str, count: int, topics: list[str]) -> faust.App:
 
     async def read(stream) -> None:
         began, seen = None, 0
-        async for events in stream.take_events(BATCH, within=BATCH_SECONDS):
+        async for events in stream.take_events(BULK_BATCH, within=BATCH_SECONDS):  # as the services take theirs
             began = began or time.perf_counter()
             for event in events:
                 json.loads(event.value)
