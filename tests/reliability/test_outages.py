@@ -56,6 +56,7 @@ from shared.kafka import Publisher, ensure_topics
 from shared.settings import Settings, load_settings
 from shared.topics import topic_registry
 from tests.conftest import DATA_DIR, unique_topics
+from tests.integration.test_predictor_stream import july_days
 from tests.support.predictor_models import JULY_2015, register_model
 from tests.support.predictor_service import read_forecasts
 from tests.support.service_process import ServiceProcess, running
@@ -138,29 +139,27 @@ async def private(tmp_path_factory, tmp_path) -> AsyncIterator[tuple[PrivateStac
         stack.close()
 
 
-async def outage(stack: PrivateStack, seconds: float) -> None:
-    stack.stop_database()
-    await asyncio.sleep(seconds)
-    stack.start_database()
-
-
 # ---- the story ----------------------------------------------------------------------------------------------------
 
 
 async def test_the_predictor_waits_out_a_database_outage_and_forecasts_every_hour_once(private, tmp_path, full_run):
     stack, settings, pool = private
     async with AsyncExitStack() as cleanup:
-        # the days are on the topic and in the database before the predictor starts: it works through them
+        # the first day is on the topic and in the database before the predictor starts
         days, outage_seconds = (7, 30.0) if full_run else (5, 10.0)
-        await ingest(settings, pool, JULY_1, JULY_1 + days * DAY)
+        await ingest(settings, pool, JULY_1, JULY_1 + DAY)
         app_name = f"predictor-{uuid.uuid4().hex[:8]}"
         predictor = await cleanup.enter_async_context(running(ServiceProcess(
             "predictor", settings, tmp_path / "predictor.log", PREDICTOR__APP_NAME=app_name)))
-
-        # the database stops while the predictor is part way through
-        # (as soon as the first forecast is logged: on a quiet machine the predictor gets through days in seconds)
         await predictor.until(lambda: _count_at_least(pool, 1), "the first forecast logged", timeout=120)
-        await outage(stack, outage_seconds)
+
+        # the other days' flux comes while the database is away, so their forecasts must wait for it (published
+        # before the outage, a backlog of days is through the predictor in a second, before the outage begins)
+        stack.stop_database()
+        async with Publisher(settings.kafka_bootstrap_servers) as publisher:
+            await publisher.publish_many(settings.topics.flux, july_days(2, days))
+        await asyncio.sleep(outage_seconds)
+        stack.start_database()
         expected = hours(JULY_1, JULY_1 + days * DAY)
         await predictor.until(lambda: _logged_equal(pool, expected), "a forecast for every hour of the days",
                               timeout=300)
