@@ -11,7 +11,7 @@ import json
 import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any, AsyncIterator, Iterable, Sequence
+from typing import Any, AsyncIterator, Iterable, NamedTuple, Sequence
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -70,10 +70,32 @@ def encode(message: m.Message) -> tuple[bytes, bytes, list[tuple[str, bytes]]]:
     return message.model_dump_json().encode(), message.key.encode(), headers
 
 
+# what json.loads would read differently (NaN and Infinity as numbers) or what may decode to unstorable text
+_READ_WITH_CARE = (b"\\u", b"NaN", b"Infinity")
+
+
 def decode(spec: TopicSpec, raw: bytes | None, headers: Sequence[tuple[str, bytes]] = ()) -> m.Message:
     """Parse and validate a record of `spec`'s topic; raise `Rejected` with a readable reason otherwise."""
     if raw is None:
         raise Rejected("empty value (tombstone) where a message was expected")
+    header_cid = dict(headers).get(CORRELATION_HEADER)
+    if not any(mark in raw for mark in _READ_WITH_CARE):
+        # The common record, parsed and validated in one pass: half the cost of json.loads and validation, which
+        # bounds a replay. Without an escape or a JSON constant it holds no NUL, lone surrogate or NaN; anything
+        # refused here is read again with care, for the reason.
+        try:
+            message = spec.adapter.validate_json(raw)
+        except ValidationError:
+            pass
+        else:
+            if message.correlation_id or not header_cid:
+                return message
+    return decode_with_care(spec, raw, header_cid)
+
+
+def decode_with_care(spec: TopicSpec, raw: bytes, header_cid: bytes | None = None) -> m.Message:
+    """`decode` step by step: what a record the one-pass read refuses, or may read wrongly, goes through, so that a
+    refusal says what is wrong."""
     try:
         payload = json.loads(raw, parse_constant=_not_a_json_number)
     except RecursionError:
@@ -82,7 +104,6 @@ def decode(spec: TopicSpec, raw: bytes | None, headers: Sequence[tuple[str, byte
         raise Rejected(f"not JSON: {exc}") from exc
     if not isinstance(payload, dict):
         raise Rejected(f"expected a JSON object, got {type(payload).__name__}")
-    header_cid = dict(headers).get(CORRELATION_HEADER)
     if header_cid and not payload.get("correlation_id"):
         payload["correlation_id"] = header_cid.decode(errors="replace")
     if b"\\u" in raw or header_cid:  # only an escape or a header can bring NUL or a lone surrogate
@@ -251,8 +272,7 @@ class Publisher:
         return await self._producer.send_batch(builder, topic, partition=partition)
 
 
-@dataclass(frozen=True)
-class Received:
+class Received(NamedTuple):  # one per record of a replay: a tuple is made in a fifth of a frozen dataclass's time
     message: m.Message
     topic: str
     partition: int
@@ -325,10 +345,16 @@ class TypedConsumer:
             accepted: list[Received] = []
             for tp, records in polled.items():
                 MESSAGES_CONSUMED.labels(topic=tp.topic).inc(len(records))
+                spec = self._specs[tp.topic]
                 for record in records:
-                    received = await self._accept(record)
-                    if received is not None:
-                        accepted.append(received)
+                    message = accept_record(self._service, spec, record.value, record.headers,
+                                            partition=record.partition, offset=record.offset)
+                    if isinstance(message, Refused):
+                        await self._refuse(message)
+                        continue
+                    recorded = record.timestamp if record.timestamp is not None and record.timestamp > 0 else None
+                    accepted.append(Received(message, record.topic, record.partition, record.offset, recorded,
+                                             record.value))
                 if records:
                     self._lag.read(tp, records[-1].offset)
                     self._uncommitted = True
@@ -350,15 +376,9 @@ class TypedConsumer:
         end = self._consumer.highwater(tp)
         return end is None or await self._consumer.position(tp) < end
 
-    async def _accept(self, record) -> Received | None:
-        message = accept_record(self._service, self._specs[record.topic], record.value, record.headers,
-                                partition=record.partition, offset=record.offset)
-        if isinstance(message, Refused):
-            self.rejected += 1
-            await self._publisher.publish(self._dead_letter_topic, message.dead_letter)
-            return None
-        recorded = record.timestamp if record.timestamp is not None and record.timestamp > 0 else None
-        return Received(message, record.topic, record.partition, record.offset, recorded, record.value)
+    async def _refuse(self, refused: Refused) -> None:
+        self.rejected += 1
+        await self._publisher.publish(self._dead_letter_topic, refused.dead_letter)
 
 
 async def ensure_topics(bootstrap_servers: str, specs: Iterable[TopicSpec]) -> list[str]:

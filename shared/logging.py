@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import logging
 import sys
-from contextlib import contextmanager
 from types import ModuleType
-from typing import Any, Iterator
+from typing import Any
 
 _SECRET_KEYS = {"password", "token", "api_key", "authorization", "database_url", "secret"}
 
@@ -74,10 +73,20 @@ def _structlog() -> ModuleType:
     return structlog
 
 
-@contextmanager
-def bind_correlation(correlation_id: str | None) -> Iterator[None]:
-    with _structlog().contextvars.bound_contextvars(correlation_id=correlation_id):
-        yield
+class bind_correlation:  # noqa: N801 (used as a function: `with bind_correlation(cid):`)
+    """The correlation id bound while a record is handled, the one bound before restored after. Entered for every
+    record of a replay, so it sets one context variable rather than going through structlog's bound_contextvars."""
+
+    __slots__ = ("_correlation_id", "_tokens")
+
+    def __init__(self, correlation_id: str | None):
+        self._correlation_id = correlation_id
+
+    def __enter__(self) -> None:
+        self._tokens = _structlog().contextvars.bind_contextvars(correlation_id=self._correlation_id)
+
+    def __exit__(self, *_: object) -> None:
+        _structlog().contextvars.reset_contextvars(**self._tokens)
 
 
 class _Logger:

@@ -14,7 +14,10 @@ from shared.logging import bind_correlation, configure_logging, get_logger
 configure_logging("predictor")
 log = get_logger("services.predictor.worker")
 with bind_correlation("run-7"):
+    with bind_correlation("record-8"):
+        log.info("flux.received")
     log.info("forecast.issued", api_key="k-123", hours=3)
+log.info("stream.idle")
 log.debug("hidden at the info level")
 """
 
@@ -35,11 +38,13 @@ def run(code: str) -> subprocess.CompletedProcess:
 
 
 def test_a_service_writes_one_json_object_per_line_with_its_name_and_the_correlation_id():
-    [line] = run(SERVICE_LOGS).stderr.splitlines()
-    record = json.loads(line)
-    assert {k: record[k] for k in ("event", "service", "correlation_id", "level", "hours", "api_key")} == {
+    inner, issued, idle = (json.loads(line) for line in run(SERVICE_LOGS).stderr.splitlines())
+    assert {k: issued[k] for k in ("event", "service", "correlation_id", "level", "hours", "api_key")} == {
         "event": "forecast.issued", "service": "predictor", "correlation_id": "run-7", "level": "info", "hours": 3,
         "api_key": "***"}
+    # a record handled inside another's handling has its own id; once both are done, lines carry none
+    assert (inner["event"], inner["correlation_id"]) == ("flux.received", "record-8")
+    assert idle["event"] == "stream.idle" and "correlation_id" not in idle
 
 
 def test_the_cli_configures_structlog_when_it_first_logs_and_not_before():

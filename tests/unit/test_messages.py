@@ -5,14 +5,19 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 import pytest
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from shared import messages as m
 from shared.kafka import (
-    CORRELATION_HEADER, Refused, Rejected, accept_record, decode, dead_letter_for, encode, handler_failed,
+    CORRELATION_HEADER, Refused, Rejected, accept_record, decode, decode_with_care, dead_letter_for, encode,
+    handler_failed,
 )
 from shared.settings import load_settings
 from shared.topics import topic_registry
+from tests.support.message_strategies import valid
 
 TOPICS = topic_registry(load_settings())
 
@@ -113,3 +118,21 @@ def test_a_message_its_handler_failed_on_is_set_aside_with_the_failure_as_its_re
 def test_every_message_type_belongs_to_a_topic():
     carried = {t for spec in TOPICS.values() for t in spec.value_types}
     assert carried == set(m.ALL_MESSAGE_TYPES)
+
+
+@pytest.mark.parametrize("topic", sorted(TOPICS))
+@hypothesis_settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data(), header_cid=st.sampled_from([None, b"from-header"]), drop_cid=st.booleans())
+def test_a_record_read_in_one_pass_is_the_message_read_with_care(topic, data, header_cid, drop_cid):
+    """The one-pass read of the common record is only a shortcut: every field comes out as the careful read has it,
+    the header's correlation id included."""
+    spec = TOPICS[topic]
+    message = data.draw(st.one_of([valid(t) for t in spec.value_types]))
+    if drop_cid:
+        message = message.model_copy(update={"correlation_id": None})
+    raw = encode(message)[0]
+    headers = [(CORRELATION_HEADER, header_cid)] if header_cid else []
+    assert decode(spec, raw, headers) == decode_with_care(spec, raw, header_cid)
+    filled_from_header = header_cid is not None and not message.correlation_id
+    expected_cid = header_cid.decode() if filled_from_header and header_cid else message.correlation_id
+    assert decode(spec, raw, headers).correlation_id == expected_cid
