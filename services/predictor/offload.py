@@ -3,8 +3,8 @@
 A forecast is tens of milliseconds of pandas and numpy work that holds the GIL: computed in the service's
 threads, concurrent requests queue behind each other on one core while the stream waits for the same lock.
 Each worker process holds the champion (sent once, when the processes start); a request sends the history it
-read (a frame of a few thousand rows, under a millisecond to pickle) and gets the features and the forecast
-back, computed by the same `compute_points` as in the service, so the numbers are the same.
+read (the flux as the columns PostgreSQL returned, made a frame there, or a frame) and gets the features and the
+forecast back, computed by the same `compute_points` as in the service, so the numbers are the same.
 
 The processes start on the first uncached request, not with the service (they cost seconds of CPU that
 a predictor which is never asked would waste), and again after each change of champion. Until they answer,
@@ -24,6 +24,7 @@ from datetime import datetime
 import pandas as pd
 
 from services.predictor.forecasts import PointForecast
+from services.predictor.store import FluxColumns, observations_from_columns
 from services.predictor.stream import compute_points
 from shared.features import FeatureVector
 from shared.forecast_model import Forecast, ForecastModel
@@ -51,10 +52,20 @@ def _ready() -> bool:
     return bool(_served)
 
 
-def _compute(version: str, observations: pd.DataFrame, flares: pd.DataFrame,
+Observations = pd.DataFrame | FluxColumns | None  # a frame, or the flux as `store.forecast_history` read it
+
+
+def _point(model: ForecastModel, observations: Observations, flares: pd.DataFrame,
+           issued_at: datetime) -> PointForecast:
+    frame = observations if isinstance(observations, pd.DataFrame) else observations_from_columns(observations)
+    [point] = compute_points([model], frame, flares, issued_at)
+    return point
+
+
+def _compute(version: str, observations: Observations, flares: pd.DataFrame,
              issued_at: datetime) -> tuple[FeatureVector, Forecast]:
     # the model stays here: it is the biggest part of a PointForecast and the caller holds it already
-    [point] = compute_points([_served[version]], observations, flares, issued_at)
+    point = _point(_served[version], observations, flares, issued_at)
     return point.features, point.forecast
 
 
@@ -75,7 +86,7 @@ class ForecastProcesses:
         self._model = model
         self._retire()
 
-    async def point(self, model: ForecastModel, observations: pd.DataFrame, flares: pd.DataFrame,
+    async def point(self, model: ForecastModel, observations: Observations, flares: pd.DataFrame,
                     issued_at: datetime) -> PointForecast:
         executor = self._ready_for(model)
         if executor is not None:
@@ -87,8 +98,7 @@ class ForecastProcesses:
                 log.warning("rest_processes.broken", version=model.version)
                 if executor is self._executor:
                     self._retire()
-        [point] = await asyncio.to_thread(compute_points, [model], observations, flares, issued_at)
-        return point
+        return await asyncio.to_thread(_point, model, observations, flares, issued_at)
 
     @property
     def ready(self) -> bool:

@@ -141,9 +141,9 @@ class Predictor:
                 if cached is not None:
                     self.counters.rest_forecasts_from_cache += 1
                     return cached
-                history = await store.history_before(conn, timestamp, model.feature_params)
+                history = await store.forecast_history(conn, timestamp, model.feature_params)
                 # asked only for the no-data answer: with flares known, the forecast is a degraded one
-                nothing_to_forecast_from = not history.flux_rows and not history.flare_rows
+                nothing_to_forecast_from = history.flux is None and not history.flare_rows
                 earlier = nothing_to_forecast_from and await store.has_flux_before(conn, timestamp)
         except DATABASE_OUTAGES as exc:
             raise ForecastUnavailable(503, f"the database is not reachable: {exc}") from exc
@@ -152,9 +152,7 @@ class Predictor:
                 f"no flux observations are stored in the {model.feature_params.flux_lookback_hours} h before "
                 f"{timestamp.isoformat()}" + ("" if earlier else "; no flux is stored before that time at all")
             ))
-        # the frames are built aside too: from 4,000 rows they cost a fifth of the features
-        observations, flares = await asyncio.to_thread(lambda: (history.observations, history.flares))
-        point = await self.offload.point(model, observations, flares, timestamp)
+        point = await self.offload.point(model, history.flux, history.flares, timestamp)
         if point.forecast.status != "ok":
             raise ForecastUnavailable(422, f"insufficient data at {timestamp.isoformat()}: {point.forecast.reason}")
         self.counters.rest_forecasts_computed += 1

@@ -2,7 +2,9 @@
 
 The history a forecast at `t` reads is the same for the stream (warming its feature state) and for the REST
 API (computing at a requested instant): the readings the ingestor publishes (those with an XRS-B value) in
-the flux lookback before `t`, and the flares in the flare lookback.
+the flux lookback before `t`, and the flares in the flare lookback. The REST API reads the flux as one array per
+column (`forecast_history`): decoded row by row, the thousands of readings a forecast reads cost the service's
+event loop more CPU than the forecast computed from them in a worker process.
 """
 
 from __future__ import annotations
@@ -12,16 +14,27 @@ from datetime import datetime, timedelta
 from typing import Sequence
 
 import asyncpg
+import numpy as np
 import pandas as pd
 
 from shared import messages as m
-from shared.features import FLARE_COLUMNS, HOUR, FeatureParams, observations_from_rows
+from shared.features import FLARE_COLUMNS, HOUR, OBSERVATION_COLUMNS, FeatureParams, observations_from_rows
 
 FLUX_QUERY = """
     SELECT time_tag, satellite, cadence_seconds, scaling_era, xrsa_flux, xrsb_flux, message_id, source, quality
     FROM flux_observations
     WHERE time_tag >= $1 AND time_tag < $2 AND xrsb_flux IS NOT NULL
     ORDER BY time_tag
+"""
+# the columns the features read, in the order of OBSERVATION_COLUMNS, the time as epoch microseconds (exact, and an
+# integer decodes in a fraction of a datetime's time); NULL when the window holds no reading
+FLUX_COLUMNS_QUERY = """
+    SELECT array_agg((extract(epoch FROM time_tag) * 1000000)::bigint ORDER BY time_tag),
+           array_agg(satellite ORDER BY time_tag), array_agg(cadence_seconds ORDER BY time_tag),
+           array_agg(scaling_era ORDER BY time_tag), array_agg(xrsa_flux ORDER BY time_tag),
+           array_agg(xrsb_flux ORDER BY time_tag)
+    FROM flux_observations
+    WHERE time_tag >= $1 AND time_tag < $2 AND xrsb_flux IS NOT NULL
 """
 FLARE_QUERY = """
     SELECT event_id, start_time, peak_time, end_time, goes_class, class_letter, peak_flux, source, satellite,
@@ -48,8 +61,7 @@ class History:
 
     @property
     def flares(self) -> pd.DataFrame:
-        return pd.DataFrame([{name: row[name] for name in FLARE_COLUMNS} for row in self.flare_rows],
-                            columns=list(FLARE_COLUMNS))
+        return flares_frame(self.flare_rows)
 
     @property
     def latest_reading(self) -> datetime | None:
@@ -84,6 +96,49 @@ def flux_window(until: datetime, params: FeatureParams) -> tuple[datetime, datet
 
 def flare_window_start(until: datetime, params: FeatureParams) -> datetime:
     return until - params.flare_lookback.to_pytimedelta() - timedelta(hours=2)
+
+
+def flares_frame(rows: Sequence[asyncpg.Record]) -> pd.DataFrame:
+    return pd.DataFrame([{name: row[name] for name in FLARE_COLUMNS} for row in rows], columns=list(FLARE_COLUMNS))
+
+
+FluxColumns = tuple[list, ...]  # a row of FLUX_COLUMNS_QUERY: one list per observation column
+
+
+@dataclass(frozen=True)
+class ForecastHistory:
+    """What one REST forecast reads: the flux as columns, made a frame where the forecast is computed, and the
+    flares."""
+
+    flux: FluxColumns | None
+    flare_rows: list[asyncpg.Record]
+
+    @property
+    def flares(self) -> pd.DataFrame:
+        return flares_frame(self.flare_rows)
+
+
+def observations_from_columns(flux: FluxColumns | None) -> pd.DataFrame:
+    """The frame `observations_from_rows` makes of the same readings, from a row of `FLUX_COLUMNS_QUERY`."""
+    if flux is None:
+        return observations_from_rows([])
+    time_us, satellite, cadence_seconds, scaling_era, xrsa_flux, xrsb_flux = flux
+    columns = {
+        "time_tag": pd.to_datetime(np.asarray(time_us, dtype="int64"), unit="us", utc=True),
+        "satellite": satellite, "cadence_seconds": np.asarray(cadence_seconds, dtype="int64"),
+        "scaling_era": scaling_era,
+        "xrsa_flux": np.asarray(xrsa_flux, dtype="float64"),  # a NULL becomes NaN, as from rows
+        "xrsb_flux": np.asarray(xrsb_flux, dtype="float64"),
+    }
+    return pd.DataFrame(columns, columns=list(OBSERVATION_COLUMNS))
+
+
+async def forecast_history(conn: asyncpg.Connection, until: datetime, params: FeatureParams) -> ForecastHistory:
+    """What `history_before(until)` reads, the flux as columns."""
+    start, end = flux_window(until, params)
+    flux = await conn.fetchrow(FLUX_COLUMNS_QUERY, start, end)
+    flares = await conn.fetch(FLARE_QUERY, flare_window_start(until, params), until, m.DETECTED_SOURCE)
+    return ForecastHistory(None if flux[0] is None else tuple(flux), flares)
 
 
 async def history_before(conn: asyncpg.Connection, until: datetime, params: FeatureParams, *,

@@ -6,13 +6,17 @@ from __future__ import annotations
 
 import json
 from contextlib import asynccontextmanager
+from datetime import datetime, timezone
 
 import httpx
+import pandas as pd
 import pytest
 from pydantic import SecretStr
 
+from services.predictor import store
 from services.predictor.api import build_api
 from services.predictor.service import Predictor
+from shared.features import FeatureParams
 from tests.support.predictor_models import JULY_2015, register_model
 from tests.support.predictor_service import ingest
 
@@ -245,3 +249,18 @@ async def test_the_api_is_documented_in_openapi(settings, clean_db):
     no_flux = survival["responses"]["422"]["content"]["application/json"]["examples"]["no flux stored"]["value"]
     assert no_flux["error"].startswith("no flux observations are stored")
     assert "no flux is stored" in survival["responses"]["422"]["description"]
+
+
+async def test_the_flux_a_rest_forecast_reads_as_columns_is_the_frame_read_row_by_row(settings, july_stored):
+    # a reading without its XRS-A value (stored NULL) must come back missing, not as 0
+    async with july_stored.acquire() as conn:
+        await conn.execute("UPDATE flux_observations SET xrsa_flux = NULL WHERE time_tag = $1",
+                           datetime(2015, 7, 15, 11, 30, tzinfo=timezone.utc))
+        params = FeatureParams.from_settings(settings.features)
+        for instant in ("2015-07-01T00:30:00+00:00", MIDDAY, "2015-07-31T23:59:00+00:00", "2015-09-01T00:00:00Z"):
+            at = datetime.fromisoformat(instant)
+            rows = await store.history_before(conn, at, params)
+            columns = await store.forecast_history(conn, at, params)
+            pd.testing.assert_frame_equal(store.observations_from_columns(columns.flux), rows.observations)
+            pd.testing.assert_frame_equal(columns.flares, rows.flares)
+    assert rows.flux_rows == [] and columns.flux is None  # September: nothing stored, an empty frame
