@@ -454,11 +454,19 @@ class FeatureState:
         self._newest_ns = 0
         self._next_prune_ns = 0
         self._kept_from_ns: int | None = None
+        self._watched_ns: int | None = None
+        self.changed_since_watch = False
 
     def keep_from(self, time: datetime | None) -> None:
         """Keep what features at `time` read however far the newest reading moves on, until called with None:
         the predictor computes the forecasts a batch of readings makes due once it has taken in the batch."""
         self._kept_from_ns = None if time is None else int(pd.Timestamp(time).value)
+
+    def watch_before(self, time: datetime) -> None:
+        """From now on, note whether what features at `time` read changes: a reading tagged before it, or a flare
+        (`changed_since_watch`)."""
+        self._watched_ns = int(pd.Timestamp(time).value)
+        self.changed_since_watch = False
 
     def knows_flare(self, message_id: str) -> bool:
         return message_id in self._flares
@@ -467,11 +475,14 @@ class FeatureState:
         time_ns = int(pd.Timestamp(observation.event_time).value)
         key = (observation.satellite, observation.cadence_seconds, time_ns)
         self._flux[key] = (observation.scaling_era, observation.xrsa_flux, observation.xrsb_flux)
+        if self._watched_ns is not None and time_ns < self._watched_ns:
+            self.changed_since_watch = True
         self._advance(time_ns)
 
     def update_flare(self, flare: m.FlareObserved) -> None:
         peak_ns = int(pd.Timestamp(flare.peak_time).value)
         self._flares[flare.message_id] = (peak_ns, flare.peak_flux, flare.scaling_era, flare.source, flare.satellite)
+        self.changed_since_watch = True
         self._advance(peak_ns)
 
     def _advance(self, time_ns: int) -> None:

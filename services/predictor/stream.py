@@ -14,6 +14,13 @@ peaked by `t`, and the state is kept from the earliest pending issue time on; wh
 a pending forecast would read (a late reading, a flare known after its peak, a rewind) makes the pending ones
 computed first, from the state as it was.
 
+Live, the forecast of the next issue time is computed ahead, from the reading before it: when a reading is the
+last of its cadence before an issue time, the forecast at that time is computed (in a thread) while the stream
+waits for the next reading, and issued when that reading makes it due, if nothing it reads has changed
+meanwhile (no reading tagged before it, no flare, the same models serving); otherwise it is computed again.
+Features at `t` read only readings before `t`, so the reading that makes `t` due changes nothing: a forecast
+computed ahead is the one computed when due, and a live forecast waits only for the broker and the log.
+
 At the first reading after a start, and when the stream is rewound for a replay, the state is rebuilt from
 the database (the lookback before that reading), so nothing needs replaying from the topic. A forecast the
 prediction log already holds (a replay, a redelivery after a crash) is not computed or issued again.
@@ -100,6 +107,25 @@ class _Pending:
         return taken
 
 
+class _Ahead:
+    """A forecast computed before it is due: at `issued_at`, by `serving`, from `state` as it was when it began."""
+
+    def __init__(self, issued_at: datetime, state: FeatureState, serving: list[tuple[ForecastModel, bool]],
+                 result: asyncio.Future):
+        self.issued_at = issued_at
+        self.state = state
+        self.serving = serving
+        self.result = result
+        # one discarded mid-way must not log its error as never retrieved: the forecast is computed again
+        result.add_done_callback(lambda done: done.cancelled() or done.exception())
+
+    def serves(self, times: list[datetime], state: FeatureState, serving: list[tuple[ForecastModel, bool]]) -> bool:
+        """Is this what the forecasts at `times` by `serving` from `state` would be?"""
+        return (times == [self.issued_at] and state is self.state and not state.changed_since_watch
+                and len(serving) == len(self.serving)
+                and all(a is b and a_shadow == b_shadow for (a, a_shadow), (b, b_shadow) in zip(serving, self.serving)))
+
+
 class StreamForecaster:
     def __init__(self, params: FeatureParams, cadence: timedelta, slots: ModelSlots, history: HistoryLoader,
                  logged: LoggedFilter, run: Callable[..., Awaitable] = asyncio.to_thread):
@@ -118,6 +144,8 @@ class StreamForecaster:
         self.latest: m.ForecastIssued | None = None
         self.skipped_without_model = 0
         self.already_logged = 0
+        self._ahead: _Ahead | None = None
+        self.computed_ahead = 0  # forecasts issued as computed ahead (live)
 
     @property
     def newest_flux(self) -> datetime | None:
@@ -148,7 +176,22 @@ class StreamForecaster:
             pending.add(due, self._correlation_id or reading.correlation_id)
             self.state.update_flux(reading)
             self._correlation_id = reading.correlation_id or self._correlation_id
-        return issued + await self._forecast(pending)
+        issued += await self._forecast(pending)
+        if len(readings) == 1:  # live; behind, the next batch makes several issue times due at once
+            self._compute_ahead(readings[0])
+        return issued
+
+    def _compute_ahead(self, reading: m.FluxObserved) -> None:
+        """When `reading` is the last of its cadence before the next issue time, start that forecast."""
+        issue = self.clock.next_issue
+        serving = self.slots.serving()
+        if (issue is None or not serving or self.clock.newest is None or reading.event_time < self.clock.newest
+                or reading.event_time + timedelta(seconds=reading.cadence_seconds) < issue):
+            return
+        self.state.watch_before(issue)
+        result = asyncio.ensure_future(self._run(forecast_batch, [model for model, _ in serving],
+                                                 self.state.observations(), self.state.flares(), [issue]))
+        self._ahead = _Ahead(issue, self.state, serving, result)
 
     def on_flare(self, flare: m.FlareObserved) -> None:
         newest = self.clock.newest
@@ -191,16 +234,23 @@ class StreamForecaster:
             log.warning("forecast.skipped", issued_at=[t.isoformat() for t in times],
                         reason="no champion model is loaded")
             return []
-        # the frames are taken before anything awaits: the flare agent changes the state meanwhile
-        observations, flares = self.state.observations(), self.state.flares()
+        ahead, self._ahead = self._ahead, None
+        if ahead is None or not ahead.serves(times, self.state, serving):
+            ahead = None
+            # the frames are taken before anything awaits: the flare agent changes the state meanwhile
+            observations, flares = self.state.observations(), self.state.flares()
         ids = [[forecast_id(model.version, shadow, t) for model, shadow in serving] for t in times]
         logged = await self._logged([id_ for row in ids for id_ in row])
         self.already_logged += sum(id_ in logged for row in ids for id_ in row)
         wanted = [i for i, row in enumerate(ids) if not logged.issuperset(row)]
         if not wanted:
             return []
-        forecasts = await self._run(forecast_batch, [model for model, _ in serving], observations, flares,
-                                    [times[i] for i in wanted])
+        if ahead is not None:
+            forecasts = await ahead.result
+            self.computed_ahead += 1
+        else:
+            forecasts = await self._run(forecast_batch, [model for model, _ in serving], observations, flares,
+                                        [times[i] for i in wanted])
         messages = []
         for row, i in enumerate(wanted):
             at_time = [

@@ -88,6 +88,34 @@ async def test_each_stream_forecast_equals_the_batch_forecast_from_the_same_data
     issued = await feed(stream, readings)
     for forecast in issued[22::7]:
         assert forecast == batch_forecast(champion, readings, [], forecast.event_time)
+    # live, each hour's forecast was computed from the reading before it (all but the first, and any hour whose
+    # last minute is missing)
+    assert len(issued) / 2 < stream.computed_ahead < len(issued)
+
+
+async def test_a_forecast_computed_ahead_is_computed_again_when_a_late_reading_or_a_flare_changes_what_it_reads():
+    champion = model("v-champion")
+    stream = forecaster(ModelSlots(champion=champion))
+    readings = [r for r in july_readings() if r.event_time < datetime(2015, 7, 2, 10, tzinfo=timezone.utc)]
+    due_at, flare_due_at = datetime(2015, 7, 2, 9, tzinfo=timezone.utc), datetime(2015, 7, 2, 10, tzinfo=timezone.utc)
+    before = [r for r in readings if r.event_time < due_at]
+    await feed(stream, before)  # the last reading of 08:59 has started the forecast at 09:00
+    ahead = stream.computed_ahead
+    late = before[-30].model_copy(update={"xrsb_flux": 9e-5, "message_id": "a-corrected-reading"})
+    [at_nine] = await feed(stream, [late, next(r for r in readings if r.event_time >= due_at)])
+    corrected = [late if r.event_time == late.event_time else r for r in readings]
+    assert at_nine == batch_forecast(champion, corrected, [], due_at)
+    assert stream.computed_ahead == ahead
+
+    rest = [r for r in corrected if due_at < r.event_time < flare_due_at]
+    await feed(stream, rest)
+    peak = flare_due_at - HOUR / 4
+    flare = m.FlareObserved(message_id="flare-1", event_time=peak, start_time=peak - HOUR / 4, peak_time=peak,
+                            goes_class="M2.0", class_letter="M", peak_flux=2e-5, source="catalogue")
+    stream.on_flare(flare)  # known once the flux reaches its peak, which it has
+    [at_ten] = await feed(stream, [next(r for r in july_readings() if r.event_time >= flare_due_at)])
+    assert at_ten == batch_forecast(champion, corrected, [flare], flare_due_at)
+    assert stream.computed_ahead == ahead
 
 
 async def test_a_gap_in_the_flux_gives_degraded_forecasts_from_the_flare_history_not_stale_ones():
