@@ -35,7 +35,7 @@ import warnings
 from collections import OrderedDict
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
-from typing import Iterable, Mapping
+from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -507,11 +507,7 @@ class FeatureState:
         # column by column (one `zip` each side) rather than a tuple per row: this runs at every issue time
         satellite, cadence, time_ns = zip(*self._flux)
         era, xrsa, xrsb = zip(*self._flux.values())
-        return pd.DataFrame({
-            "time_tag": pd.to_datetime(np.fromiter(time_ns, dtype=np.int64, count=len(time_ns)), utc=True),
-            "satellite": satellite, "cadence_seconds": cadence, "scaling_era": era,
-            "xrsa_flux": xrsa, "xrsb_flux": xrsb,
-        }, columns=list(OBSERVATION_COLUMNS))
+        return observations_from_columns(time_ns, satellite, cadence, era, xrsa, xrsb, time_unit="ns")
 
     def flares(self) -> pd.DataFrame:
         frame = pd.DataFrame(list(self._flares.values()), columns=list(FLARE_COLUMNS))
@@ -528,6 +524,19 @@ def hourly_issue_times(start: datetime, end: datetime, step_hours: int = 1) -> p
     first = pd.Timestamp(start).tz_convert("UTC") if pd.Timestamp(start).tzinfo else pd.Timestamp(start, tz="UTC")
     last = pd.Timestamp(end).tz_convert("UTC") if pd.Timestamp(end).tzinfo else pd.Timestamp(end, tz="UTC")
     return pd.date_range(first.ceil("h"), last, freq=timedelta(hours=step_hours), name="issued_at").as_unit("ns")
+
+
+def observations_from_columns(time_tag: Sequence[int], satellite: Sequence[str], cadence_seconds: Sequence[int],
+                              scaling_era: Sequence[str], xrsa_flux: Sequence[float | None],
+                              xrsb_flux: Sequence[float | None], *, time_unit: str) -> pd.DataFrame:
+    """Readings given column by column, the time as epoch integers in `time_unit`, as the frame features read (a
+    missing flux value becomes NaN, as from rows)."""
+    return pd.DataFrame({
+        "time_tag": pd.to_datetime(np.asarray(time_tag, dtype=np.int64), unit=time_unit, utc=True),
+        "satellite": satellite, "cadence_seconds": np.asarray(cadence_seconds, dtype=np.int64),
+        "scaling_era": scaling_era,
+        "xrsa_flux": np.asarray(xrsa_flux, dtype=np.float64), "xrsb_flux": np.asarray(xrsb_flux, dtype=np.float64),
+    }, columns=list(OBSERVATION_COLUMNS))
 
 
 def observations_from_rows(rows: Iterable[Mapping]) -> pd.DataFrame:

@@ -24,7 +24,7 @@ from datetime import datetime
 import pandas as pd
 
 from services.predictor.forecasts import PointForecast
-from services.predictor.store import FluxColumns, observations_from_columns
+from services.predictor.store import FluxColumns, observations_from_flux_columns
 from services.predictor.stream import compute_points
 from shared.features import FeatureVector
 from shared.forecast_model import Forecast, ForecastModel
@@ -57,7 +57,7 @@ Observations = pd.DataFrame | FluxColumns | None  # a frame, or the flux as `sto
 
 def _point(model: ForecastModel, observations: Observations, flares: pd.DataFrame,
            issued_at: datetime) -> PointForecast:
-    frame = observations if isinstance(observations, pd.DataFrame) else observations_from_columns(observations)
+    frame = observations if isinstance(observations, pd.DataFrame) else observations_from_flux_columns(observations)
     [point] = compute_points([model], frame, flares, issued_at)
     return point
 

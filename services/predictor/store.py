@@ -14,11 +14,12 @@ from datetime import datetime, timedelta
 from typing import Sequence
 
 import asyncpg
-import numpy as np
 import pandas as pd
 
 from shared import messages as m
-from shared.features import FLARE_COLUMNS, HOUR, OBSERVATION_COLUMNS, FeatureParams, observations_from_rows
+from shared.features import (
+    FLARE_COLUMNS, HOUR, FeatureParams, observations_from_columns, observations_from_rows,
+)
 
 FLUX_QUERY = """
     SELECT time_tag, satellite, cadence_seconds, scaling_era, xrsa_flux, xrsb_flux, message_id, source, quality
@@ -118,19 +119,11 @@ class ForecastHistory:
         return flares_frame(self.flare_rows)
 
 
-def observations_from_columns(flux: FluxColumns | None) -> pd.DataFrame:
+def observations_from_flux_columns(flux: FluxColumns | None) -> pd.DataFrame:
     """The frame `observations_from_rows` makes of the same readings, from a row of `FLUX_COLUMNS_QUERY`."""
     if flux is None:
         return observations_from_rows([])
-    time_us, satellite, cadence_seconds, scaling_era, xrsa_flux, xrsb_flux = flux
-    columns = {
-        "time_tag": pd.to_datetime(np.asarray(time_us, dtype="int64"), unit="us", utc=True),
-        "satellite": satellite, "cadence_seconds": np.asarray(cadence_seconds, dtype="int64"),
-        "scaling_era": scaling_era,
-        "xrsa_flux": np.asarray(xrsa_flux, dtype="float64"),  # a NULL becomes NaN, as from rows
-        "xrsb_flux": np.asarray(xrsb_flux, dtype="float64"),
-    }
-    return pd.DataFrame(columns, columns=list(OBSERVATION_COLUMNS))
+    return observations_from_columns(*flux, time_unit="us")
 
 
 async def forecast_history(conn: asyncpg.Connection, until: datetime, params: FeatureParams) -> ForecastHistory:

@@ -261,6 +261,6 @@ async def test_the_flux_a_rest_forecast_reads_as_columns_is_the_frame_read_row_b
             at = datetime.fromisoformat(instant)
             rows = await store.history_before(conn, at, params)
             columns = await store.forecast_history(conn, at, params)
-            pd.testing.assert_frame_equal(store.observations_from_columns(columns.flux), rows.observations)
+            pd.testing.assert_frame_equal(store.observations_from_flux_columns(columns.flux), rows.observations)
             pd.testing.assert_frame_equal(columns.flares, rows.flares)
     assert rows.flux_rows == [] and columns.flux is None  # September: nothing stored, an empty frame
